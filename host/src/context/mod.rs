@@ -1,0 +1,1 @@
+//! The build context directory: confined, read-only access and .containerignore/.dockerignore matching.

@@ -1,0 +1,1 @@
+//! The one copy engine that push, pull, copy and sync go through.

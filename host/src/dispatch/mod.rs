@@ -1,0 +1,1 @@
+//! Platforms, binfmt_misc detection through procfs, step runners and RUN isolation.

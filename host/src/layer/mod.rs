@@ -1,0 +1,1 @@
+//! Layers: tar diffs with whiteouts, safe unpacking, compression.

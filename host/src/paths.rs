@@ -1,0 +1,33 @@
+//! Where lade keeps things on disk, by the conventions of the containers tools.
+
+use std::path::PathBuf;
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn home() -> PathBuf {
+    dirs::home_dir().unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// The default store: /var/lib/lade as root, else `$XDG_DATA_HOME/lade` (~/.local/share/lade).
+pub fn default_root() -> PathBuf {
+    if is_root() {
+        PathBuf::from("/var/lib/lade")
+    } else {
+        dirs::data_dir().unwrap_or_else(|| home().join(".local/share")).join("lade")
+    }
+}
+
+/// Rebuildable caches (compiled plugins): `$LADE_CACHE_DIR`, else /var/cache/lade as root, else
+/// `$XDG_CACHE_HOME/lade` (~/.cache/lade).
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LADE_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    if is_root() {
+        PathBuf::from("/var/cache/lade")
+    } else {
+        dirs::cache_dir().unwrap_or_else(|| home().join(".cache")).join("lade")
+    }
+}

@@ -1,0 +1,1 @@
+//! The plugin runtime: one wasmtime engine, compile cache, limits; one file per host-provided interface.

@@ -1,0 +1,1 @@
+//! Image references and transport strings, normalised as containers/image does.

@@ -1,0 +1,1 @@
+//! The local content-addressed store: an OCI image layout with locking and atomic writes.
