@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything lade's build and tests need on a Debian machine (run as root; idempotent):
+# the wasm32-wasip2 Rust target for the plugins, and the real peers the tests compare against.
+set -euo pipefail
+
+PACKAGES=(
+  buildah skopeo podman umoci runc      # peers: build, copy, load, unpack, OCI runtime
+  docker-registry apache2-utils          # a real registry on loopback, htpasswd for its basic auth
+  qemu-user-static binfmt-support        # foreign-architecture RUN steps
+  busybox-static mmdebstrap              # base images made locally (tests cannot pull)
+  uidmap fuse-overlayfs                  # rootless: newuidmap/newgidmap
+  curl jq zstd xz-utils bzip2 python3    # fixtures and the benchmark
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  rustup target add wasm32-wasip2
+fi
+
+# binfmt_misc for QEMU: mount it when absent, then register the handlers Debian ships.
+if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || echo "setup: could not mount binfmt_misc" >&2
+fi
+if [ -e /proc/sys/fs/binfmt_misc/status ] && command -v update-binfmts >/dev/null; then
+  update-binfmts --enable >/dev/null 2>&1 || true
+fi
+echo "setup: done" >&2
