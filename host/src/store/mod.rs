@@ -1,1 +1,3 @@
 //! The local content-addressed store: an OCI image layout with locking and atomic writes.
+
+pub mod layout;

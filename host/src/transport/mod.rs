@@ -1,1 +1,294 @@
-//! Transports (docker://, oci:, oci-archive:, docker-archive:, dir:, the local store) behind one source/destination interface.
+//! Transports (docker://, oci:, oci-archive:, docker-archive:, dir:, the local store) behind one
+//! source/destination interface.
+//!
+//! # The contract (stable; every transport implements it, the copy engine in `crate::copy` drives it)
+//!
+//! * [`ImageSource`] hands out manifests (the tagged top one, or a child of an index by digest) and blobs as
+//!   a [`BlobStream`]. A source does not need to verify what it returns: the engine wraps every blob in a
+//!   [`verify::DigestingReader`] and checks every manifest with [`verify::check_bytes`].
+//! * [`ImageDestination`] receives blobs, then manifests (children of an index first, each with
+//!   `instance: Some(digest)`; the top one last with `instance: None`), then [`ImageDestination::commit`].
+//!   Nothing may become visible (a blob file, a tag) before it is complete: `put_blob` must read the stream
+//!   to EOF without error before it publishes the blob. The stream the engine passes is a `DigestingReader`,
+//!   which fails at EOF on a short read, an overlong read or a digest mismatch, so a destination that only
+//!   publishes after a clean EOF never publishes a bad blob and need not hash again. A destination called
+//!   with a stream that does not come from the engine must wrap it in a `DigestingReader` itself.
+//! * [`open_source`] / [`open_destination`] parse a transport string (`oci:/x:tag`, `docker://host/repo:tag`,
+//!   ...) with [`parse`] and open the right transport. `docker://` is delegated to
+//!   `crate::transport::docker::{open_source, open_destination}(rest_without_prefix, ctx)`.
+
+// pub mod dir; (in progress)
+// pub mod docker_archive; (in progress)
+// pub mod local; (in progress)
+pub mod oci;
+// pub mod oci_archive; (in progress)
+pub mod verify;
+// The registry transport is `docker.rs`, owned by the registry half of the project.
+// pub mod docker; (H4 adds transport/docker.rs: pub async fn open_source/open_destination(rest, ctx))
+
+use anyhow::{Context, Result, bail};
+use async_trait::async_trait;
+pub use oci_spec::image::{Descriptor, Digest};
+use std::path::PathBuf;
+
+/// The bytes of one blob, streamed. Sources return it; destinations consume it to EOF.
+pub type BlobStream = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
+/// Media types the engine and the transports recognise.
+pub mod media {
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+    pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
+    pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+    pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+    pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+    pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+    pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+    pub const DOCKER_FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+
+    /// A manifest list or an OCI index.
+    pub fn is_index(mt: &str) -> bool {
+        mt == OCI_INDEX || mt == DOCKER_LIST
+    }
+
+    /// A single-image manifest (OCI or Docker v2s2).
+    pub fn is_manifest(mt: &str) -> bool {
+        mt == OCI_MANIFEST || mt == DOCKER_MANIFEST
+    }
+
+    /// The media type of manifest bytes: their `mediaType` field, else `manifests` → OCI index, else an OCI
+    /// manifest (the OCI spec makes the field optional).
+    pub fn sniff(bytes: &[u8]) -> String {
+        let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+        if let Some(mt) = v.get("mediaType").and_then(|m| m.as_str()) {
+            return mt.to_string();
+        }
+        if v.get("manifests").is_some() { OCI_INDEX.to_string() } else { OCI_MANIFEST.to_string() }
+    }
+}
+
+/// Overrides for choosing an instance from an index (`--override-os/--override-arch/--override-variant`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlatformOverride {
+    pub os: Option<String>,
+    pub arch: Option<String>,
+    pub variant: Option<String>,
+}
+
+/// Everything a transport may need besides the reference, like containers/image `types.SystemContext`.
+/// One context is used for one side of a copy (source or destination).
+#[derive(Debug, Clone, Default)]
+pub struct SystemContext {
+    /// `--tls-verify`: None = the default (verify, unless registries.conf marks the registry insecure).
+    pub tls_verify: Option<bool>,
+    /// `--creds USER[:PASSWORD]`.
+    pub creds: Option<String>,
+    /// `--authfile`.
+    pub authfile: Option<PathBuf>,
+    /// `--cert-dir`: a certs.d-style directory for this registry.
+    pub cert_dir: Option<PathBuf>,
+    /// `--registries-conf` (global flag).
+    pub registries_conf: Option<PathBuf>,
+    /// `--retry-times`: how many times a transient failure is retried.
+    pub retry_times: u32,
+    /// Platform overrides for picking an instance from an index.
+    pub platform: PlatformOverride,
+    /// The local store (`--root`), for the store transport and for lade's own metadata.
+    pub store_root: PathBuf,
+}
+
+/// Where a blob was read from, so a destination can try a cross-repository mount.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReuseHint {
+    /// For a registry source: the registry host (`docker.io`, `127.0.0.1:5000`).
+    pub registry: Option<String>,
+    /// For a registry source: the repository path (`library/alpine`).
+    pub repository: Option<String>,
+}
+
+/// Read side of a transport.
+#[async_trait]
+pub trait ImageSource: Send + Sync {
+    /// The transport string, for messages (`oci:/tmp/x:latest`).
+    fn name(&self) -> String;
+
+    /// The manifest the reference names (`instance: None`), or a child of an index by digest.
+    /// Returns the exact bytes and their media type.
+    async fn manifest(&self, instance: Option<&Digest>) -> Result<(Vec<u8>, String)>;
+
+    /// A blob's bytes. The engine verifies digest and size while reading.
+    async fn blob(&self, desc: &Descriptor) -> Result<BlobStream>;
+
+    /// OCI 1.1 referrers of `subject` (signatures, attestations, SBOMs that name it in `subject`).
+    async fn referrers(&self, _subject: &Descriptor) -> Result<Vec<Descriptor>> {
+        Ok(vec![])
+    }
+
+    /// Another tag in the same repository (cosign's `sha256-<hex>.sig` scheme): Ok(None) when absent or
+    /// when the transport has no such notion.
+    async fn tagged_manifest(&self, _tag: &str) -> Result<Option<(Vec<u8>, String)>> {
+        Ok(None)
+    }
+
+    /// Where blobs come from, for cross-repository mounts at a registry destination.
+    fn reuse_hint(&self) -> Option<ReuseHint> {
+        None
+    }
+}
+
+/// Write side of a transport.
+#[async_trait]
+pub trait ImageDestination: Send + Sync {
+    /// The transport string, for messages.
+    fn name(&self) -> String;
+
+    /// Manifest media types this destination can store, most preferred first. Empty: any.
+    fn supported_manifest_types(&self) -> Vec<&'static str> {
+        vec![]
+    }
+
+    /// Whether it can store an index (manifest list); when false the engine copies one instance.
+    fn supports_index(&self) -> bool {
+        true
+    }
+
+    /// Whether the destination already holds this blob (checked before any upload).
+    async fn has_blob(&self, desc: &Descriptor) -> Result<bool>;
+
+    /// Make the blob present without uploading it (a registry's cross-repository mount). Ok(false): not
+    /// possible, the engine will call `put_blob`.
+    async fn try_reuse_blob(&self, _desc: &Descriptor, _hint: Option<&ReuseHint>) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Store a blob. Must read `data` to EOF without error before making it visible (see module docs).
+    async fn put_blob(&self, desc: &Descriptor, data: BlobStream) -> Result<()>;
+
+    /// Store a manifest. `instance: Some(d)` for a child of an index or an untagged manifest (a referrer);
+    /// `None` for the top manifest the reference names, which gets the reference's tag.
+    async fn put_manifest(&self, bytes: &[u8], media_type: &str, instance: Option<&Digest>) -> Result<()>;
+
+    /// Store a manifest under another tag of the same repository (cosign `sha256-<hex>.sig`).
+    /// Ok(false) when the destination has no tags besides its reference's.
+    async fn put_tagged_manifest(&self, _bytes: &[u8], _media_type: &str, _tag: &str) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Finish: publish tags, write archives. Nothing is visible under the reference before this.
+    async fn commit(&self) -> Result<()>;
+}
+
+/// A parsed transport string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportRef {
+    /// `docker://REF` (REF without the prefix).
+    Docker(String),
+    /// `oci:DIR[:REF]`.
+    Oci { dir: PathBuf, reference: Option<String> },
+    /// `oci-archive:FILE[:REF]`.
+    OciArchive { file: PathBuf, reference: Option<String> },
+    /// `docker-archive:FILE[:REF]` (REF: a name:tag, or `@N` for the N-th image).
+    DockerArchive { file: PathBuf, reference: Option<String> },
+    /// `dir:DIR`.
+    Dir(PathBuf),
+    /// The local store: `lade:NAME` or `containers-storage:NAME` (NAME: name, short name or image ID).
+    Local(String),
+}
+
+/// Split `PATH[:REF]` at the first colon, as containers/image does (paths holding a colon are not
+/// supported, exactly like skopeo).
+fn split_path_ref(rest: &str) -> (PathBuf, Option<String>) {
+    match rest.split_once(':') {
+        Some((p, r)) if !r.is_empty() => (PathBuf::from(p), Some(r.to_string())),
+        Some((p, _)) => (PathBuf::from(p), None),
+        None => (PathBuf::from(rest), None),
+    }
+}
+
+/// Parse a transport string. A name without a known transport prefix is an error naming the choices.
+pub fn parse(name: &str) -> Result<TransportRef> {
+    let (transport, rest) = name.split_once(':').with_context(|| {
+        format!("`{name}` names no transport: use docker://, oci:, oci-archive:, docker-archive:, dir: or lade:")
+    })?;
+    if rest.is_empty() {
+        bail!("`{name}`: the {transport}: transport needs a location after the colon");
+    }
+    Ok(match transport {
+        "docker" => match rest.strip_prefix("//") {
+            Some(r) if !r.is_empty() => TransportRef::Docker(r.to_string()),
+            _ => bail!("`{name}`: write docker://HOST/REPO[:TAG|@DIGEST]"),
+        },
+        "oci" => {
+            let (dir, reference) = split_path_ref(rest);
+            TransportRef::Oci { dir, reference }
+        }
+        "oci-archive" => {
+            let (file, reference) = split_path_ref(rest);
+            TransportRef::OciArchive { file, reference }
+        }
+        "docker-archive" => {
+            let (file, reference) = split_path_ref(rest);
+            TransportRef::DockerArchive { file, reference }
+        }
+        "dir" => TransportRef::Dir(PathBuf::from(rest)),
+        "lade" | "containers-storage" => TransportRef::Local(rest.to_string()),
+        other => bail!(
+            "`{name}`: unknown transport `{other}:`; use docker://, oci:, oci-archive:, docker-archive:, dir: or lade:"
+        ),
+    })
+}
+
+/// Open the read side of `name` (a transport string).
+pub async fn open_source(name: &str, ctx: &SystemContext) -> Result<Box<dyn ImageSource>> {
+    Ok(match parse(name)? {
+        TransportRef::Docker(_) => bail!("{name}: the docker transport is not built in yet"),
+        TransportRef::Oci { dir, reference } => Box::new(oci::OciSource::open(&dir, reference.as_deref())?),
+        TransportRef::OciArchive { .. } => bail!("{name}: not built in yet"),
+        TransportRef::DockerArchive { .. } => bail!("{name}: not built in yet"),
+        TransportRef::Dir(_) => bail!("{name}: not built in yet"),
+        TransportRef::Local(_) => bail!("{name}: not built in yet"),
+    })
+}
+
+/// Open the write side of `name` (a transport string).
+pub async fn open_destination(name: &str, ctx: &SystemContext) -> Result<Box<dyn ImageDestination>> {
+    Ok(match parse(name)? {
+        TransportRef::Docker(_) => bail!("{name}: the docker transport is not built in yet"),
+        TransportRef::Oci { dir, reference } => Box::new(oci::OciDestination::open(&dir, reference.as_deref())?),
+        TransportRef::OciArchive { .. } => bail!("{name}: not built in yet"),
+        TransportRef::DockerArchive { .. } => bail!("{name}: not built in yet"),
+        TransportRef::Dir(_) => bail!("{name}: not built in yet"),
+        TransportRef::Local(_) => bail!("{name}: not built in yet"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_transport_strings() {
+        assert_eq!(
+            parse("oci:/x/y:tag").unwrap(),
+            TransportRef::Oci { dir: "/x/y".into(), reference: Some("tag".into()) }
+        );
+        assert_eq!(parse("oci:/x/y").unwrap(), TransportRef::Oci { dir: "/x/y".into(), reference: None });
+        assert_eq!(
+            parse("oci:/x:localhost/app:1").unwrap(),
+            TransportRef::Oci { dir: "/x".into(), reference: Some("localhost/app:1".into()) }
+        );
+        assert_eq!(parse("docker://a.b/c:1").unwrap(), TransportRef::Docker("a.b/c:1".into()));
+        assert_eq!(parse("dir:/d").unwrap(), TransportRef::Dir("/d".into()));
+        assert_eq!(
+            parse("docker-archive:/a.tar:app:1").unwrap(),
+            TransportRef::DockerArchive { file: "/a.tar".into(), reference: Some("app:1".into()) }
+        );
+        assert!(parse("nope:/x").is_err());
+        assert!(parse("alpine").is_err());
+        assert!(parse("docker:alpine").is_err());
+    }
+}

@@ -1,0 +1,304 @@
+//! One OCI image layout on disk (`oci-layout`, `index.json`, `blobs/<algo>/<hex>`): atomic blob writes and
+//! index updates under an exclusive `flock` on the layout directory, so concurrent writers never lose a tag.
+//! Used by the `oci:` transport and by the local store.
+
+use crate::transport::verify::{DigestingReader, Hasher};
+use crate::transport::{BlobStream, Descriptor, Digest};
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The annotation that names a manifest in `index.json`.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// An OCI image layout rooted at a directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+/// An exclusive lock on a layout, released on drop.
+pub struct LayoutLock {
+    _fd: File,
+}
+
+/// Write `data` to `path` atomically: a temp file in the same directory, fsync, rename, fsync the directory.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().context("a file path has a parent directory")?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).with_context(|| format!("renaming into {}", path.display()))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+impl Layout {
+    /// Open a layout, creating the directory, `oci-layout`, `index.json` and `blobs/sha256` when missing.
+    pub fn create(root: &Path) -> Result<Layout> {
+        fs::create_dir_all(root.join("blobs/sha256"))
+            .with_context(|| format!("creating the OCI layout at {}", root.display()))?;
+        let l = Layout { root: root.to_path_buf() };
+        let marker = root.join("oci-layout");
+        if !marker.exists() {
+            write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        if !l.index_path().exists() {
+            let _lock = l.lock()?;
+            if !l.index_path().exists() {
+                l.write_index(&json!({"schemaVersion": 2, "manifests": []}))?;
+            }
+        }
+        Ok(l)
+    }
+
+    /// Open an existing layout (an error naming the directory when it is not one).
+    pub fn open(root: &Path) -> Result<Layout> {
+        if !root.join("index.json").is_file() {
+            bail!("{} is not an OCI image layout (no index.json)", root.display());
+        }
+        Ok(Layout { root: root.to_path_buf() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+
+    /// Path of a blob (it may not exist).
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs").join(d.algorithm().as_ref()).join(d.digest())
+    }
+
+    pub fn has_blob(&self, d: &Digest, size: Option<u64>) -> bool {
+        match fs::metadata(self.blob_path(d)) {
+            Ok(m) => m.is_file() && size.is_none_or(|s| s == m.len()),
+            Err(_) => false,
+        }
+    }
+
+    pub fn read_blob(&self, d: &Digest) -> Result<Vec<u8>> {
+        let p = self.blob_path(d);
+        fs::read(&p).with_context(|| format!("reading blob {d} from {}", self.root.display()))
+    }
+
+    /// Open a blob for streaming.
+    pub async fn open_blob(&self, d: &Digest) -> Result<BlobStream> {
+        let p = self.blob_path(d);
+        let f = tokio::fs::File::open(&p)
+            .await
+            .with_context(|| format!("blob {d} is missing from {}", self.root.display()))?;
+        Ok(Box::new(f))
+    }
+
+    /// Stream a blob into the layout. With `verify`, the stream is hashed here; without, the caller
+    /// guarantees it is a `DigestingReader` (see the transport contract). The blob becomes visible only
+    /// after a clean EOF, fsync and rename.
+    pub async fn put_blob(&self, digest: &Digest, size: Option<u64>, data: BlobStream, verify: bool) -> Result<()> {
+        if self.has_blob(digest, size) {
+            return Ok(());
+        }
+        let mut data: BlobStream = if verify { Box::new(DigestingReader::new(data, digest, size)?) } else { data };
+        let dir = self.blob_path(digest).parent().expect("blob path has a parent").to_path_buf();
+        tokio::fs::create_dir_all(&dir).await?;
+        let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir)?;
+        let (std_file, tmp_path) = tmp.into_parts();
+        let mut f = tokio::fs::File::from_std(std_file);
+        let copied = async {
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = data.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                f.write_all(&buf[..n]).await?;
+            }
+            f.flush().await?;
+            f.sync_all().await?;
+            anyhow::Ok(())
+        }
+        .await;
+        copied.with_context(|| format!("writing blob {digest} into {}", self.root.display()))?;
+        drop(f);
+        tmp_path
+            .persist(self.blob_path(digest))
+            .with_context(|| format!("publishing blob {digest} in {}", self.root.display()))?;
+        sync_dir(&dir);
+        Ok(())
+    }
+
+    /// Write in-memory bytes as a blob; returns their sha256 digest.
+    pub fn put_bytes(&self, data: &[u8]) -> Result<Digest> {
+        let mut h = Hasher::sha256();
+        h.update(data);
+        let d = h.finish();
+        if !self.has_blob(&d, Some(data.len() as u64)) {
+            write_atomic(&self.blob_path(&d), data)?;
+        }
+        Ok(d)
+    }
+
+    /// Take the exclusive lock that guards `index.json` (flock on the layout directory; blocks).
+    pub fn lock(&self) -> Result<LayoutLock> {
+        let fd = File::open(&self.root).with_context(|| format!("opening {} to lock it", self.root.display()))?;
+        rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive)
+            .with_context(|| format!("locking {}", self.root.display()))?;
+        Ok(LayoutLock { _fd: fd })
+    }
+
+    /// The parsed `index.json` (unknown fields kept).
+    pub fn read_index(&self) -> Result<Value> {
+        let p = self.index_path();
+        let bytes = fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+        let v: Value =
+            serde_json::from_slice(&bytes).with_context(|| format!("{} is not valid JSON", p.display()))?;
+        if !v.get("manifests").is_none_or(Value::is_array) {
+            bail!("{}: `manifests` is not an array", p.display());
+        }
+        Ok(v)
+    }
+
+    fn write_index(&self, v: &Value) -> Result<()> {
+        write_atomic(&self.index_path(), &serde_json::to_vec(v)?)
+    }
+
+    /// The descriptors in `index.json`.
+    pub fn entries(&self) -> Result<Vec<Descriptor>> {
+        entries_of(&self.read_index()?, &self.index_path())
+    }
+
+    /// Read-modify-write `index.json` under the lock. `f` edits the list of manifest descriptors.
+    pub fn update_index<T>(&self, f: impl FnOnce(&mut Vec<Value>) -> Result<T>) -> Result<T> {
+        let _lock = self.lock()?;
+        let mut idx = self.read_index()?;
+        let obj = idx.as_object_mut().context("index.json is not a JSON object")?;
+        let mut list = match obj.remove("manifests") {
+            Some(Value::Array(a)) => a,
+            _ => vec![],
+        };
+        let out = f(&mut list)?;
+        obj.insert("manifests".into(), Value::Array(list));
+        obj.entry("schemaVersion").or_insert(json!(2));
+        self.write_index(&idx)?;
+        Ok(out)
+    }
+
+    /// Point `name` at `desc` (replacing whatever it named before).
+    pub fn set_ref(&self, name: &str, desc: &Descriptor) -> Result<()> {
+        let mut v = serde_json::to_value(desc)?;
+        v.as_object_mut()
+            .expect("a descriptor serialises to an object")
+            .entry("annotations")
+            .or_insert(json!({}))
+            .as_object_mut()
+            .context("descriptor annotations are not an object")?
+            .insert(REF_NAME.into(), json!(name));
+        self.update_index(|list| {
+            list.retain(|e| ref_name_of(e) != Some(name));
+            list.push(v);
+            Ok(())
+        })
+    }
+
+    /// Add an untagged entry (a referrer, an unnamed image) unless one with that digest is there.
+    pub fn add_untagged(&self, desc: &Descriptor) -> Result<()> {
+        let v = serde_json::to_value(desc)?;
+        let digest = desc.digest().to_string();
+        self.update_index(|list| {
+            if !list.iter().any(|e| e.get("digest").and_then(Value::as_str) == Some(&digest)) {
+                list.push(v);
+            }
+            Ok(())
+        })
+    }
+
+    /// Remove the entry named `name`; returns the descriptor it pointed at.
+    pub fn remove_ref(&self, name: &str) -> Result<Option<Descriptor>> {
+        self.update_index(|list| {
+            let mut removed = None;
+            list.retain(|e| {
+                if ref_name_of(e) == Some(name) {
+                    removed = serde_json::from_value(e.clone()).ok();
+                    false
+                } else {
+                    true
+                }
+            });
+            Ok(removed)
+        })
+    }
+
+    /// The descriptor named `name`.
+    pub fn find_ref(&self, name: &str) -> Result<Option<Descriptor>> {
+        Ok(self.entries()?.into_iter().find(|d| ref_of(d) == Some(name)))
+    }
+}
+
+fn ref_name_of(v: &Value) -> Option<&str> {
+    v.get("annotations")?.get(REF_NAME)?.as_str()
+}
+
+/// The `org.opencontainers.image.ref.name` of a descriptor.
+pub fn ref_of(d: &Descriptor) -> Option<&str> {
+    d.annotations().as_ref()?.get(REF_NAME).map(String::as_str)
+}
+
+fn entries_of(idx: &Value, path: &Path) -> Result<Vec<Descriptor>> {
+    let Some(list) = idx.get("manifests").and_then(Value::as_array) else { return Ok(vec![]) };
+    list.iter()
+        .enumerate()
+        .map(|(i, e)| {
+            serde_json::from_value(e.clone())
+                .with_context(|| format!("{}: manifests[{i}] is not a valid descriptor", path.display()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::verify::sha256_digest;
+
+    #[tokio::test]
+    async fn blob_writes_verify_and_refs_update() {
+        let tmp = tempfile::tempdir().unwrap();
+        let l = Layout::create(tmp.path()).unwrap();
+        let d = sha256_digest(b"abc");
+        let bad: BlobStream = Box::new(&b"abd"[..]);
+        assert!(l.put_blob(&d, Some(3), bad, true).await.is_err());
+        assert!(!l.has_blob(&d, None), "a mismatching blob must not become visible");
+        let leftovers: Vec<_> = fs::read_dir(tmp.path().join("blobs/sha256")).unwrap().collect();
+        assert!(leftovers.is_empty(), "no temp file left behind");
+        l.put_blob(&d, Some(3), Box::new(&b"abc"[..]), true).await.unwrap();
+        assert_eq!(l.read_blob(&d).unwrap(), b"abc");
+        let desc = oci_spec::image::DescriptorBuilder::default()
+            .media_type("application/vnd.oci.image.manifest.v1+json")
+            .digest(d.clone())
+            .size(3u64)
+            .build()
+            .unwrap();
+        l.set_ref("a:1", &desc).unwrap();
+        l.set_ref("a:1", &desc).unwrap();
+        l.set_ref("a:2", &desc).unwrap();
+        assert_eq!(l.entries().unwrap().len(), 2);
+        assert!(l.find_ref("a:1").unwrap().is_some());
+        assert!(l.remove_ref("a:1").unwrap().is_some());
+        assert!(l.find_ref("a:1").unwrap().is_none());
+    }
+}
