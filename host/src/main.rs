@@ -54,6 +54,9 @@ enum Command {
     Delete(cli::registry::DeleteArgs),
     /// Mirror many images, incrementally
     Sync(cli::sync::SyncArgs),
+    /// Internal: run one RUN step from a spec file (lade re-executes itself for this)
+    #[command(name = "__run-step", hide = true)]
+    RunStep { spec: std::path::PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::ListTags(a) => cli::registry::list_tags(g, a),
         Command::Delete(a) => cli::registry::delete(g, a),
         Command::Sync(a) => cli::sync::run(g, a),
+        Command::RunStep { spec } => lade::dispatch::isolation::child::main(&spec),
     };
     cli::exit(result)
 }

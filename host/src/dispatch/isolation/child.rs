@@ -1,0 +1,500 @@
+//! `lade __run-step SPEC`: the process that runs one step. It starts single-threaded, unshares the namespaces,
+//! forks the step's pid 1 (which mounts the rootfs, pivots into it, drops privileges and execs the command),
+//! waits for it and writes a [`ChildResult`] next to the spec.
+
+use super::mounts::{Root, bind, fd_path, loopback_up, mount};
+use super::snapshot::RootfsSpec;
+use super::{ChildResult, ChildSpec, Emulator, Isolation, MountKind, Network, user};
+use anyhow::{Context, Result, bail};
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Capabilities a step keeps (Docker's and buildah's default set).
+const KEPT_CAPS: &[u32] = &[0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
+
+/// Entry point of the hidden subcommand.
+pub fn main(spec_path: &Path) -> Result<()> {
+    let bytes = std::fs::read(spec_path)
+        .with_context(|| format!("reading step spec {}", spec_path.display()))?;
+    let cs: ChildSpec = serde_json::from_slice(&bytes).context("parsing the step spec")?;
+    let mut result = ChildResult::default();
+    if let Err(e) = run(&cs, &mut result) {
+        result.setup_error = Some(format!("{e:#}"));
+    }
+    let tmp = cs.result.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&result)?).context("writing the step result")?;
+    std::fs::rename(&tmp, &cs.result).context("writing the step result")?;
+    Ok(())
+}
+
+/// Files bound at /etc/resolv.conf, /etc/hosts and /etc/hostname: copies, so the step cannot change the host's.
+fn prepare_etc_files(cs: &ChildSpec) -> Result<[(PathBuf, &'static str); 3]> {
+    let step = &cs.step;
+    let resolv = cs.scratch.join("resolv.conf");
+    let src = step
+        .resolv_conf
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/etc/resolv.conf"));
+    let mut content = std::fs::read(&src).unwrap_or_default();
+    if step.network == Network::None {
+        content.clear();
+    }
+    std::fs::write(&resolv, content)?;
+    let hosts = cs.scratch.join("hosts");
+    let mut h = match &step.hosts {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
+        None => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string(),
+    };
+    h.push_str(&format!("127.0.1.1\t{}\n", step.hostname));
+    std::fs::write(&hosts, h)?;
+    let hostname = cs.scratch.join("hostname");
+    std::fs::write(&hostname, format!("{}\n", step.hostname))?;
+    Ok([
+        (resolv, "/etc/resolv.conf"),
+        (hosts, "/etc/hosts"),
+        (hostname, "/etc/hostname"),
+    ])
+}
+
+fn run(cs: &ChildSpec, result: &mut ChildResult) -> Result<()> {
+    let etc = prepare_etc_files(cs)?;
+    if cs.step.isolation == Isolation::Oci {
+        return super::oci::run(cs, &etc, result);
+    }
+    if !rustix::process::geteuid().is_root() {
+        bail!(
+            "RUN isolation without root needs a user namespace, which this lade build does not set up yet; run as root or use --isolation oci with rootless runc"
+        );
+    }
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    if cs.step.network == Network::None {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: unshare has no memory-safety preconditions.
+    if unsafe { libc::unshare(flags) } != 0 {
+        bail!(
+            "unshare(mount, pid, ipc, uts{}): {}",
+            if flags & libc::CLONE_NEWNET != 0 {
+                ", net"
+            } else {
+                ""
+            },
+            std::io::Error::last_os_error()
+        );
+    }
+    // Errors of the step's pid 1 before exec come back through this pipe; exec closes it.
+    let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let artifacts_file = cs.scratch.join("artifacts.json");
+    // SAFETY: this process is single-threaded (the hidden subcommand runs no other threads), so the child may
+    // allocate and take locks freely.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        bail!("fork: {}", std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        drop(rd);
+        let err = step_pid1(cs, &etc, &artifacts_file).unwrap_err();
+        let mut f = std::fs::File::from(wr);
+        let _ = f.write_all(format!("{err:#}").as_bytes());
+        // SAFETY: leaving the child without running the parent's destructors.
+        unsafe { libc::_exit(125) };
+    }
+    drop(wr);
+    let mut msg = String::new();
+    std::fs::File::from(rd).read_to_string(&mut msg).ok();
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            bail!("waitpid: {}", std::io::Error::last_os_error());
+        }
+    }
+    if let Ok(b) = std::fs::read(&artifacts_file) {
+        result.artifacts = serde_json::from_slice(&b).unwrap_or_default();
+    }
+    if !msg.is_empty() {
+        bail!("{msg}");
+    }
+    if libc::WIFEXITED(status) {
+        result.exit_code = Some(libc::WEXITSTATUS(status));
+    } else if libc::WIFSIGNALED(status) {
+        result.signal = Some(libc::WTERMSIG(status));
+    }
+    Ok(())
+}
+
+/// Mount the rootfs at its mountpoint and return the path to pivot into.
+pub(crate) fn mount_rootfs(spec: &RootfsSpec) -> Result<PathBuf> {
+    match spec {
+        RootfsSpec::Overlay {
+            lowers,
+            upper,
+            work,
+            merged,
+            user_xattr,
+        } => {
+            let lower: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
+            let mut data = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.join(":"),
+                upper.display(),
+                work.display()
+            );
+            if *user_xattr {
+                data.push_str(",userxattr");
+            }
+            if data.len() >= 4000 {
+                bail!(
+                    "too many layers for one overlay mount ({} lower dirs); use the copy fallback (LADE_NO_OVERLAY=1)",
+                    lowers.len()
+                );
+            }
+            mount(
+                Some("overlay"),
+                &merged.display().to_string(),
+                Some("overlay"),
+                0,
+                Some(&data),
+            )
+            .context(
+                "mounting the overlay rootfs (set LADE_NO_OVERLAY=1 to use the copy fallback)",
+            )?;
+            Ok(merged.clone())
+        }
+        RootfsSpec::Dir { path } => {
+            bind(path, &path.display().to_string(), false)?;
+            Ok(path.clone())
+        }
+    }
+}
+
+/// Create every mountpoint the step needs and mount the standard filesystems and the step's own mounts.
+/// Returns the root with the list of what it created.
+pub(crate) fn setup_mounts(
+    cs: &ChildSpec,
+    root_path: &Path,
+    etc: &[(PathBuf, &'static str)],
+    oci: bool,
+) -> Result<Root> {
+    let mut root = Root::open(root_path)?;
+    let standard = ["/proc", "/dev", "/sys"];
+    let mut targets = Vec::new();
+    for d in standard {
+        targets.push((root.ensure_dir(d)?, d));
+    }
+    let mut etc_fds = Vec::new();
+    for (src, target) in etc {
+        etc_fds.push((root.ensure_file(target)?, src.clone()));
+    }
+    let mut step_mounts = Vec::new();
+    for m in &cs.step.mounts {
+        let is_dir = match &m.kind {
+            MountKind::Bind { source, .. } => source.is_dir(),
+            MountKind::Tmpfs { .. } => true,
+            MountKind::Secret { .. } => false,
+        };
+        let fd = if is_dir {
+            root.ensure_dir(&m.target)?
+        } else {
+            root.ensure_file(&m.target)?
+        };
+        step_mounts.push((fd, m));
+    }
+    let mut emu = None;
+    if let Some(Emulator::Interpreter(p)) = &cs.step.emulator {
+        emu = Some((root.ensure_file(&p.display().to_string())?, p.clone()));
+    }
+    // The upper of an overlay holds everything the setup created or copied up; all of it is removed later
+    // when it is still empty.
+    if let RootfsSpec::Overlay { upper, .. } = &cs.rootfs {
+        list_tree(upper, Path::new(""), &mut root.created)?;
+    }
+    if oci {
+        // runc mounts /proc, /dev and /sys itself from the config; the rest too.
+        return Ok(root);
+    }
+    let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    mount(
+        Some("proc"),
+        &fd_path(&targets[0].0),
+        Some("proc"),
+        nosuid_nodev_noexec,
+        None,
+    )?;
+    mount(
+        Some("tmpfs"),
+        &fd_path(&targets[1].0),
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )?;
+    let dev = root_path.join("dev");
+    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let p = dev.join(name);
+        std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?;
+        bind(
+            &Path::new("/dev").join(name),
+            &p.display().to_string(),
+            false,
+        )?;
+    }
+    std::fs::create_dir(dev.join("pts"))?;
+    mount(
+        Some("devpts"),
+        &dev.join("pts").display().to_string(),
+        Some("devpts"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )?;
+    std::os::unix::fs::symlink("pts/ptmx", dev.join("ptmx"))?;
+    std::fs::create_dir(dev.join("shm"))?;
+    mount(
+        Some("shm"),
+        &dev.join("shm").display().to_string(),
+        Some("tmpfs"),
+        nosuid_nodev_noexec,
+        Some("mode=1777,size=65536k"),
+    )?;
+    for (l, t) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        std::os::unix::fs::symlink(t, dev.join(l))?;
+    }
+    let sys = fd_path(&targets[2].0);
+    if mount(
+        Some("sysfs"),
+        &sys,
+        Some("sysfs"),
+        nosuid_nodev_noexec | libc::MS_RDONLY,
+        None,
+    )
+    .is_err()
+    {
+        bind(Path::new("/sys"), &sys, true)?;
+    }
+    for (fd, src) in &etc_fds {
+        bind(src, &fd_path(fd), false)?;
+    }
+    for (fd, m) in &step_mounts {
+        let t = fd_path(fd);
+        match &m.kind {
+            MountKind::Bind { source, readonly } => bind(source, &t, *readonly)?,
+            MountKind::Tmpfs { size } => {
+                let data = size.map(|s| format!("size={s}"));
+                mount(
+                    Some("tmpfs"),
+                    &t,
+                    Some("tmpfs"),
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    data.as_deref(),
+                )?
+            }
+            MountKind::Secret { source } => bind(source, &t, true)?,
+        }
+    }
+    if let Some((fd, p)) = &emu {
+        bind(p, &fd_path(fd), true)?;
+    }
+    Ok(root)
+}
+
+fn list_tree(dir: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for e in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let e = e?;
+        let r = rel.join(e.file_name());
+        out.push(r.clone());
+        if e.file_type()?.is_dir() {
+            list_tree(&e.path(), &r, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// The step's pid 1: returns only on error.
+fn step_pid1(
+    cs: &ChildSpec,
+    etc: &[(PathBuf, &'static str)],
+    artifacts_file: &Path,
+) -> Result<std::convert::Infallible> {
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+    let root_path = mount_rootfs(&cs.rootfs)?;
+    let root = setup_mounts(cs, &root_path, etc, false);
+    let root = match root {
+        Ok(r) => r,
+        Err(e) => return Err(e),
+    };
+    std::fs::write(artifacts_file, serde_json::to_vec(&root.created)?)?;
+    let cap_last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40);
+    let hostname = &cs.step.hostname;
+    // SAFETY: sethostname reads exactly len bytes of the string.
+    if unsafe { libc::sethostname(hostname.as_ptr() as *const libc::c_char, hostname.len()) } != 0 {
+        bail!("sethostname: {}", std::io::Error::last_os_error());
+    }
+    if cs.step.network == Network::None {
+        loopback_up()?;
+    }
+    // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only the rootfs.
+    std::env::set_current_dir(&root_path)?;
+    let dot = CString::new(".")?;
+    // SAFETY: valid C strings.
+    if unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) } != 0 {
+        bail!(
+            "pivot_root into {}: {}",
+            root_path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: valid C string.
+    if unsafe { libc::umount2(dot.as_ptr(), libc::MNT_DETACH) } != 0 {
+        bail!(
+            "detaching the old root: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    std::env::set_current_dir("/")?;
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let id = user::resolve(&cs.step.user, &passwd, &group)?;
+    let workdir = if cs.step.workdir.is_empty() {
+        "/".to_string()
+    } else {
+        cs.step.workdir.clone()
+    };
+    std::fs::create_dir_all(&workdir).with_context(|| format!("creating workdir {workdir}"))?;
+    std::env::set_current_dir(&workdir).with_context(|| format!("entering workdir {workdir}"))?;
+    let mut env = cs.step.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", id.home));
+    }
+    let path_var = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH)
+        .to_string();
+    let exe = find_executable(&cs.step.argv[0], &path_var)?;
+    drop_capabilities(cap_last)?;
+    // SAFETY: plain id syscalls with valid pointers.
+    unsafe {
+        let groups: Vec<libc::gid_t> = id.groups.clone();
+        if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+            bail!("setgroups: {}", std::io::Error::last_os_error());
+        }
+        if libc::setresgid(id.gid, id.gid, id.gid) != 0 {
+            bail!("setgid {}: {}", id.gid, std::io::Error::last_os_error());
+        }
+        if libc::setresuid(id.uid, id.uid, id.uid) != 0 {
+            bail!("setuid {}: {}", id.uid, std::io::Error::last_os_error());
+        }
+    }
+    let argv: Vec<CString> = cs
+        .step
+        .argv
+        .iter()
+        .map(|a| CString::new(a.as_str()))
+        .collect::<Result<_, _>>()
+        .context("a NUL byte in the command")?;
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|a| CString::new(a.as_str()))
+        .collect::<Result<_, _>>()
+        .context("a NUL byte in the environment")?;
+    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|c| c.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
+    envp_p.push(std::ptr::null());
+    let exe_c = CString::new(exe.as_os_str().as_bytes())?;
+    // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
+    unsafe { libc::execve(exe_c.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
+    bail!(
+        "executing {}: {}",
+        exe.display(),
+        std::io::Error::last_os_error()
+    )
+}
+
+fn find_executable(cmd: &str, path_var: &str) -> Result<PathBuf> {
+    if cmd.contains('/') {
+        return Ok(PathBuf::from(cmd));
+    }
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        let p = Path::new(dir).join(cmd);
+        if let Ok(md) = std::fs::metadata(&p) {
+            use std::os::unix::fs::PermissionsExt;
+            if md.is_file() && md.permissions().mode() & 0o111 != 0 {
+                return Ok(p);
+            }
+        }
+    }
+    bail!("{cmd:?}: executable file not found in $PATH ({path_var}) inside the image")
+}
+
+/// Keep only [`KEPT_CAPS`] in the bounding, permitted, effective and inheritable sets.
+fn drop_capabilities(cap_last: u32) -> Result<()> {
+    for cap in 0..=cap_last {
+        if !KEPT_CAPS.contains(&cap) {
+            // SAFETY: prctl with integer arguments.
+            if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+                bail!(
+                    "dropping capability {cap}: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+    let mut mask = [0u32; 2];
+    for c in KEPT_CAPS {
+        mask[(*c / 32) as usize] |= 1 << (c % 32);
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let h = Header {
+        version: 0x20080522,
+        pid: 0,
+    };
+    let d = [
+        Data {
+            effective: mask[0],
+            permitted: mask[0],
+            inheritable: 0,
+        },
+        Data {
+            effective: mask[1],
+            permitted: mask[1],
+            inheritable: 0,
+        },
+    ];
+    // SAFETY: capset with a v3 header and two data structs, as the ABI requires.
+    if unsafe { libc::syscall(libc::SYS_capset, &h as *const Header, d.as_ptr()) } != 0 {
+        bail!("capset: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}

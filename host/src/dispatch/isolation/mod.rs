@@ -1,0 +1,299 @@
+//! RUN isolation: one step's command in its own rootfs snapshot and namespaces (or under runc).
+//!
+//! The caller prepares a [`Snapshot`], fills a [`StepSpec`] and calls [`run_step`]. That spawns the lade
+//! binary as `lade __run-step SPEC` ([`child::main`]), a fresh single-threaded process that unshares the
+//! namespaces, forks the step's pid 1, mounts the rootfs, /proc, /dev, /sys, resolv.conf, hosts, hostname and
+//! the RUN --mount mounts, pivots into the rootfs, drops to the step's user and execs the command. Afterwards
+//! the mountpoints the step's setup created are removed from the snapshot, so they never reach the layer.
+
+pub mod child;
+mod mounts;
+mod oci;
+mod snapshot;
+pub mod user;
+
+pub use snapshot::{RootfsMode, Snapshot};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The step's network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The host's network, as buildah does by default.
+    #[default]
+    Host,
+    /// A new network namespace with only `lo` (up).
+    None,
+}
+
+/// How the step is isolated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// lade's own namespaces.
+    #[default]
+    Namespaces,
+    /// `runc run` with an OCI runtime config.
+    Oci,
+}
+
+/// What a RUN --mount provides.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum MountKind {
+    /// A host directory or file (context, another stage's rootfs, a cache dir the caller manages).
+    Bind { source: PathBuf, readonly: bool },
+    /// An empty tmpfs.
+    Tmpfs { size: Option<u64> },
+    /// A secret file, bound read-only; the mountpoint never reaches the layer.
+    Secret { source: PathBuf },
+}
+
+/// One RUN --mount.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepMount {
+    /// Absolute path inside the rootfs.
+    pub target: String,
+    pub kind: MountKind,
+}
+
+impl StepMount {
+    pub fn bind(source: impl Into<PathBuf>, target: &str, readonly: bool) -> Self {
+        StepMount {
+            target: target.into(),
+            kind: MountKind::Bind {
+                source: source.into(),
+                readonly,
+            },
+        }
+    }
+    pub fn tmpfs(target: &str) -> Self {
+        StepMount {
+            target: target.into(),
+            kind: MountKind::Tmpfs { size: None },
+        }
+    }
+    /// A secret at `/run/secrets/<id>`.
+    pub fn secret(source: impl Into<PathBuf>, id: &str) -> Self {
+        StepMount {
+            target: format!("/run/secrets/{id}"),
+            kind: MountKind::Secret {
+                source: source.into(),
+            },
+        }
+    }
+}
+
+/// Everything about one RUN step except its rootfs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepSpec {
+    /// The command; shell form already turned into argv by the caller (SHELL + the line).
+    pub argv: Vec<String>,
+    /// `KEY=value`; PATH gets the usual default and HOME the user's home when missing.
+    pub env: Vec<String>,
+    /// `name`, `uid`, `uid:gid`, `name:group`; empty means root.
+    pub user: String,
+    /// Created if missing; empty means `/`.
+    pub workdir: String,
+    pub hostname: String,
+    pub network: Network,
+    pub isolation: Isolation,
+    pub mounts: Vec<StepMount>,
+    /// Files to bind at /etc/resolv.conf and /etc/hosts (copies are made); the host's by default.
+    pub resolv_conf: Option<PathBuf>,
+    pub hosts: Option<PathBuf>,
+    /// A qemu-user-static binary to run the command under (the `Inject` runner), or a binfmt interpreter
+    /// without the F flag to make reachable inside the rootfs at the same path.
+    pub emulator: Option<Emulator>,
+    /// The binary to re-exec for the step (default: this executable).
+    #[serde(skip)]
+    pub helper: Option<PathBuf>,
+}
+
+/// Emulation inside the step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Emulator {
+    /// Bind this host binary at the same path inside the rootfs (binfmt handler without F).
+    Interpreter(PathBuf),
+}
+
+impl StepSpec {
+    pub fn new(argv: Vec<String>) -> Self {
+        StepSpec {
+            argv,
+            env: Vec::new(),
+            user: String::new(),
+            workdir: String::new(),
+            hostname: "lade".into(),
+            network: Network::Host,
+            isolation: Isolation::Namespaces,
+            mounts: Vec::new(),
+            resolv_conf: None,
+            hosts: None,
+            emulator: None,
+            helper: None,
+        }
+    }
+}
+
+/// How the step ended.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StepOutcome {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// The last lines of the step's stderr (up to 4 KiB).
+    pub stderr_tail: String,
+}
+
+impl StepOutcome {
+    pub fn success(&self) -> bool {
+        self.exit_code == Some(0)
+    }
+    /// "exit code 2" / "killed by signal 11 (SIGSEGV)".
+    pub fn describe(&self) -> String {
+        match (self.exit_code, self.signal) {
+            (_, Some(s)) => format!("killed by signal {s} ({})", signal_name(s)),
+            (Some(c), None) => format!("exit code {c}"),
+            (None, None) => "no exit status".into(),
+        }
+    }
+}
+
+fn signal_name(s: i32) -> &'static str {
+    match s {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGILL => "SIGILL",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGINT => "SIGINT",
+        _ => "signal",
+    }
+}
+
+/// The file handed to `lade __run-step`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ChildSpec {
+    pub step: StepSpec,
+    pub rootfs: snapshot::RootfsSpec,
+    /// Scratch dir for this run (copies of resolv.conf/hosts/hostname, runc bundle).
+    pub scratch: PathBuf,
+    /// Where the child writes [`ChildResult`].
+    pub result: PathBuf,
+}
+
+/// What `lade __run-step` reports back.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct ChildResult {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Paths (relative to the rootfs) the setup created for mountpoints.
+    pub artifacts: Vec<PathBuf>,
+    /// The setup failed before the command ran.
+    pub setup_error: Option<String>,
+}
+
+const TAIL: usize = 4096;
+
+/// Run one step in `snap`. Err when the step could not be set up; a command that fails is an `Ok` outcome.
+/// The command's stdout and stderr are copied to lade's stderr as they come.
+pub fn run_step(snap: &Snapshot, spec: &StepSpec) -> Result<StepOutcome> {
+    if spec.argv.is_empty() {
+        bail!("RUN with an empty command");
+    }
+    let scratch = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(snap.dir())
+        .context("creating the step scratch dir")?;
+    let child = ChildSpec {
+        step: spec.clone(),
+        rootfs: snap.rootfs_spec(),
+        scratch: scratch.path().to_path_buf(),
+        result: scratch.path().join("result.json"),
+    };
+    let spec_path = scratch.path().join("spec.json");
+    std::fs::write(&spec_path, serde_json::to_vec(&child)?).context("writing the step spec")?;
+    let helper = match &spec.helper {
+        Some(h) => h.clone(),
+        None => std::env::current_exe().context("finding the lade binary to run the step")?,
+    };
+    let mut proc = Command::new(&helper)
+        .arg("__run-step")
+        .arg(&spec_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {} __run-step", helper.display()))?;
+    let mut out = proc.stdout.take().expect("piped stdout");
+    let mut err = proc.stderr.take().expect("piped stderr");
+    let fwd = std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let _ = std::io::stderr().write_all(&buf[..n]);
+        }
+    });
+    let mut tail: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = err.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        let _ = std::io::stderr().write_all(&buf[..n]);
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > 2 * TAIL {
+            tail.drain(..tail.len() - TAIL);
+        }
+    }
+    let _ = fwd.join();
+    let status = proc.wait().context("waiting for the step")?;
+    if tail.len() > TAIL {
+        tail.drain(..tail.len() - TAIL);
+    }
+    let stderr_tail = String::from_utf8_lossy(&tail).into_owned();
+    let result: ChildResult = match std::fs::read(&child.result) {
+        Ok(b) => serde_json::from_slice(&b).context("reading the step result")?,
+        Err(_) => bail!(
+            "the step runner ({} __run-step) failed ({status}) before reporting:\n{stderr_tail}",
+            helper.display()
+        ),
+    };
+    snap.remove_artifacts(&result.artifacts)?;
+    if let Some(e) = result.setup_error {
+        bail!("setting up the RUN step failed: {e}");
+    }
+    Ok(StepOutcome {
+        exit_code: result.exit_code,
+        signal: result.signal,
+        stderr_tail,
+    })
+}
+
+/// Read an absolute path inside `root` (symlinks resolved inside it), e.g. the image's /etc/passwd.
+pub fn read_in_root(root: &Path, path: &str) -> std::io::Result<Vec<u8>> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let fd = rustix::fs::openat2(
+        &dir,
+        path.trim_start_matches('/'),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )?;
+    let mut v = Vec::new();
+    std::fs::File::from(fd).read_to_end(&mut v)?;
+    Ok(v)
+}

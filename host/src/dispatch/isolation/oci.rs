@@ -1,0 +1,182 @@
+//! `--isolation oci`: the same rootfs and mountpoints, then `runc run` with an OCI runtime config.
+
+use super::child::{mount_rootfs, setup_mounts};
+use super::mounts::mount;
+use super::{ChildResult, ChildSpec, MountKind, Network, read_in_root, user};
+use anyhow::{Context, Result, bail};
+use oci_spec::runtime::{
+    LinuxNamespaceType, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Docker's and buildah's default capabilities.
+const CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_RAW",
+    "CAP_SYS_CHROOT",
+    "CAP_MKNOD",
+    "CAP_AUDIT_WRITE",
+    "CAP_SETFCAP",
+];
+
+fn bind_mount(dest: &str, src: &Path, ro: bool) -> Result<Mount> {
+    let mut options = vec![
+        "rbind".to_string(),
+        if ro { "ro" } else { "rw" }.to_string(),
+    ];
+    options.push("nosuid".into());
+    Ok(MountBuilder::default()
+        .destination(dest)
+        .typ("bind")
+        .source(src)
+        .options(options)
+        .build()?)
+}
+
+pub(crate) fn run(
+    cs: &ChildSpec,
+    etc: &[(PathBuf, &'static str)],
+    result: &mut ChildResult,
+) -> Result<()> {
+    let runc = which("runc")
+        .context("--isolation oci needs runc on PATH (Debian: apt-get install runc)")?;
+    // SAFETY: unshare has no memory-safety preconditions; this process is single-threaded.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        bail!("unshare(mount): {}", std::io::Error::last_os_error());
+    }
+    mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
+    let root_path = mount_rootfs(&cs.rootfs)?;
+    let root = setup_mounts(cs, &root_path, etc, true)?;
+    result.artifacts = root.created.clone();
+    let step = &cs.step;
+    let passwd =
+        String::from_utf8_lossy(&read_in_root(&root_path, "/etc/passwd").unwrap_or_default())
+            .into_owned();
+    let group =
+        String::from_utf8_lossy(&read_in_root(&root_path, "/etc/group").unwrap_or_default())
+            .into_owned();
+    let id = user::resolve(&step.user, &passwd, &group)?;
+    let workdir = if step.workdir.is_empty() {
+        "/".to_string()
+    } else {
+        step.workdir.clone()
+    };
+    {
+        // Created as part of the step (it belongs in the layer), inside the root.
+        let mut r = super::mounts::Root::open(&root_path)?;
+        r.ensure_dir(&workdir)?;
+    }
+    let mut env = step.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", id.home));
+    }
+    let caps: oci_spec::runtime::Capabilities =
+        serde_json::from_value(serde_json::json!(CAPS)).context("capability names")?;
+    let mut spec = Spec::default();
+    let capabilities = oci_spec::runtime::LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .build()?;
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .args(step.argv.clone())
+        .env(env)
+        .cwd(&workdir)
+        .user(
+            UserBuilder::default()
+                .uid(id.uid)
+                .gid(id.gid)
+                .additional_gids(id.groups.clone())
+                .build()?,
+        )
+        .no_new_privileges(false)
+        .capabilities(capabilities)
+        .build()?;
+    spec.set_process(Some(process));
+    spec.set_root(Some(
+        RootBuilder::default()
+            .path(&root_path)
+            .readonly(false)
+            .build()?,
+    ));
+    spec.set_hostname(Some(step.hostname.clone()));
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for (src, target) in etc {
+        mounts.push(bind_mount(target, src, false)?);
+    }
+    for m in &step.mounts {
+        mounts.push(match &m.kind {
+            MountKind::Bind { source, readonly } => bind_mount(&m.target, source, *readonly)?,
+            MountKind::Secret { source } => bind_mount(&m.target, source, true)?,
+            MountKind::Tmpfs { size } => {
+                let mut o = vec!["nosuid".to_string(), "nodev".to_string()];
+                if let Some(s) = size {
+                    o.push(format!("size={s}"));
+                }
+                MountBuilder::default()
+                    .destination(&m.target)
+                    .typ("tmpfs")
+                    .source("tmpfs")
+                    .options(o)
+                    .build()?
+            }
+        });
+    }
+    spec.set_mounts(Some(mounts));
+    if let Some(linux) = spec.linux_mut() {
+        if let Some(ns) = linux.namespaces_mut() {
+            ns.retain(|n| n.typ() != LinuxNamespaceType::Network || step.network == Network::None);
+        }
+    }
+    let bundle = cs.scratch.join("bundle");
+    std::fs::create_dir_all(&bundle)?;
+    spec.save(bundle.join("config.json"))
+        .context("writing the runc config")?;
+    let state = cs.scratch.join("runc-state");
+    let id_name = format!(
+        "lade-{}",
+        cs.scratch
+            .file_name()
+            .map(|n| n
+                .to_string_lossy()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), ""))
+            .unwrap_or_default()
+    );
+    let status = Command::new(&runc)
+        .arg("--root")
+        .arg(&state)
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg(&id_name)
+        .status()
+        .with_context(|| format!("running {}", runc.display()))?;
+    let _ = Command::new(&runc)
+        .arg("--root")
+        .arg(&state)
+        .args(["delete", "--force", &id_name])
+        .output();
+    use std::os::unix::process::ExitStatusExt;
+    result.exit_code = status.code();
+    result.signal = status.signal();
+    Ok(())
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}

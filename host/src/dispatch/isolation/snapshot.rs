@@ -1,0 +1,213 @@
+//! A step's root filesystem: an overlay (lower = cached layer dirs, upper = the step's changes) or, where overlay
+//! is unavailable, a copy of the merged lowers, diffed against a pristine copy afterwards.
+
+use crate::layer::{
+    DiffOptions, DiffSource, LayerBlob, LayerCache, UnpackOptions, WhiteoutMode, unpack_tar,
+    write_diff, write_tar,
+};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Which rootfs to build.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RootfsMode {
+    /// overlay when the kernel has it, else copy.
+    #[default]
+    Auto,
+    Overlay,
+    Copy,
+}
+
+/// How the child mounts the rootfs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum RootfsSpec {
+    /// lowers top-most first, as overlayfs wants them.
+    Overlay {
+        lowers: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+        merged: PathBuf,
+        user_xattr: bool,
+    },
+    /// A plain directory (copy mode).
+    Dir { path: PathBuf },
+}
+
+/// One step's rootfs; removed when dropped.
+pub struct Snapshot {
+    dir: tempfile::TempDir,
+    spec: RootfsSpec,
+    /// Copy mode: the merged lowers as they were before the step.
+    base: Option<PathBuf>,
+}
+
+fn overlay_available() -> bool {
+    std::fs::read_to_string("/proc/filesystems")
+        .is_ok_and(|f| f.lines().any(|l| l.trim_end().ends_with("\toverlay")))
+}
+
+impl Snapshot {
+    /// Prepare a rootfs over `lowers` (unpacked layer dirs in overlay form, base first) in a new directory
+    /// under `steps_dir`, which must be on the same filesystem as the layer cache.
+    pub fn prepare(steps_dir: &Path, lowers: &[PathBuf], mode: RootfsMode) -> Result<Snapshot> {
+        std::fs::create_dir_all(steps_dir)
+            .with_context(|| format!("creating {}", steps_dir.display()))?;
+        let dir = tempfile::Builder::new()
+            .prefix("step-")
+            .tempdir_in(steps_dir)
+            .context("creating a step dir")?;
+        let overlay = match mode {
+            RootfsMode::Overlay => true,
+            RootfsMode::Copy => false,
+            RootfsMode::Auto => {
+                overlay_available() && std::env::var_os("LADE_NO_OVERLAY").is_none()
+            }
+        };
+        let d = dir.path();
+        if overlay {
+            let (upper, work, merged, empty) = (
+                d.join("upper"),
+                d.join("work"),
+                d.join("merged"),
+                d.join("empty"),
+            );
+            for p in [&upper, &work, &merged, &empty] {
+                std::fs::create_dir(p).with_context(|| format!("creating {}", p.display()))?;
+            }
+            let mut l: Vec<PathBuf> = lowers.iter().rev().cloned().collect();
+            if l.is_empty() {
+                l.push(empty); // overlay needs at least one lower
+            }
+            let user_xattr = !rustix::process::geteuid().is_root();
+            Ok(Snapshot {
+                spec: RootfsSpec::Overlay {
+                    lowers: l,
+                    upper,
+                    work,
+                    merged,
+                    user_xattr,
+                },
+                dir,
+                base: None,
+            })
+        } else {
+            let base = d.join("base");
+            let rootfs = d.join("rootfs");
+            std::fs::create_dir(&base)?;
+            std::fs::create_dir(&rootfs)?;
+            for lower in lowers {
+                merge_lower(lower, &base).with_context(|| {
+                    format!("copying layer {} into the rootfs", lower.display())
+                })?;
+            }
+            copy_tree(&base, &rootfs)?;
+            Ok(Snapshot {
+                spec: RootfsSpec::Dir { path: rootfs },
+                dir,
+                base: Some(base),
+            })
+        }
+    }
+
+    /// The step's directory (scratch files live here too).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Whether this snapshot uses overlayfs.
+    pub fn is_overlay(&self) -> bool {
+        matches!(self.spec, RootfsSpec::Overlay { .. })
+    }
+
+    /// Where the step's changes are: the overlay upper dir, or the whole rootfs in copy mode.
+    pub fn upper(&self) -> &Path {
+        match &self.spec {
+            RootfsSpec::Overlay { upper, .. } => upper,
+            RootfsSpec::Dir { path } => path,
+        }
+    }
+
+    pub(crate) fn rootfs_spec(&self) -> RootfsSpec {
+        self.spec.clone()
+    }
+
+    /// Remove the mountpoints a step's setup created (empty files and directories only), deepest first.
+    pub(crate) fn remove_artifacts(&self, artifacts: &[PathBuf]) -> Result<()> {
+        let mut list: Vec<&PathBuf> = artifacts.iter().collect();
+        list.sort();
+        list.dedup();
+        for rel in list.iter().rev() {
+            let p = self.upper().join(rel);
+            let Ok(md) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if md.is_dir() {
+                let _ = std::fs::remove_dir(&p); // only when empty
+            } else if md.is_file() && md.len() == 0 {
+                std::fs::remove_file(&p)
+                    .with_context(|| format!("removing mountpoint {}", p.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Turn the step's changes into a layer blob (a temp file in `tmp_dir`) and put its unpacked form into
+    /// `cache`, returning the blob and the cached dir (the next step's top lower).
+    pub fn commit(
+        self,
+        cache: &LayerCache,
+        tmp_dir: &Path,
+        opts: &DiffOptions,
+    ) -> Result<(LayerBlob, PathBuf)> {
+        match (&self.spec, &self.base) {
+            (RootfsSpec::Overlay { upper, .. }, _) => {
+                let blob = write_diff(DiffSource::OverlayUpper(upper), tmp_dir, opts)?;
+                let dir = cache.adopt(&blob.diff_id, upper)?;
+                Ok((blob, dir))
+            }
+            (RootfsSpec::Dir { path }, Some(base)) => {
+                let blob = write_diff(
+                    DiffSource::Compare {
+                        lower: base,
+                        upper: path,
+                    },
+                    tmp_dir,
+                    opts,
+                )?;
+                let file = blob.path().to_path_buf();
+                let dir = cache
+                    .get_or_unpack(&blob.diff_id, || Ok(Box::new(std::fs::File::open(&file)?)))?;
+                Ok((blob, dir))
+            }
+            (RootfsSpec::Dir { .. }, None) => unreachable!("copy snapshots always keep their base"),
+        }
+    }
+}
+
+/// Apply one lower dir in overlay form onto `dest` (char 0/0 removes, opaque dirs are emptied first), or copy a
+/// plain tree: through the layer writer and the safe unpacker, so whiteouts and metadata follow one code path.
+fn merge_lower(lower: &Path, dest: &Path) -> Result<()> {
+    through_tar(DiffSource::OverlayUpper(lower), dest)
+}
+
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    through_tar(DiffSource::Tree(from), to)
+}
+
+fn through_tar(source: DiffSource<'_>, dest: &Path) -> Result<()> {
+    use std::io::Seek;
+    let mut file =
+        tempfile::tempfile_in(dest.parent().unwrap_or(dest)).context("creating a temp file")?;
+    write_tar(source, &mut file, None)?;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    unpack_tar(
+        file,
+        dest,
+        &UnpackOptions {
+            whiteouts: WhiteoutMode::Apply,
+            ..Default::default()
+        },
+    )?;
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! Compression: detection by magic bytes, decompressing readers, and compressing writers that use every core.
+
+use anyhow::{Context, Result};
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+/// How a layer blob is compressed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Zstd,
+    None,
+}
+
+impl Compression {
+    /// The OCI layer media type for this compression.
+    pub fn oci_media_type(self) -> &'static str {
+        match self {
+            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+            Compression::None => "application/vnd.oci.image.layer.v1.tar",
+        }
+    }
+    /// The Docker v2s2 layer media type (Docker has no zstd type; zstd layers keep the OCI type).
+    pub fn docker_media_type(self) -> &'static str {
+        match self {
+            Compression::Gzip => "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+            Compression::None => "application/vnd.docker.image.rootfs.diff.tar",
+        }
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "gzip" => Ok(Compression::Gzip),
+            "zstd" | "zstd:chunked" => Ok(Compression::Zstd),
+            "none" | "uncompressed" => Ok(Compression::None),
+            _ => anyhow::bail!("unknown compression format {s:?}: use gzip, zstd or none"),
+        }
+    }
+}
+
+/// Look at the first bytes of a stream and say how it is compressed.
+pub fn detect_compression(head: &[u8]) -> Compression {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    }
+}
+
+/// Wrap `reader` in the decompressor its magic bytes call for.
+pub fn decompressor<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
+    let mut buf = BufReader::with_capacity(256 * 1024, reader);
+    let head = buf
+        .fill_buf()
+        .context("reading the first bytes of a layer")?;
+    Ok(match detect_compression(head) {
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(buf).context("starting zstd decoder")?,
+        ),
+        Compression::None => Box::new(buf),
+    })
+}
+
+/// Threads to compress with: every core.
+fn threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// A compressing writer over `out`; `finish` must be called to flush the trailer.
+pub enum Compressor<W: Write + Send + 'static> {
+    Gzip(Box<dyn gzp::ZWriter<W>>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+    None(W),
+}
+
+impl<W: Write + Send + 'static> Compressor<W> {
+    pub fn new(format: Compression, out: W) -> Result<Self> {
+        Ok(match format {
+            // gzp splits the stream into fixed-size blocks compressed in parallel; the output depends only on
+            // the input, the level and the block size, never on the thread count or timing.
+            Compression::Gzip => Compressor::Gzip(
+                gzp::ZBuilder::<gzp::deflate::Gzip, W>::new()
+                    .num_threads(threads())
+                    .compression_level(flate2::Compression::new(6))
+                    .from_writer(out),
+            ),
+            Compression::Zstd => {
+                let mut e =
+                    zstd::stream::write::Encoder::new(out, 3).context("starting zstd encoder")?;
+                let n = threads();
+                if n > 1 {
+                    e.multithread(n as u32)
+                        .context("enabling multi-threaded zstd")?;
+                }
+                Compressor::Zstd(e)
+            }
+            Compression::None => Compressor::None(out),
+        })
+    }
+
+    /// Flush everything, write the trailer, flush the output and return it.
+    pub fn finish(self) -> Result<W> {
+        let mut w = match self {
+            Compressor::Gzip(mut z) => z
+                .finish()
+                .map_err(|e| anyhow::anyhow!("gzip compression failed: {e}"))?,
+            Compressor::Zstd(e) => e.finish().context("finishing zstd stream")?,
+            Compressor::None(w) => w,
+        };
+        w.flush().context("flushing the compressed layer")?;
+        Ok(w)
+    }
+}
+
+impl<W: Write + Send + 'static> Write for Compressor<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Compressor::Gzip(z) => z.write(buf),
+            Compressor::Zstd(e) => e.write(buf),
+            Compressor::None(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Gzip(z) => z.flush(),
+            Compressor::Zstd(e) => e.flush(),
+            Compressor::None(w) => w.flush(),
+        }
+    }
+}
