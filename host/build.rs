@@ -15,8 +15,23 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
 
     println!("cargo:rerun-if-changed={}", workspace.join("wit").display());
-    println!("cargo:rerun-if-changed={}", plugins.join("Cargo.toml").display());
-    println!("cargo:rerun-if-changed={}", plugins.join("Cargo.lock").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("Cargo.lock").display()
+    );
+    // Part of the plugin compile cache key.
+    println!(
+        "cargo:rustc-env=LADE_WASMTIME_VERSION={}",
+        locked_version(&workspace, "wasmtime")
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        plugins.join("Cargo.toml").display()
+    );
+    println!(
+        "cargo:rerun-if-changed={}",
+        plugins.join("Cargo.lock").display()
+    );
     let members = plugin_members(&plugins);
     for m in &members {
         println!("cargo:rerun-if-changed={}", plugins.join(m).display());
@@ -24,7 +39,9 @@ fn main() {
 
     if !target_installed() {
         // One line, naming the fix.
-        panic!("the {TARGET} Rust target is missing: run `rustup target add {TARGET}` (scripts/setup.sh does it)");
+        panic!(
+            "the {TARGET} Rust target is missing: run `rustup target add {TARGET}` (scripts/setup.sh does it)"
+        );
     }
 
     let target_dir = env::var_os("CARGO_TARGET_DIR")
@@ -34,29 +51,48 @@ fn main() {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&plugins)
-        .args(["build", "--release", "--locked", "--target", TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
         .arg(&target_dir);
     // The outer build's settings are for the host, not for wasm.
     for (k, _) in env::vars_os() {
         let k = k.to_string_lossy().to_string();
         let keep = k == "CARGO_HOME" || k == "CARGO_MAKEFLAGS" || k == "CARGO_NET_OFFLINE";
-        if !keep && (k.starts_with("CARGO_") || k.starts_with("RUSTC") || k.starts_with("RUSTFLAGS") || k == "RUSTDOCFLAGS") {
+        if !keep
+            && (k.starts_with("CARGO_")
+                || k.starts_with("RUSTC")
+                || k.starts_with("RUSTFLAGS")
+                || k == "RUSTDOCFLAGS")
+        {
             cmd.env_remove(&k);
         }
     }
     let status = cmd.status().expect("running cargo for the plugins");
     if !status.success() {
-        panic!("building the default plugins in {} failed (see the errors above)", plugins.display());
+        panic!(
+            "building the default plugins in {} failed (see the errors above)",
+            plugins.display()
+        );
     }
 
-    let mut table = String::from("/// The default plugins, built from plugins/ (name, component bytes).\n");
+    let mut table =
+        String::from("/// The default plugins, built from plugins/ (name, component bytes).\n");
     table.push_str("pub static EMBEDDED: &[(&str, &[u8])] = &[\n");
     for m in &members {
         let file = format!("lade_{}.wasm", m.replace('-', "_"));
         let built = target_dir.join(TARGET).join("release").join(&file);
         let copy = out.join(&file);
         fs::copy(&built, &copy).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
-        table.push_str(&format!("    ({m:?}, include_bytes!({:?})),\n", copy.display().to_string()));
+        table.push_str(&format!(
+            "    ({m:?}, include_bytes!({:?})),\n",
+            copy.display().to_string()
+        ));
     }
     table.push_str("];\n");
     fs::write(out.join("embedded_plugins.rs"), table).unwrap();
@@ -77,9 +113,25 @@ fn plugin_members(plugins: &Path) -> Vec<String> {
     names
 }
 
+/// The version of `package` in the workspace's Cargo.lock.
+fn locked_version(workspace: &Path, package: &str) -> String {
+    let lock = fs::read_to_string(workspace.join("Cargo.lock")).expect("reading Cargo.lock");
+    let needle = format!("name = \"{package}\"\nversion = \"");
+    let start = lock
+        .find(&needle)
+        .unwrap_or_else(|| panic!("{package} is not in Cargo.lock"))
+        + needle.len();
+    lock[start..].split('"').next().unwrap().to_string()
+}
+
 fn target_installed() -> bool {
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output() else { return false };
+    let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output() else {
+        return false;
+    };
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Path::new(&sysroot).join("lib/rustlib").join(TARGET).exists()
+    Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(TARGET)
+        .exists()
 }

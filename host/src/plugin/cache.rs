@@ -1,0 +1,135 @@
+//! The compile cache: precompiled components in lade's cache directory, keyed by the component's sha256, the
+//! wasmtime version and the engine's compatibility hash. Entries carry a sha256 trailer over their content
+//! and are written atomically; one that does not check out is deleted and rebuilt. Nothing is ever loaded
+//! from anywhere but this directory.
+
+use sha2::{Digest, Sha256};
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// The wasmtime this lade was built with (build.rs reads it from Cargo.lock).
+pub const WASMTIME_VERSION: &str = env!("LADE_WASMTIME_VERSION");
+
+const TRAILER: usize = 32;
+
+/// How a component was obtained, for logs and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Hit,
+    /// Compiled now (and stored, when there is a cache directory).
+    Compiled,
+    /// A damaged entry was deleted and the component compiled again.
+    Rebuilt,
+}
+
+pub(crate) struct CompileCache {
+    dir: Option<PathBuf>,
+}
+
+/// Feeds `Hash` output into sha256, so the engine's compatibility hash can be part of a stable key.
+struct ShaHasher(Sha256);
+
+impl Hasher for ShaHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        let d = self.0.clone().finalize();
+        u64::from_le_bytes(d[..8].try_into().expect("sha256 is 32 bytes"))
+    }
+}
+
+impl CompileCache {
+    /// `None`: compile every time, store nothing.
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        CompileCache { dir }
+    }
+
+    /// The entry file for a component with this sha256 (hex), under this engine.
+    pub fn entry_path(&self, engine: &Engine, component_sha256: &str) -> Option<PathBuf> {
+        let dir = self.dir.as_ref()?;
+        let mut h = ShaHasher(Sha256::new());
+        component_sha256.hash(&mut h);
+        WASMTIME_VERSION.hash(&mut h);
+        engine.precompile_compatibility_hash().hash(&mut h);
+        Some(dir.join(format!("{}.cwasm", hex::encode(h.0.finalize()))))
+    }
+
+    /// The compiled component: from the cache when a sound entry exists, else compiled (and stored).
+    pub fn component(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        component_sha256: &str,
+    ) -> anyhow::Result<(Component, CacheOutcome)> {
+        let Some(path) = self.entry_path(engine, component_sha256) else {
+            return Ok((
+                Component::new(engine, bytes).map_err(anyhow::Error::from)?,
+                CacheOutcome::Compiled,
+            ));
+        };
+        let mut outcome = CacheOutcome::Compiled;
+        match load(engine, &path) {
+            Ok(Some(c)) => return Ok((c, CacheOutcome::Hit)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(target: "lade", "discarding compiled plugin {}: {e:#}", path.display());
+                if let Err(e) = fs::remove_file(&path) {
+                    tracing::warn!(target: "lade", "could not delete {}: {e}", path.display());
+                }
+                outcome = CacheOutcome::Rebuilt;
+            }
+        }
+        let compiled = engine
+            .precompile_component(bytes)
+            .map_err(anyhow::Error::from)?;
+        // SAFETY: `compiled` was produced just now by this very engine.
+        let component =
+            unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)?;
+        if let Err(e) = store(&path, &compiled) {
+            tracing::warn!(target: "lade", "could not store the compiled plugin in {}: {e:#}", path.display());
+        }
+        Ok((component, outcome))
+    }
+}
+
+/// `Ok(None)`: no entry. `Err`: an entry that is damaged or does not load.
+fn load(engine: &Engine, path: &Path) -> anyhow::Result<Option<Component>> {
+    let data = match fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => anyhow::bail!("reading it: {e}"),
+    };
+    anyhow::ensure!(
+        data.len() > TRAILER,
+        "it is truncated ({} bytes)",
+        data.len()
+    );
+    let (body, trailer) = data.split_at(data.len() - TRAILER);
+    anyhow::ensure!(
+        Sha256::digest(body).as_slice() == trailer,
+        "its checksum does not match its content"
+    );
+    // SAFETY: the entry lives in lade's own cache directory, its name is keyed by the component's digest,
+    // the wasmtime version and this engine's compatibility hash, and its content matches the checksum
+    // written with it, so it is exactly what this engine's `precompile_component` produced.
+    let component = unsafe { Component::deserialize(engine, body) }.map_err(anyhow::Error::from)?;
+    Ok(Some(component))
+}
+
+/// Write `compiled` plus its checksum to a temporary file beside `path`, fsync, rename.
+fn store(path: &Path, compiled: &[u8]) -> anyhow::Result<()> {
+    let dir = path.parent().expect("cache entries live in a directory");
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(compiled)?;
+    tmp.write_all(&Sha256::digest(compiled))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
