@@ -25,6 +25,12 @@ pub struct Global {
     /// Log level: error, warn, info, debug or trace
     #[arg(long, global = true, env = "LADE_LOG", default_value = "warn", value_name = "LEVEL")]
     pub log_level: String,
+    /// Wall-clock limit for one plugin call, in seconds
+    #[arg(long, global = true, env = "LADE_PLUGIN_TIMEOUT", default_value_t = 30.0, value_name = "SECONDS")]
+    pub plugin_timeout: f64,
+    /// Memory cap for one plugin call, in MiB
+    #[arg(long, global = true, env = "LADE_PLUGIN_MEMORY", default_value_t = 512, value_name = "MIB")]
+    pub plugin_memory: u64,
 }
 
 impl Global {
