@@ -1,1 +1,401 @@
-//! The one copy engine that push, pull, copy and sync go through.
+//! The one copy engine that push, pull, copy, save, load and sync go through, for every pair of transports.
+//!
+//! [`copy_image`] reads the top manifest; an index goes to the multi-image path (`--multi-arch`: every
+//! instance, the host's one, or the index alone), a single manifest to [`single`]. Blobs move in parallel,
+//! each through a `DigestingReader`, skipping those the destination has or can mount. Referrers (OCI 1.1
+//! `subject` and cosign `sha256-<hex>.sig/.att/.sbom` tags) follow unless disabled.
+
+pub mod compress;
+pub mod convert;
+pub mod platform;
+mod single;
+
+use crate::transport::verify::{check_bytes, sha256_digest};
+use crate::transport::{
+    Descriptor, Digest, ImageDestination, ImageSource, PlatformOverride, media,
+};
+use anyhow::{Context, Result, bail};
+pub use compress::Compression;
+pub use convert::ManifestFormat;
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// `--multi-arch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum MultiArch {
+    /// Only the image for the host platform (or the `--override-*` one).
+    #[default]
+    System,
+    /// The index and every image in it.
+    All,
+    /// The index alone (its images must already be at the destination).
+    IndexOnly,
+}
+
+/// How to copy.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    pub multi_arch: MultiArch,
+    /// Fail rather than change any manifest digest.
+    pub preserve_digests: bool,
+    /// Manifest format to write (None: keep, unless the destination cannot store it).
+    pub format: Option<ManifestFormat>,
+    /// Layer compression to write (None: keep).
+    pub compress: Option<Compression>,
+    /// Carry OCI referrers and cosign tags.
+    pub referrers: bool,
+    /// Platform overrides for `--multi-arch system`.
+    pub platform: PlatformOverride,
+    /// Blobs moved at once.
+    pub jobs: usize,
+    /// Retries for one blob after a transient failure.
+    pub retry_times: u32,
+    /// Where recompressed layers are staged (same filesystem as a local destination is best).
+    pub tmp_dir: std::path::PathBuf,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            multi_arch: MultiArch::System,
+            preserve_digests: false,
+            format: None,
+            compress: None,
+            referrers: true,
+            platform: PlatformOverride::default(),
+            jobs: 6,
+            retry_times: 3,
+            tmp_dir: std::env::temp_dir(),
+        }
+    }
+}
+
+/// What a copy did (`--format json`).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct CopyReport {
+    pub source: String,
+    pub destination: String,
+    /// Digest of the manifest written under the destination reference.
+    pub digest: String,
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    /// Single-image manifests written.
+    pub images: usize,
+    pub blobs_copied: usize,
+    pub blobs_skipped: usize,
+    pub blobs_mounted: usize,
+    pub bytes_copied: u64,
+    pub referrers: usize,
+}
+
+/// Counters shared by the parallel blob copies.
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub copied: AtomicUsize,
+    pub skipped: AtomicUsize,
+    pub mounted: AtomicUsize,
+    pub bytes: AtomicU64,
+    pub images: AtomicUsize,
+    pub referrers: AtomicUsize,
+}
+
+/// The result of copying one manifest: what was written.
+#[derive(Debug, Clone)]
+pub(crate) struct Written {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Copy the image `src` names to `dst`, then commit `dst`.
+pub async fn copy_image(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    opts: &CopyOptions,
+) -> Result<CopyReport> {
+    let stats = Stats::default();
+    let (bytes, mt) = src
+        .manifest(None)
+        .await
+        .with_context(|| format!("reading the manifest of {}", src.name()))?;
+    let written = if media::is_index(&mt) {
+        copy_index(src, dst, opts, &stats, bytes, &mt).await?
+    } else if media::is_manifest(&mt) {
+        let w = single::copy_single(src, dst, opts, &stats, &bytes, &mt, None).await?;
+        if opts.referrers {
+            copy_referrers(
+                src,
+                dst,
+                opts,
+                &stats,
+                &sha256_digest(&bytes),
+                bytes.len() as u64,
+                &mt,
+                &w,
+                0,
+            )
+            .await?;
+        }
+        w
+    } else {
+        bail!("{}: unsupported manifest type `{mt}`", src.name());
+    };
+    dst.commit()
+        .await
+        .with_context(|| format!("committing {}", dst.name()))?;
+    Ok(CopyReport {
+        source: src.name(),
+        destination: dst.name(),
+        digest: written.digest.to_string(),
+        media_type: written.media_type,
+        images: stats.images.load(Ordering::Relaxed),
+        blobs_copied: stats.copied.load(Ordering::Relaxed),
+        blobs_skipped: stats.skipped.load(Ordering::Relaxed),
+        blobs_mounted: stats.mounted.load(Ordering::Relaxed),
+        bytes_copied: stats.bytes.load(Ordering::Relaxed),
+        referrers: stats.referrers.load(Ordering::Relaxed),
+    })
+}
+
+fn descriptor_at(index: &Value, i: usize) -> Result<Descriptor> {
+    serde_json::from_value(index["manifests"][i].clone())
+        .with_context(|| format!("index entry {i} is not a valid descriptor"))
+}
+
+async fn copy_index(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    opts: &CopyOptions,
+    stats: &Stats,
+    bytes: Vec<u8>,
+    mt: &str,
+) -> Result<Written> {
+    let index: Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: the index is not valid JSON", src.name()))?;
+    let count = index
+        .get("manifests")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let mode = if dst.supports_index() {
+        opts.multi_arch
+    } else {
+        MultiArch::System
+    };
+    if mode == MultiArch::System {
+        let i = platform::choose(&index, &opts.platform).with_context(|| src.name())?;
+        let d = descriptor_at(&index, i)?;
+        let (child, child_mt) = fetch_child(src, &d).await?;
+        let w = single::copy_single(src, dst, opts, stats, &child, &child_mt, None).await?;
+        if opts.referrers {
+            copy_referrers(
+                src,
+                dst,
+                opts,
+                stats,
+                d.digest(),
+                d.size(),
+                &child_mt,
+                &w,
+                0,
+            )
+            .await?;
+        }
+        return Ok(w);
+    }
+    let mut new_index = index.clone();
+    let mut changed = false;
+    if mode == MultiArch::All {
+        for i in 0..count {
+            let d = descriptor_at(&index, i)?;
+            let (child, child_mt) = fetch_child(src, &d).await?;
+            let w = if media::is_index(&child_mt) {
+                bail!(
+                    "{}: nested indexes are not supported (entry {})",
+                    src.name(),
+                    d.digest()
+                );
+            } else {
+                single::copy_single(src, dst, opts, stats, &child, &child_mt, Some(d.digest()))
+                    .await?
+            };
+            if w.digest != *d.digest() {
+                changed = true;
+                new_index["manifests"][i]["digest"] = Value::String(w.digest.to_string());
+                new_index["manifests"][i]["size"] = Value::from(w.size);
+                new_index["manifests"][i]["mediaType"] = Value::String(w.media_type.clone());
+            }
+            if opts.referrers {
+                copy_referrers(
+                    src,
+                    dst,
+                    opts,
+                    stats,
+                    d.digest(),
+                    d.size(),
+                    &child_mt,
+                    &w,
+                    0,
+                )
+                .await?;
+            }
+        }
+    }
+    let target = opts.format.or_else(|| {
+        let supported = dst.supported_manifest_types();
+        if supported.is_empty() || supported.contains(&mt) {
+            None
+        } else {
+            supported.iter().find_map(|t| ManifestFormat::of(t))
+        }
+    });
+    if let Some(f) = target
+        && ManifestFormat::of(mt) != Some(f)
+    {
+        new_index = convert::convert_index(&new_index, f)?;
+        changed = true;
+    }
+    let (out, out_mt) = if changed {
+        if opts.preserve_digests {
+            bail!(
+                "--preserve-digests: copying {} would change the index digest (format or layer changes)",
+                src.name()
+            );
+        }
+        let mt = new_index
+            .get("mediaType")
+            .and_then(Value::as_str)
+            .unwrap_or(mt)
+            .to_string();
+        (serde_json::to_vec(&new_index)?, mt)
+    } else {
+        (bytes.clone(), mt.to_string())
+    };
+    dst.put_manifest(&out, &out_mt, None)
+        .await
+        .with_context(|| format!("writing the index to {}", dst.name()))?;
+    let w = Written {
+        digest: sha256_digest(&out),
+        size: out.len() as u64,
+        media_type: out_mt,
+        bytes: out,
+    };
+    if opts.referrers {
+        copy_referrers(
+            src,
+            dst,
+            opts,
+            stats,
+            &sha256_digest(&bytes),
+            bytes.len() as u64,
+            mt,
+            &w,
+            0,
+        )
+        .await?;
+    }
+    Ok(w)
+}
+
+/// A child manifest by digest, verified.
+pub(crate) async fn fetch_child(
+    src: &dyn ImageSource,
+    d: &Descriptor,
+) -> Result<(Vec<u8>, String)> {
+    let (b, mt) = src
+        .manifest(Some(d.digest()))
+        .await
+        .with_context(|| format!("reading manifest {} from {}", d.digest(), src.name()))?;
+    check_bytes(&b, d.digest(), Some(d.size()))
+        .with_context(|| format!("manifest from {}", src.name()))?;
+    Ok((b, mt))
+}
+
+/// Copy what refers to the manifest `subject` (source digest) now written as `written`: OCI referrers and
+/// cosign tags. Referrers of referrers follow, two levels deep.
+#[allow(clippy::too_many_arguments)]
+async fn copy_referrers(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    opts: &CopyOptions,
+    stats: &Stats,
+    subject: &Digest,
+    size: u64,
+    mt: &str,
+    written: &Written,
+    depth: usize,
+) -> Result<()> {
+    if depth > 1 {
+        return Ok(());
+    }
+    if written.digest != *subject {
+        tracing::warn!(
+            "{}: the manifest digest changed, so its signatures and referrers are not copied",
+            src.name()
+        );
+        return Ok(());
+    }
+    let subject_desc = crate::transport::oci::manifest_descriptor(subject.clone(), size, mt)?;
+    let list = src
+        .referrers(&subject_desc)
+        .await
+        .with_context(|| format!("listing referrers of {subject} in {}", src.name()))?;
+    let ref_opts = CopyOptions {
+        format: None,
+        compress: None,
+        ..opts.clone()
+    };
+    for r in list {
+        let (b, rmt) = fetch_child(src, &r).await?;
+        let w = if media::is_index(&rmt) {
+            bail!(
+                "{}: referrer {} is an index; lade copies manifest referrers",
+                src.name(),
+                r.digest()
+            );
+        } else {
+            single::copy_single(src, dst, &ref_opts, stats, &b, &rmt, Some(r.digest())).await?
+        };
+        stats.referrers.fetch_add(1, Ordering::Relaxed);
+        Box::pin(copy_referrers(
+            src,
+            dst,
+            opts,
+            stats,
+            r.digest(),
+            r.size(),
+            &rmt,
+            &w,
+            depth + 1,
+        ))
+        .await?;
+    }
+    let hex = subject.digest();
+    for suffix in ["sig", "att", "sbom"] {
+        let tag = format!("{}-{hex}.{suffix}", subject.algorithm());
+        let Some((b, tmt)) = src
+            .tagged_manifest(&tag)
+            .await
+            .with_context(|| format!("looking up {tag} in {}", src.name()))?
+        else {
+            continue;
+        };
+        if !media::is_manifest(&tmt) {
+            continue;
+        }
+        let w = single::copy_single_blobs(src, dst, &ref_opts, stats, &b, &tmt).await?;
+        if !dst
+            .put_tagged_manifest(&w.bytes, &w.media_type, &tag)
+            .await?
+        {
+            tracing::warn!(
+                "{}: cannot store the cosign tag {tag}; it is not copied",
+                dst.name()
+            );
+            continue;
+        }
+        stats.referrers.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}

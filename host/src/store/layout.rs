@@ -27,7 +27,9 @@ pub struct LayoutLock {
 
 /// Write `data` to `path` atomically: a temp file in the same directory, fsync, rename, fsync the directory.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().context("a file path has a parent directory")?;
+    let dir = path
+        .parent()
+        .context("a file path has a parent directory")?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
@@ -35,7 +37,8 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
     tmp.write_all(data)?;
     tmp.as_file().sync_all()?;
-    tmp.persist(path).with_context(|| format!("renaming into {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
     sync_dir(dir);
     Ok(())
 }
@@ -51,7 +54,9 @@ impl Layout {
     pub fn create(root: &Path) -> Result<Layout> {
         fs::create_dir_all(root.join("blobs/sha256"))
             .with_context(|| format!("creating the OCI layout at {}", root.display()))?;
-        let l = Layout { root: root.to_path_buf() };
+        let l = Layout {
+            root: root.to_path_buf(),
+        };
         let marker = root.join("oci-layout");
         if !marker.exists() {
             write_atomic(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -68,9 +73,14 @@ impl Layout {
     /// Open an existing layout (an error naming the directory when it is not one).
     pub fn open(root: &Path) -> Result<Layout> {
         if !root.join("index.json").is_file() {
-            bail!("{} is not an OCI image layout (no index.json)", root.display());
+            bail!(
+                "{} is not an OCI image layout (no index.json)",
+                root.display()
+            );
         }
-        Ok(Layout { root: root.to_path_buf() })
+        Ok(Layout {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -83,7 +93,10 @@ impl Layout {
 
     /// Path of a blob (it may not exist).
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
-        self.root.join("blobs").join(d.algorithm().as_ref()).join(d.digest())
+        self.root
+            .join("blobs")
+            .join(d.algorithm().as_ref())
+            .join(d.digest())
     }
 
     pub fn has_blob(&self, d: &Digest, size: Option<u64>) -> bool {
@@ -110,12 +123,26 @@ impl Layout {
     /// Stream a blob into the layout. With `verify`, the stream is hashed here; without, the caller
     /// guarantees it is a `DigestingReader` (see the transport contract). The blob becomes visible only
     /// after a clean EOF, fsync and rename.
-    pub async fn put_blob(&self, digest: &Digest, size: Option<u64>, data: BlobStream, verify: bool) -> Result<()> {
+    pub async fn put_blob(
+        &self,
+        digest: &Digest,
+        size: Option<u64>,
+        data: BlobStream,
+        verify: bool,
+    ) -> Result<()> {
         if self.has_blob(digest, size) {
             return Ok(());
         }
-        let mut data: BlobStream = if verify { Box::new(DigestingReader::new(data, digest, size)?) } else { data };
-        let dir = self.blob_path(digest).parent().expect("blob path has a parent").to_path_buf();
+        let mut data: BlobStream = if verify {
+            Box::new(DigestingReader::new(data, digest, size)?)
+        } else {
+            data
+        };
+        let dir = self
+            .blob_path(digest)
+            .parent()
+            .expect("blob path has a parent")
+            .to_path_buf();
         tokio::fs::create_dir_all(&dir).await?;
         let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir)?;
         let (std_file, tmp_path) = tmp.into_parts();
@@ -156,7 +183,8 @@ impl Layout {
 
     /// Take the exclusive lock that guards `index.json` (flock on the layout directory; blocks).
     pub fn lock(&self) -> Result<LayoutLock> {
-        let fd = File::open(&self.root).with_context(|| format!("opening {} to lock it", self.root.display()))?;
+        let fd = File::open(&self.root)
+            .with_context(|| format!("opening {} to lock it", self.root.display()))?;
         rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive)
             .with_context(|| format!("locking {}", self.root.display()))?;
         Ok(LayoutLock { _fd: fd })
@@ -166,8 +194,8 @@ impl Layout {
     pub fn read_index(&self) -> Result<Value> {
         let p = self.index_path();
         let bytes = fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
-        let v: Value =
-            serde_json::from_slice(&bytes).with_context(|| format!("{} is not valid JSON", p.display()))?;
+        let v: Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not valid JSON", p.display()))?;
         if !v.get("manifests").is_none_or(Value::is_array) {
             bail!("{}: `manifests` is not an array", p.display());
         }
@@ -187,7 +215,9 @@ impl Layout {
     pub fn update_index<T>(&self, f: impl FnOnce(&mut Vec<Value>) -> Result<T>) -> Result<T> {
         let _lock = self.lock()?;
         let mut idx = self.read_index()?;
-        let obj = idx.as_object_mut().context("index.json is not a JSON object")?;
+        let obj = idx
+            .as_object_mut()
+            .context("index.json is not a JSON object")?;
         let mut list = match obj.remove("manifests") {
             Some(Value::Array(a)) => a,
             _ => vec![],
@@ -221,7 +251,10 @@ impl Layout {
         let v = serde_json::to_value(desc)?;
         let digest = desc.digest().to_string();
         self.update_index(|list| {
-            if !list.iter().any(|e| e.get("digest").and_then(Value::as_str) == Some(&digest)) {
+            if !list
+                .iter()
+                .any(|e| e.get("digest").and_then(Value::as_str) == Some(&digest))
+            {
                 list.push(v);
             }
             Ok(())
@@ -246,7 +279,10 @@ impl Layout {
 
     /// The descriptor named `name`.
     pub fn find_ref(&self, name: &str) -> Result<Option<Descriptor>> {
-        Ok(self.entries()?.into_iter().find(|d| ref_of(d) == Some(name)))
+        Ok(self
+            .entries()?
+            .into_iter()
+            .find(|d| ref_of(d) == Some(name)))
     }
 }
 
@@ -260,12 +296,18 @@ pub fn ref_of(d: &Descriptor) -> Option<&str> {
 }
 
 fn entries_of(idx: &Value, path: &Path) -> Result<Vec<Descriptor>> {
-    let Some(list) = idx.get("manifests").and_then(Value::as_array) else { return Ok(vec![]) };
+    let Some(list) = idx.get("manifests").and_then(Value::as_array) else {
+        return Ok(vec![]);
+    };
     list.iter()
         .enumerate()
         .map(|(i, e)| {
-            serde_json::from_value(e.clone())
-                .with_context(|| format!("{}: manifests[{i}] is not a valid descriptor", path.display()))
+            serde_json::from_value(e.clone()).with_context(|| {
+                format!(
+                    "{}: manifests[{i}] is not a valid descriptor",
+                    path.display()
+                )
+            })
         })
         .collect()
 }
@@ -282,10 +324,17 @@ mod tests {
         let d = sha256_digest(b"abc");
         let bad: BlobStream = Box::new(&b"abd"[..]);
         assert!(l.put_blob(&d, Some(3), bad, true).await.is_err());
-        assert!(!l.has_blob(&d, None), "a mismatching blob must not become visible");
-        let leftovers: Vec<_> = fs::read_dir(tmp.path().join("blobs/sha256")).unwrap().collect();
+        assert!(
+            !l.has_blob(&d, None),
+            "a mismatching blob must not become visible"
+        );
+        let leftovers: Vec<_> = fs::read_dir(tmp.path().join("blobs/sha256"))
+            .unwrap()
+            .collect();
         assert!(leftovers.is_empty(), "no temp file left behind");
-        l.put_blob(&d, Some(3), Box::new(&b"abc"[..]), true).await.unwrap();
+        l.put_blob(&d, Some(3), Box::new(&b"abc"[..]), true)
+            .await
+            .unwrap();
         assert_eq!(l.read_blob(&d).unwrap(), b"abc");
         let desc = oci_spec::image::DescriptorBuilder::default()
             .media_type("application/vnd.oci.image.manifest.v1+json")

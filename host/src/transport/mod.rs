@@ -17,14 +17,14 @@
 //!   ...) with [`parse`] and open the right transport. `docker://` is delegated to
 //!   `crate::transport::docker::{open_source, open_destination}(rest_without_prefix, ctx)`.
 
-// pub mod dir; (in progress)
+pub mod dir;
 // pub mod docker_archive; (in progress)
-// pub mod local; (in progress)
+pub mod local;
 pub mod oci;
 // pub mod oci_archive; (in progress)
 pub mod verify;
 // The registry transport is `docker.rs`, owned by the registry half of the project.
-// pub mod docker; (H4 adds transport/docker.rs: pub async fn open_source/open_destination(rest, ctx))
+// pub mod docker; (enabled once transport/docker.rs is committed)
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
@@ -48,7 +48,8 @@ pub mod media {
     pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
     pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
     pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
-    pub const DOCKER_FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+    pub const DOCKER_FOREIGN_LAYER: &str =
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
     /// A manifest list or an OCI index.
     pub fn is_index(mt: &str) -> bool {
@@ -67,7 +68,11 @@ pub mod media {
         if let Some(mt) = v.get("mediaType").and_then(|m| m.as_str()) {
             return mt.to_string();
         }
-        if v.get("manifests").is_some() { OCI_INDEX.to_string() } else { OCI_MANIFEST.to_string() }
+        if v.get("manifests").is_some() {
+            OCI_INDEX.to_string()
+        } else {
+            OCI_MANIFEST.to_string()
+        }
     }
 }
 
@@ -170,11 +175,21 @@ pub trait ImageDestination: Send + Sync {
 
     /// Store a manifest. `instance: Some(d)` for a child of an index or an untagged manifest (a referrer);
     /// `None` for the top manifest the reference names, which gets the reference's tag.
-    async fn put_manifest(&self, bytes: &[u8], media_type: &str, instance: Option<&Digest>) -> Result<()>;
+    async fn put_manifest(
+        &self,
+        bytes: &[u8],
+        media_type: &str,
+        instance: Option<&Digest>,
+    ) -> Result<()>;
 
     /// Store a manifest under another tag of the same repository (cosign `sha256-<hex>.sig`).
     /// Ok(false) when the destination has no tags besides its reference's.
-    async fn put_tagged_manifest(&self, _bytes: &[u8], _media_type: &str, _tag: &str) -> Result<bool> {
+    async fn put_tagged_manifest(
+        &self,
+        _bytes: &[u8],
+        _media_type: &str,
+        _tag: &str,
+    ) -> Result<bool> {
         Ok(false)
     }
 
@@ -188,11 +203,20 @@ pub enum TransportRef {
     /// `docker://REF` (REF without the prefix).
     Docker(String),
     /// `oci:DIR[:REF]`.
-    Oci { dir: PathBuf, reference: Option<String> },
+    Oci {
+        dir: PathBuf,
+        reference: Option<String>,
+    },
     /// `oci-archive:FILE[:REF]`.
-    OciArchive { file: PathBuf, reference: Option<String> },
+    OciArchive {
+        file: PathBuf,
+        reference: Option<String>,
+    },
     /// `docker-archive:FILE[:REF]` (REF: a name:tag, or `@N` for the N-th image).
-    DockerArchive { file: PathBuf, reference: Option<String> },
+    DockerArchive {
+        file: PathBuf,
+        reference: Option<String>,
+    },
     /// `dir:DIR`.
     Dir(PathBuf),
     /// The local store: `lade:NAME` or `containers-storage:NAME` (NAME: name, short name or image ID).
@@ -246,23 +270,30 @@ pub fn parse(name: &str) -> Result<TransportRef> {
 pub async fn open_source(name: &str, ctx: &SystemContext) -> Result<Box<dyn ImageSource>> {
     Ok(match parse(name)? {
         TransportRef::Docker(_) => bail!("{name}: the docker transport is not built in yet"),
-        TransportRef::Oci { dir, reference } => Box::new(oci::OciSource::open(&dir, reference.as_deref())?),
+        TransportRef::Oci { dir, reference } => {
+            Box::new(oci::OciSource::open(&dir, reference.as_deref())?)
+        }
         TransportRef::OciArchive { .. } => bail!("{name}: not built in yet"),
         TransportRef::DockerArchive { .. } => bail!("{name}: not built in yet"),
-        TransportRef::Dir(_) => bail!("{name}: not built in yet"),
-        TransportRef::Local(_) => bail!("{name}: not built in yet"),
+        TransportRef::Dir(d) => Box::new(dir::DirSource::open(&d)?),
+        TransportRef::Local(n) => Box::new(local::LocalSource::open(&ctx.store_root, &n)?),
     })
 }
 
 /// Open the write side of `name` (a transport string).
-pub async fn open_destination(name: &str, ctx: &SystemContext) -> Result<Box<dyn ImageDestination>> {
+pub async fn open_destination(
+    name: &str,
+    ctx: &SystemContext,
+) -> Result<Box<dyn ImageDestination>> {
     Ok(match parse(name)? {
         TransportRef::Docker(_) => bail!("{name}: the docker transport is not built in yet"),
-        TransportRef::Oci { dir, reference } => Box::new(oci::OciDestination::open(&dir, reference.as_deref())?),
+        TransportRef::Oci { dir, reference } => {
+            Box::new(oci::OciDestination::open(&dir, reference.as_deref())?)
+        }
         TransportRef::OciArchive { .. } => bail!("{name}: not built in yet"),
         TransportRef::DockerArchive { .. } => bail!("{name}: not built in yet"),
-        TransportRef::Dir(_) => bail!("{name}: not built in yet"),
-        TransportRef::Local(_) => bail!("{name}: not built in yet"),
+        TransportRef::Dir(d) => Box::new(dir::DirDestination::create(&d)?),
+        TransportRef::Local(n) => Box::new(local::LocalDestination::open(&ctx.store_root, &n)?),
     })
 }
 
@@ -274,18 +305,36 @@ mod tests {
     fn parses_transport_strings() {
         assert_eq!(
             parse("oci:/x/y:tag").unwrap(),
-            TransportRef::Oci { dir: "/x/y".into(), reference: Some("tag".into()) }
+            TransportRef::Oci {
+                dir: "/x/y".into(),
+                reference: Some("tag".into())
+            }
         );
-        assert_eq!(parse("oci:/x/y").unwrap(), TransportRef::Oci { dir: "/x/y".into(), reference: None });
+        assert_eq!(
+            parse("oci:/x/y").unwrap(),
+            TransportRef::Oci {
+                dir: "/x/y".into(),
+                reference: None
+            }
+        );
         assert_eq!(
             parse("oci:/x:localhost/app:1").unwrap(),
-            TransportRef::Oci { dir: "/x".into(), reference: Some("localhost/app:1".into()) }
+            TransportRef::Oci {
+                dir: "/x".into(),
+                reference: Some("localhost/app:1".into())
+            }
         );
-        assert_eq!(parse("docker://a.b/c:1").unwrap(), TransportRef::Docker("a.b/c:1".into()));
+        assert_eq!(
+            parse("docker://a.b/c:1").unwrap(),
+            TransportRef::Docker("a.b/c:1".into())
+        );
         assert_eq!(parse("dir:/d").unwrap(), TransportRef::Dir("/d".into()));
         assert_eq!(
             parse("docker-archive:/a.tar:app:1").unwrap(),
-            TransportRef::DockerArchive { file: "/a.tar".into(), reference: Some("app:1".into()) }
+            TransportRef::DockerArchive {
+                file: "/a.tar".into(),
+                reference: Some("app:1".into())
+            }
         );
         assert!(parse("nope:/x").is_err());
         assert!(parse("alpine").is_err());

@@ -12,7 +12,11 @@ use std::sync::Mutex;
 
 /// A descriptor for manifest bytes.
 pub fn manifest_descriptor(digest: Digest, size: u64, media_type: &str) -> Result<Descriptor> {
-    Ok(DescriptorBuilder::default().media_type(MediaType::from(media_type)).digest(digest).size(size).build()?)
+    Ok(DescriptorBuilder::default()
+        .media_type(MediaType::from(media_type))
+        .digest(digest)
+        .size(size)
+        .build()?)
 }
 
 /// Read side of a layout: one top manifest, chosen by ref name.
@@ -34,9 +38,15 @@ impl OciSource {
         };
         let entries = layout.entries()?;
         let top = match reference {
-            Some(r) => entries.into_iter().find(|d| ref_of(d) == Some(r)).with_context(|| {
-                format!("{name}: no image named `{r}` in {}/index.json", dir.display())
-            })?,
+            Some(r) => entries
+                .into_iter()
+                .find(|d| ref_of(d) == Some(r))
+                .with_context(|| {
+                    format!(
+                        "{name}: no image named `{r}` in {}/index.json",
+                        dir.display()
+                    )
+                })?,
             None => {
                 if entries.len() != 1 {
                     let names: Vec<_> = entries.iter().filter_map(ref_of).collect();
@@ -50,12 +60,27 @@ impl OciSource {
                 entries.into_iter().next().expect("one entry")
             }
         };
-        Ok(OciSource { layout, top, name, repository: None })
+        Ok(OciSource {
+            layout,
+            top,
+            name,
+            repository: None,
+        })
     }
 
     /// A source over an already resolved descriptor (the local store).
-    pub fn from_parts(layout: Layout, top: Descriptor, name: String, repository: Option<String>) -> OciSource {
-        OciSource { layout, top, name, repository }
+    pub fn from_parts(
+        layout: Layout,
+        top: Descriptor,
+        name: String,
+        repository: Option<String>,
+    ) -> OciSource {
+        OciSource {
+            layout,
+            top,
+            name,
+            repository,
+        }
     }
 
     pub fn top(&self) -> &Descriptor {
@@ -71,15 +96,24 @@ pub fn layout_referrers(layout: &Layout, subject: &Digest) -> Result<Vec<Descrip
         if !media::is_manifest(&mt) || d.size() > 4 << 20 {
             continue;
         }
-        let Ok(bytes) = layout.read_blob(d.digest()) else { continue };
-        let Ok(v) = serde_json::from_slice::<Value>(&bytes) else { continue };
+        let Ok(bytes) = layout.read_blob(d.digest()) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
+            continue;
+        };
         if v.pointer("/subject/digest").and_then(Value::as_str) == Some(subject.as_ref()) {
             let mut d = d.clone();
-            if let Some(at) = v.get("artifactType").or(v.pointer("/config/mediaType")).and_then(Value::as_str) {
+            if let Some(at) = v
+                .get("artifactType")
+                .or(v.pointer("/config/mediaType"))
+                .and_then(Value::as_str)
+            {
                 d.set_artifact_type(Some(MediaType::from(at)));
             }
             if let Some(a) = d.annotations().clone() {
-                let rest: std::collections::HashMap<_, _> = a.into_iter().filter(|(k, _)| k != REF_NAME).collect();
+                let rest: std::collections::HashMap<_, _> =
+                    a.into_iter().filter(|(k, _)| k != REF_NAME).collect();
                 d.set_annotations(if rest.is_empty() { None } else { Some(rest) });
             }
             if !out.iter().any(|o: &Descriptor| o.digest() == d.digest()) {
@@ -101,7 +135,11 @@ impl ImageSource for OciSource {
             None => {
                 let bytes = self.layout.read_blob(self.top.digest())?;
                 let mt = self.top.media_type().to_string();
-                let mt = if mt.is_empty() { media::sniff(&bytes) } else { mt };
+                let mt = if mt.is_empty() {
+                    media::sniff(&bytes)
+                } else {
+                    mt
+                };
                 Ok((bytes, mt))
             }
             Some(d) => {
@@ -125,7 +163,9 @@ impl ImageSource for OciSource {
             Some(r) => format!("{r}:{tag}"),
             None => tag.to_string(),
         };
-        let Some(d) = self.layout.find_ref(&full)? else { return Ok(None) };
+        let Some(d) = self.layout.find_ref(&full)? else {
+            return Ok(None);
+        };
         let bytes = self.layout.read_blob(d.digest())?;
         Ok(Some((bytes, d.media_type().to_string())))
     }
@@ -150,7 +190,12 @@ impl OciDestination {
             Some(r) => format!("oci:{}:{r}", dir.display()),
             None => format!("oci:{}", dir.display()),
         };
-        Ok(Self::from_parts(layout, reference.map(str::to_string), None, name))
+        Ok(Self::from_parts(
+            layout,
+            reference.map(str::to_string),
+            None,
+            name,
+        ))
     }
 
     /// A destination into an opened layout with a ready-made ref (the local store).
@@ -204,15 +249,25 @@ impl ImageDestination for OciDestination {
     }
 
     async fn put_blob(&self, desc: &Descriptor, data: BlobStream) -> Result<()> {
-        self.layout.put_blob(desc.digest(), Some(desc.size()), data, false).await
+        self.layout
+            .put_blob(desc.digest(), Some(desc.size()), data, false)
+            .await
     }
 
-    async fn put_manifest(&self, bytes: &[u8], media_type: &str, instance: Option<&Digest>) -> Result<()> {
+    async fn put_manifest(
+        &self,
+        bytes: &[u8],
+        media_type: &str,
+        instance: Option<&Digest>,
+    ) -> Result<()> {
         let digest = self.layout.put_bytes(bytes)?;
         if let Some(want) = instance
             && want != &digest
         {
-            bail!("{}: manifest bytes hash to {digest}, not the expected {want}", self.name);
+            bail!(
+                "{}: manifest bytes hash to {digest}, not the expected {want}",
+                self.name
+            );
         }
         let desc = manifest_descriptor(digest, bytes.len() as u64, media_type)?;
         match instance {
@@ -261,12 +316,22 @@ impl ImageDestination for OciDestination {
         self.layout
             .update_index(|list| {
                 for (n, v) in named {
-                    list.retain(|e| e.pointer("/annotations").and_then(|a| a.get(REF_NAME)).and_then(Value::as_str) != Some(&n));
+                    list.retain(|e| {
+                        e.pointer("/annotations")
+                            .and_then(|a| a.get(REF_NAME))
+                            .and_then(Value::as_str)
+                            != Some(&n)
+                    });
                     list.push(v);
                 }
                 for v in plain {
                     let dg = v.get("digest").cloned();
-                    if !list.iter().any(|e| e.get("digest") == dg.as_ref() && e.pointer("/annotations").and_then(|a| a.get(REF_NAME)).is_none()) {
+                    if !list.iter().any(|e| {
+                        e.get("digest") == dg.as_ref()
+                            && e.pointer("/annotations")
+                                .and_then(|a| a.get(REF_NAME))
+                                .is_none()
+                    }) {
                         list.push(v);
                     }
                 }

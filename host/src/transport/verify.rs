@@ -22,7 +22,9 @@ impl Hasher {
         Ok(match digest.algorithm() {
             DigestAlgorithm::Sha256 => Hasher::Sha256(Sha256::new()),
             DigestAlgorithm::Sha512 => Hasher::Sha512(Sha512::new()),
-            other => bail!("digest {digest}: unsupported algorithm `{other}` (lade verifies sha256 and sha512)"),
+            other => bail!(
+                "digest {digest}: unsupported algorithm `{other}` (lade verifies sha256 and sha512)"
+            ),
         })
     }
 
@@ -59,7 +61,10 @@ pub fn check_bytes(data: &[u8], digest: &Digest, size: Option<u64>) -> Result<()
     if let Some(size) = size
         && size != data.len() as u64
     {
-        bail!("content for {digest} is {} bytes, expected {size}", data.len());
+        bail!(
+            "content for {digest} is {} bytes, expected {size}",
+            data.len()
+        );
     }
     let mut h = Hasher::for_digest(digest)?;
     h.update(data);
@@ -104,7 +109,11 @@ fn invalid(msg: String) -> io::Error {
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for DigestingReader<R> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.done {
             return Poll::Ready(Ok(()));
@@ -125,7 +134,11 @@ impl<R: AsyncRead + Unpin> AsyncRead for DigestingReader<R> {
                             this.expected, this.read
                         ))));
                     }
-                    let got = this.hasher.take().expect("hasher present until EOF").finish();
+                    let got = this
+                        .hasher
+                        .take()
+                        .expect("hasher present until EOF")
+                        .finish();
                     if got != this.expected {
                         return Poll::Ready(Err(invalid(format!(
                             "blob digest mismatch: expected {}, got {got}",
@@ -169,9 +182,27 @@ mod tests {
     async fn verifies_digest_and_size() {
         let d = sha256_digest(b"hello");
         assert_eq!(read_all(b"hello", &d, Some(5)).await.unwrap(), b"hello");
-        assert!(read_all(b"hellO", &d, Some(5)).await.unwrap_err().to_string().contains("mismatch"));
-        assert!(read_all(b"hell", &d, Some(5)).await.unwrap_err().to_string().contains("truncated"));
-        assert!(read_all(b"hello!", &d, Some(5)).await.unwrap_err().to_string().contains("longer"));
+        assert!(
+            read_all(b"hellO", &d, Some(5))
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("mismatch")
+        );
+        assert!(
+            read_all(b"hell", &d, Some(5))
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("truncated")
+        );
+        assert!(
+            read_all(b"hello!", &d, Some(5))
+                .await
+                .unwrap_err()
+                .to_string()
+                .contains("longer")
+        );
         assert!(read_all(b"hello", &d, None).await.is_ok());
         assert!(check_bytes(b"hello", &d, Some(5)).is_ok());
         assert!(check_bytes(b"hello", &d, Some(4)).is_err());
