@@ -1,0 +1,621 @@
+//! The plugin sandbox: hostile plugins (tests/fixtures/plugins) each end as the right error and never take
+//! the host down; the import check, the compile cache and `lade plugin list/inspect/install/remove`.
+
+use lade::plugin::frontend::{
+    BaseImage, ContextEntry, ContextFileKind, ContextReader, ContextStat, ImageResolver, NoImages,
+    ParseRequest, Platform,
+};
+use lade::plugin::{Limits, PluginFailure, PluginSource, Runtime};
+use lade_tests::{fails, lade, ok, run, target_dir, workspace};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+const FIXTURES: &[&str] = &[
+    "endless-loop",
+    "memory-bomb",
+    "recursion",
+    "panic",
+    "fs-reader",
+    "net-caller",
+    "future-contract",
+    "well-behaved",
+];
+
+/// The fixture plugins, built for wasm32-wasip2 once per test process and copied to `<name>.wasm`, plus
+/// `garbage.wasm` (bytes that are no component at all).
+fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let src = workspace().join("tests/fixtures/plugins");
+        let target = target_dir().join("fixtures");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(&src)
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--locked",
+                "--target",
+                "wasm32-wasip2",
+                "--target-dir",
+            ])
+            .arg(&target);
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "CARGO_BUILD_TARGET",
+            "CARGO_TARGET_DIR",
+        ] {
+            cmd.env_remove(var);
+        }
+        let status = cmd.status().expect("running cargo for the fixture plugins");
+        assert!(
+            status.success(),
+            "building the fixture plugins in {} failed",
+            src.display()
+        );
+        let out = target.join("plugins");
+        std::fs::create_dir_all(&out).unwrap();
+        for name in FIXTURES {
+            let built = target
+                .join("wasm32-wasip2/release")
+                .join(format!("fixture_{}.wasm", name.replace('-', "_")));
+            std::fs::copy(&built, out.join(format!("{name}.wasm")))
+                .unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+        }
+        std::fs::write(
+            out.join("garbage.wasm"),
+            b"this is not a component, just some bytes\n".repeat(40),
+        )
+        .unwrap();
+        out
+    })
+}
+
+fn fixture(name: &str) -> PathBuf {
+    fixtures().join(format!("{name}.wasm"))
+}
+
+/// A build context held in memory.
+struct MemoryContext(BTreeMap<String, Vec<u8>>);
+
+impl ContextReader for MemoryContext {
+    fn read_file(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no such file"))
+    }
+
+    fn stat(&self, path: &str) -> anyhow::Result<Option<ContextStat>> {
+        Ok(self.0.get(path).map(|c| ContextStat {
+            kind: ContextFileKind::File,
+            size: c.len() as u64,
+            mode: 0o644,
+        }))
+    }
+
+    fn list_dir(&self, _path: &str) -> anyhow::Result<Vec<ContextEntry>> {
+        Ok(self
+            .0
+            .keys()
+            .map(|k| ContextEntry {
+                name: k.clone(),
+                kind: ContextFileKind::File,
+            })
+            .collect())
+    }
+}
+
+fn context() -> Arc<dyn ContextReader> {
+    Arc::new(MemoryContext(BTreeMap::from([(
+        "hello.txt".to_string(),
+        b"hello from the context".to_vec(),
+    )])))
+}
+
+/// Resolves `alpine` only.
+struct OneImage;
+
+impl ImageResolver for OneImage {
+    fn resolve(&self, reference: &str, platform: &Platform) -> anyhow::Result<Option<BaseImage>> {
+        match reference {
+            "alpine" => Ok(Some(BaseImage {
+                reference: "docker.io/library/alpine:latest".into(),
+                env: vec![format!("ARCH={}", platform.architecture)],
+                on_build: vec![],
+                shell: vec![],
+            })),
+            "broken" => anyhow::bail!("the registry is on fire"),
+            _ => Ok(None),
+        }
+    }
+}
+
+fn platform(arch: &str) -> Platform {
+    Platform {
+        os: "linux".into(),
+        architecture: arch.into(),
+        variant: None,
+        os_version: None,
+        os_features: vec![],
+    }
+}
+
+fn request(source: &str) -> ParseRequest {
+    ParseRequest {
+        source: source.into(),
+        file_name: "Containerfile".into(),
+        build_args: vec![],
+        target_platform: platform("arm64"),
+        build_platform: platform("amd64"),
+        target: None,
+    }
+}
+
+/// A runtime of its own (its own engine and compile cache) with small limits.
+fn runtime(deadline: Duration, cache: &Path) -> Runtime {
+    let limits = Limits {
+        deadline,
+        memory: 64 << 20,
+        ..Limits::default()
+    };
+    Runtime::new(limits, Some(cache.to_path_buf())).unwrap()
+}
+
+/// What a call to `name` ends with: a load error, a runtime failure, or the plugin's own answer.
+fn call(rt: &Runtime, name: &str) -> String {
+    let plugin = match rt.load(&PluginSource::File(fixture(name))) {
+        Ok(p) => p,
+        Err(e) => return format!("load: {e:#}"),
+    };
+    match plugin.frontend().unwrap().parse(
+        &request("read hello.txt"),
+        context(),
+        Arc::new(NoImages),
+    ) {
+        Ok(out) => format!("ok: {:?}", out.plan.directives),
+        Err(PluginFailure::Runtime(e)) => format!("runtime: {e:#}"),
+        Err(reported) => format!("reported: {reported}"),
+    }
+}
+
+/// The well-behaved plugin works: proof that the runtime survived whatever came before.
+fn assert_runtime_still_works(rt: &Runtime, after: &str) {
+    let answer = call(rt, "well-behaved");
+    assert!(
+        answer.contains("hello from the context"),
+        "after {after}, a good plugin failed: {answer}"
+    );
+}
+
+#[test]
+fn hostile_plugins_each_get_the_right_error_and_the_next_call_works() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(Duration::from_secs(2), cache.path());
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "endless-loop",
+            &["runtime: plugin `endless-loop` exceeded its 2 s deadline"],
+        ),
+        (
+            "memory-bomb",
+            &["runtime: plugin `memory-bomb` hit its 64 MiB memory cap"],
+        ),
+        (
+            "recursion",
+            &["runtime: plugin `recursion` overflowed its 1 MiB wasm stack"],
+        ),
+        (
+            "panic",
+            &[
+                "runtime: plugin `panic` panicked at panic/src/lib.rs:",
+                "the panic fixture gives up on purpose",
+            ],
+        ),
+        (
+            "fs-reader",
+            &[
+                "load: plugin `fs-reader` imports `wasi:filesystem/",
+                "may not use",
+            ],
+        ),
+        (
+            "net-caller",
+            &[
+                "load: plugin `net-caller` imports `wasi:",
+                "wasi:sockets/tcp@0.2.6",
+            ],
+        ),
+        (
+            "future-contract",
+            &[
+                "load: plugin `future-contract` was built against lade:plugin@0.9.0",
+                "it knows lade:plugin@0.1.0",
+            ],
+        ),
+        (
+            "garbage",
+            &["load: plugin `garbage` is not a WebAssembly component"],
+        ),
+    ];
+    for (name, expected) in cases {
+        let answer = call(&rt, name);
+        for e in *expected {
+            assert!(answer.contains(e), "{name}: expected `{e}` in: {answer}");
+        }
+        assert_runtime_still_works(&rt, name);
+    }
+}
+
+#[test]
+fn an_endless_loop_is_stopped_within_its_deadline_plus_one_second() {
+    let cache = tempfile::tempdir().unwrap();
+    let deadline = Duration::from_secs(1);
+    let rt = runtime(deadline, cache.path());
+    let plugin = rt
+        .load(&PluginSource::File(fixture("endless-loop")))
+        .unwrap();
+    let started = Instant::now();
+    let result = plugin
+        .frontend()
+        .unwrap()
+        .parse(&request(""), context(), Arc::new(NoImages));
+    let took = started.elapsed();
+    let Err(PluginFailure::Runtime(e)) = result else {
+        panic!("the loop was not stopped as a runtime failure")
+    };
+    assert!(e.to_string().contains("exceeded its 1 s deadline"), "{e:#}");
+    // The acceptance bound: stopped within the deadline plus one second (and not before the deadline).
+    assert!(
+        took >= deadline && took <= deadline + Duration::from_secs(1),
+        "stopped after {took:?}"
+    );
+}
+
+#[test]
+fn host_interfaces_reach_the_plugin_and_its_errors_come_back_apart() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(Duration::from_secs(10), cache.path());
+    let plugin = rt
+        .load(&PluginSource::File(fixture("well-behaved")))
+        .unwrap();
+    assert_eq!(plugin.info().name, "well-behaved");
+    assert_eq!(plugin.info().version, "1.2.3");
+    assert_eq!(plugin.contract_version(), "0.1.0");
+    let frontend = plugin.frontend().unwrap();
+    let script = "read hello.txt\nread missing.txt\nstat hello.txt\nstat nope\nlist .\nimage alpine\nimage busybox\n\
+                  image broken\nprint to stdout\neprint to stderr";
+    let out = frontend
+        .parse(&request(script), context(), Arc::new(OneImage))
+        .unwrap();
+    let d: BTreeMap<String, String> = out
+        .plan
+        .directives
+        .into_iter()
+        .map(|kv| (kv.key, kv.value))
+        .collect();
+    assert_eq!(d["read:hello.txt"], "hello from the context");
+    assert!(
+        d["read:missing.txt"].starts_with("host error: reading `missing.txt` in the build context"),
+        "{d:?}"
+    );
+    assert_eq!(d["stat:hello.txt"], "file 22 644");
+    assert_eq!(d["stat:nope"], "none");
+    assert_eq!(d["list:."], "hello.txt:file");
+    // The target platform reaches the resolver; a resolver error reaches the plugin as a host error.
+    assert_eq!(
+        d["image:alpine"],
+        "docker.io/library/alpine:latest env=ARCH=arm64"
+    );
+    assert_eq!(d["image:busybox"], "none");
+    assert!(
+        d["image:broken"].contains("resolving base image `broken`: the registry is on fire"),
+        "{d:?}"
+    );
+
+    // The plugin's own error: diagnostics with file:line:col and hint, not a runtime failure.
+    let failure = frontend.parse(
+        &request("read hello.txt\nfail no such thing"),
+        context(),
+        Arc::new(NoImages),
+    );
+    let Err(failure @ PluginFailure::Reported { .. }) = failure else {
+        panic!("expected the plugin's own error")
+    };
+    assert_eq!(failure.diagnostics().len(), 1);
+    let text = failure.to_string();
+    assert!(
+        text.contains("Containerfile:2:1: error: no such thing")
+            && text.contains("hint: remove the fail line"),
+        "{text}"
+    );
+
+    // A plugin is no frontend and a scanner at once.
+    assert!(plugin.scanner().is_err() && plugin.signer().is_err());
+}
+
+/// What any plugin may import, written out independently of the host's own list.
+fn import_allowed(import: &str, kind: &str) -> bool {
+    let (name, version) = import.split_once('@').unwrap_or((import, ""));
+    let lade = match kind {
+        "frontend" => &["types", "context", "images"][..],
+        "scanner" => &["types", "image-files"][..],
+        _ => &["types"][..],
+    };
+    if let Some(iface) = name.strip_prefix("lade:plugin/") {
+        return version == "0.1.0" && lade.contains(&iface);
+    }
+    let wasi = [
+        "wasi:io/poll",
+        "wasi:io/error",
+        "wasi:io/streams",
+        "wasi:cli/environment",
+        "wasi:cli/exit",
+        "wasi:cli/stdin",
+        "wasi:cli/stdout",
+        "wasi:cli/stderr",
+        "wasi:cli/terminal-input",
+        "wasi:cli/terminal-output",
+        "wasi:cli/terminal-stdin",
+        "wasi:cli/terminal-stdout",
+        "wasi:cli/terminal-stderr",
+        "wasi:clocks/monotonic-clock",
+        "wasi:clocks/wall-clock",
+        "wasi:random/random",
+        "wasi:random/insecure",
+        "wasi:random/insecure-seed",
+    ];
+    version.starts_with("0.2.") && wasi.contains(&name)
+}
+
+#[test]
+fn every_embedded_plugin_imports_only_what_its_kind_may() {
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(lade().args(["plugin", "list", "--format", "json"]))).unwrap();
+    let embedded: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["source"] == "embedded")
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(embedded.contains(&"dockerfile"), "{list}");
+    for name in embedded {
+        let d: serde_json::Value = serde_json::from_str(&ok(
+            lade().args(["plugin", "inspect", name, "--format", "json"])
+        ))
+        .unwrap();
+        let kind = d["kind"].as_str().unwrap();
+        let imports = d["imports"].as_array().unwrap();
+        for i in imports {
+            assert!(
+                import_allowed(i.as_str().unwrap(), kind),
+                "embedded {kind} `{name}` imports {i}"
+            );
+        }
+        assert!(
+            d["exports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e == "lade:plugin/metadata@0.1.0"),
+            "{d}"
+        );
+        assert!(d["digest"].as_str().unwrap().starts_with("sha256:"), "{d}");
+        // The text form shows the same imports.
+        let text = ok(lade().args(["plugin", "inspect", name]));
+        assert!(text.contains("contract:    lade:plugin@0.1.0"), "{text}");
+        for i in imports {
+            assert!(text.contains(i.as_str().unwrap()), "{text}");
+        }
+    }
+}
+
+fn sha256_of(path: &Path) -> String {
+    let out = ok(Command::new("sha256sum").arg(path));
+    format!("sha256:{}", out.split_whitespace().next().unwrap())
+}
+
+#[test]
+fn install_list_inspect_remove_round_trip() {
+    let root = tempfile::tempdir().unwrap();
+    let lade_at = || {
+        let mut c = lade();
+        c.arg("--root").arg(root.path());
+        c
+    };
+    let file = fixture("well-behaved");
+    let installed: serde_json::Value = serde_json::from_str(&ok(lade_at()
+        .args(["plugin", "install", "--format", "json"])
+        .arg(&file)))
+    .unwrap();
+    assert_eq!(installed["name"], "well-behaved");
+    assert_eq!(installed["source"], "installed");
+    let stored = root.path().join("plugins/well-behaved.wasm");
+    assert_eq!(
+        std::fs::read(&stored).unwrap(),
+        std::fs::read(&file).unwrap()
+    );
+
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(lade_at().args(["plugin", "list", "--format", "json"]))).unwrap();
+    let row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "well-behaved")
+        .expect("installed plugin listed");
+    assert_eq!(row["source"], "installed");
+    assert_eq!(row["kind"], "frontend");
+    assert_eq!(row["version"], "1.2.3");
+    assert_eq!(row["contract_version"], "0.1.0");
+    assert_eq!(row["digest"], sha256_of(&file));
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "dockerfile" && p["source"] == "embedded")
+    );
+    let text = ok(lade_at().args(["plugin", "list"]));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("well-behaved ") && l.contains("installed")),
+        "{text}"
+    );
+
+    let by_name = ok(lade_at().args(["plugin", "inspect", "well-behaved"]));
+    assert!(
+        by_name.contains("source:      installed") && by_name.contains("lade:plugin/context@0.1.0"),
+        "{by_name}"
+    );
+
+    let removed = ok(lade_at().args(["plugin", "remove", "well-behaved"]));
+    assert!(
+        removed.contains("removed plugin `well-behaved`"),
+        "{removed}"
+    );
+    assert!(!stored.exists());
+    let list = ok(lade_at().args(["plugin", "list"]));
+    assert!(!list.contains("well-behaved"), "{list}");
+    let err = fails(lade_at().args(["plugin", "remove", "well-behaved"]), 1);
+    assert!(err.contains("no installed plugin `well-behaved`"), "{err}");
+    let err = fails(lade_at().args(["plugin", "inspect", "well-behaved"]), 1);
+    assert!(
+        err.contains("no plugin `well-behaved`") && err.contains("dockerfile"),
+        "{err}"
+    );
+}
+
+#[test]
+fn install_refuses_what_the_sandbox_refuses() {
+    let root = tempfile::tempdir().unwrap();
+    for (name, expected) in [
+        ("fs-reader", "plugin `fs-reader` imports `wasi:filesystem/"),
+        ("net-caller", "wasi:sockets/tcp@0.2.6"),
+        ("future-contract", "lade:plugin@0.9.0"),
+        ("garbage", "plugin `garbage` is not a WebAssembly component"),
+    ] {
+        let err = fails(
+            lade()
+                .arg("--root")
+                .arg(root.path())
+                .args(["plugin", "install"])
+                .arg(fixture(name)),
+            1,
+        );
+        assert!(err.contains(expected), "{name}: {err}");
+    }
+    let err = fails(
+        lade().args(["plugin", "inspect"]).arg(fixture("fs-reader")),
+        1,
+    );
+    assert!(
+        err.contains("plugin `fs-reader` imports `wasi:filesystem/"),
+        "{err}"
+    );
+    let stored: Vec<_> = std::fs::read_dir(root.path().join("plugins"))
+        .map(|d| d.collect())
+        .unwrap_or_default();
+    assert!(stored.is_empty(), "a refused plugin was stored: {stored:?}");
+}
+
+/// The one compile-cache entry in `dir`.
+fn cache_entry(dir: &Path) -> PathBuf {
+    let entries: Vec<PathBuf> = std::fs::read_dir(dir.join("plugins"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    entries.into_iter().next().unwrap()
+}
+
+fn entry_is_sound(path: &Path) -> bool {
+    let data = std::fs::read(path).unwrap();
+    let (body, trailer) = data.split_at(data.len() - 32);
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tmp.path(), body).unwrap();
+    sha256_of(tmp.path()) == format!("sha256:{}", hex_of(trailer))
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn a_damaged_compile_cache_entry_is_discarded_and_rebuilt() {
+    let cache = tempfile::tempdir().unwrap();
+    let inspect = || {
+        let mut c = lade();
+        c.env("LADE_CACHE_DIR", cache.path())
+            .args(["plugin", "inspect"])
+            .arg(fixture("well-behaved"));
+        run(&mut c)
+    };
+    let first = inspect();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let entry = cache_entry(cache.path());
+    assert!(entry_is_sound(&entry));
+
+    // One flipped byte in the middle: the checksum catches what a header check would not.
+    let mut data = std::fs::read(&entry).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    std::fs::write(&entry, &data).unwrap();
+    let second = inspect();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(second.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("discarding compiled plugin") && stderr.contains("checksum"),
+        "{stderr}"
+    );
+    assert!(
+        entry_is_sound(&cache_entry(cache.path())),
+        "the entry was not rebuilt"
+    );
+
+    // Truncated to nothing, then plain garbage: the same.
+    for damage in [
+        &b""[..],
+        &b"garbage garbage garbage garbage garbage garbage"[..],
+    ] {
+        std::fs::write(&entry, damage).unwrap();
+        let again = inspect();
+        assert!(
+            again.status.success(),
+            "{}",
+            String::from_utf8_lossy(&again.stderr)
+        );
+        assert!(entry_is_sound(&cache_entry(cache.path())));
+    }
+    // A sound entry is used as it is: no warning.
+    let warm = inspect();
+    assert!(!String::from_utf8_lossy(&warm.stderr).contains("discarding"));
+}
+
+#[test]
+fn plugin_limits_come_from_the_global_options() {
+    let help = ok(lade().args(["plugin", "list", "--help"]));
+    assert!(
+        help.contains("--plugin-timeout") && help.contains("--plugin-memory"),
+        "{help}"
+    );
+    let err = fails(lade().args(["--plugin-timeout", "0", "plugin", "list"]), 1);
+    assert!(err.contains("plugin timeout must be between"), "{err}");
+    let err = fails(
+        lade()
+            .env("LADE_PLUGIN_MEMORY", "0")
+            .args(["plugin", "list"]),
+        1,
+    );
+    assert!(err.contains("plugin memory cap must be between"), "{err}");
+}
