@@ -56,6 +56,9 @@ impl<W: Write> TarWriter<W> {
         }
         .max(0) as u64;
         h.set_mode(meta.mode & 0o7777);
+        h.set_size(0);
+        h.set_device_major(0).context("device field")?;
+        h.set_device_minor(0).context("device field")?;
         h.set_mtime(mtime);
         if meta.uid > MAX_OCTAL_ID {
             pax.push(("uid".into(), meta.uid.to_string().into_bytes()));

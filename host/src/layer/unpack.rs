@@ -172,7 +172,11 @@ impl Unpacker<'_> {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) => {
                     match rustix::fs::mkdirat(&fd, c.as_os_str(), Mode::from_raw_mode(0o755)) {
-                        Ok(()) | Err(Errno::EXIST) => {}
+                        Ok(()) => {}
+                        Err(Errno::EXIST) => bail!(
+                            "{} is a symlink to a directory that does not exist inside the layer root; refusing to follow it",
+                            next.display()
+                        ),
                         Err(e) => {
                             return Err(e)
                                 .with_context(|| format!("creating directory {}", next.display()));
@@ -335,11 +339,26 @@ impl Unpacker<'_> {
 
     fn meta<R: Read>(&self, entry: &mut tar::Entry<R>) -> Result<Meta> {
         let h = entry.header();
+        // Empty numeric fields read as 0, as Go's archive/tar does; garbage is an error.
+        let u = h.as_ustar();
+        let empty = |f: Option<&[u8]>| f.is_some_and(|f| f.iter().all(|b| *b == 0 || *b == b' '));
         let mut m = Meta {
             mode: h.mode().context("bad mode")?,
-            uid: h.uid().context("bad uid")? as u32,
-            gid: h.gid().context("bad gid")? as u32,
-            mtime: h.mtime().context("bad mtime")? as i64,
+            uid: if empty(u.map(|u| &u.uid[..])) {
+                0
+            } else {
+                h.uid().context("bad uid")? as u32
+            },
+            gid: if empty(u.map(|u| &u.gid[..])) {
+                0
+            } else {
+                h.gid().context("bad gid")? as u32
+            },
+            mtime: if empty(u.map(|u| &u.mtime[..])) {
+                0
+            } else {
+                h.mtime().context("bad mtime")? as i64
+            },
             mtime_nsec: 0,
             xattrs: Vec::new(),
         };
