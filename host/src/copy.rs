@@ -242,14 +242,7 @@ async fn copy_index(
             }
         }
     }
-    let target = opts.format.or_else(|| {
-        let supported = dst.supported_manifest_types();
-        if supported.is_empty() || supported.contains(&mt) {
-            None
-        } else {
-            supported.iter().find_map(|t| ManifestFormat::of(t))
-        }
-    });
+    let target = target_format(opts, dst, mt, true)?;
     if let Some(f) = target
         && ManifestFormat::of(mt) != Some(f)
     {
@@ -298,6 +291,35 @@ async fn copy_index(
     Ok(w)
 }
 
+/// The manifest format to write for a manifest of type `mt` (None: keep it): `--format`, else the
+/// destination's first supported format when it cannot store `mt`.
+pub(crate) fn target_format(
+    opts: &CopyOptions,
+    dst: &dyn ImageDestination,
+    mt: &str,
+    index: bool,
+) -> Result<Option<ManifestFormat>> {
+    let supported = dst.supported_manifest_types();
+    if let Some(f) = opts.format {
+        let t = if index {
+            f.index_type()
+        } else {
+            f.manifest_type()
+        };
+        if !supported.is_empty() && !supported.contains(&t) {
+            bail!(
+                "{} cannot store {t} manifests; drop --format or choose another destination",
+                dst.name()
+            );
+        }
+        return Ok(Some(f));
+    }
+    if supported.is_empty() || supported.contains(&mt) {
+        return Ok(None);
+    }
+    Ok(supported.iter().find_map(|t| ManifestFormat::of(t)))
+}
+
 /// A child manifest by digest, verified.
 pub(crate) async fn fetch_child(
     src: &dyn ImageSource,
@@ -326,14 +348,8 @@ async fn copy_referrers(
     written: &Written,
     depth: usize,
 ) -> Result<()> {
-    if depth > 1 {
-        return Ok(());
-    }
-    if written.digest != *subject {
-        tracing::warn!(
-            "{}: the manifest digest changed, so its signatures and referrers are not copied",
-            src.name()
-        );
+    // Archives in docker format have no place for referrers.
+    if depth > 1 || !dst.supports_index() {
         return Ok(());
     }
     let subject_desc = crate::transport::oci::manifest_descriptor(subject.clone(), size, mt)?;
@@ -341,6 +357,30 @@ async fn copy_referrers(
         .referrers(&subject_desc)
         .await
         .with_context(|| format!("listing referrers of {subject} in {}", src.name()))?;
+    let mut cosign = vec![];
+    for suffix in ["sig", "att", "sbom"] {
+        let tag = format!("{}-{}.{suffix}", subject.algorithm(), subject.digest());
+        if let Some((b, tmt)) = src
+            .tagged_manifest(&tag)
+            .await
+            .with_context(|| format!("looking up {tag} in {}", src.name()))?
+            && media::is_manifest(&tmt)
+        {
+            cosign.push((tag, b, tmt));
+        }
+    }
+    if list.is_empty() && cosign.is_empty() {
+        return Ok(());
+    }
+    if written.digest != *subject {
+        tracing::warn!(
+            "{}: the manifest digest changed ({subject} → {}), so its {} signatures/referrers no longer apply and are not copied",
+            src.name(),
+            written.digest,
+            list.len() + cosign.len()
+        );
+        return Ok(());
+    }
     let ref_opts = CopyOptions {
         format: None,
         compress: None,
@@ -371,19 +411,7 @@ async fn copy_referrers(
         ))
         .await?;
     }
-    let hex = subject.digest();
-    for suffix in ["sig", "att", "sbom"] {
-        let tag = format!("{}-{hex}.{suffix}", subject.algorithm());
-        let Some((b, tmt)) = src
-            .tagged_manifest(&tag)
-            .await
-            .with_context(|| format!("looking up {tag} in {}", src.name()))?
-        else {
-            continue;
-        };
-        if !media::is_manifest(&tmt) {
-            continue;
-        }
+    for (tag, b, tmt) in cosign {
         let w = single::copy_single_blobs(src, dst, &ref_opts, stats, &b, &tmt).await?;
         if !dst
             .put_tagged_manifest(&w.bytes, &w.media_type, &tag)

@@ -44,14 +44,7 @@ pub(crate) async fn copy_single_blobs(
 ) -> Result<Written> {
     let mut m: Value = serde_json::from_slice(bytes)
         .with_context(|| format!("{}: manifest is not valid JSON", src.name()))?;
-    let target = opts.format.or_else(|| {
-        let supported = dst.supported_manifest_types();
-        if supported.is_empty() || supported.contains(&mt) {
-            None
-        } else {
-            supported.iter().find_map(|t| ManifestFormat::of(t))
-        }
-    });
+    let target = super::target_format(opts, dst, mt, false)?;
     let mut changed = false;
     let mut out_mt = mt.to_string();
     if let Some(f) = target

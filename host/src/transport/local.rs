@@ -73,6 +73,9 @@ impl ImageDestination for LocalDestination {
     fn name(&self) -> String {
         self.inner.name()
     }
+    fn supported_manifest_types(&self) -> Vec<&'static str> {
+        self.inner.supported_manifest_types()
+    }
     async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
         self.inner.has_blob(desc).await
     }

@@ -18,10 +18,10 @@
 //!   `crate::transport::docker::{open_source, open_destination}(rest_without_prefix, ctx)`.
 
 pub mod dir;
-// pub mod docker_archive; (in progress)
+pub mod docker_archive;
 pub mod local;
 pub mod oci;
-// pub mod oci_archive; (in progress)
+pub mod oci_archive;
 pub mod verify;
 // The registry transport is `docker.rs`, owned by the registry half of the project.
 // pub mod docker; (enabled once transport/docker.rs is committed)
@@ -273,8 +273,12 @@ pub async fn open_source(name: &str, ctx: &SystemContext) -> Result<Box<dyn Imag
         TransportRef::Oci { dir, reference } => {
             Box::new(oci::OciSource::open(&dir, reference.as_deref())?)
         }
-        TransportRef::OciArchive { .. } => bail!("{name}: not built in yet"),
-        TransportRef::DockerArchive { .. } => bail!("{name}: not built in yet"),
+        TransportRef::OciArchive { file, reference } => Box::new(
+            oci_archive::OciArchiveSource::open(&file, reference.as_deref())?,
+        ),
+        TransportRef::DockerArchive { file, reference } => Box::new(
+            docker_archive::DockerArchiveSource::open(&file, reference.as_deref())?,
+        ),
         TransportRef::Dir(d) => Box::new(dir::DirSource::open(&d)?),
         TransportRef::Local(n) => Box::new(local::LocalSource::open(&ctx.store_root, &n)?),
     })
@@ -290,8 +294,12 @@ pub async fn open_destination(
         TransportRef::Oci { dir, reference } => {
             Box::new(oci::OciDestination::open(&dir, reference.as_deref())?)
         }
-        TransportRef::OciArchive { .. } => bail!("{name}: not built in yet"),
-        TransportRef::DockerArchive { .. } => bail!("{name}: not built in yet"),
+        TransportRef::OciArchive { file, reference } => Box::new(
+            oci_archive::OciArchiveDestination::create(&file, reference.as_deref())?,
+        ),
+        TransportRef::DockerArchive { file, reference } => Box::new(
+            docker_archive::DockerArchiveDestination::create(&file, reference.as_deref())?,
+        ),
         TransportRef::Dir(d) => Box::new(dir::DirDestination::create(&d)?),
         TransportRef::Local(n) => Box::new(local::LocalDestination::open(&ctx.store_root, &n)?),
     })

@@ -244,6 +244,11 @@ impl ImageDestination for OciDestination {
         self.name.clone()
     }
 
+    /// OCI types only: skopeo and umoci skip index.json entries of other media types.
+    fn supported_manifest_types(&self) -> Vec<&'static str> {
+        vec![media::OCI_MANIFEST, media::OCI_INDEX]
+    }
+
     async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
         Ok(self.layout.has_blob(desc.digest(), Some(desc.size())))
     }
