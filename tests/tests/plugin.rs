@@ -339,6 +339,60 @@ fn host_interfaces_reach_the_plugin_and_its_errors_come_back_apart() {
     assert!(plugin.scanner().is_err() && plugin.signer().is_err());
 }
 
+#[test]
+fn a_frontend_reads_the_real_build_context_only_inside_it_and_not_what_is_ignored() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.txt"), "hello from the context").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("hello.txt"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "do not leak").unwrap();
+    std::fs::write(dir.path().join(".dockerignore"), "secret.txt\n").unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", dir.path().join("escape")).unwrap();
+    let ctx = lade::context::BuildContext::open(dir.path(), None).unwrap();
+
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(Duration::from_secs(10), cache.path());
+    let plugin = rt
+        .load(&PluginSource::File(fixture("well-behaved")))
+        .unwrap();
+    let script = "read hello.txt\nstat hello.txt\nread secret.txt\nstat secret.txt\nread ../../../etc/hostname\n\
+                  read /etc/hostname\nread escape\nlist .";
+    let out = plugin
+        .frontend()
+        .unwrap()
+        .parse(&request(script), Arc::new(ctx), Arc::new(NoImages))
+        .unwrap();
+    let d: BTreeMap<String, String> = out
+        .plan
+        .directives
+        .into_iter()
+        .map(|kv| (kv.key, kv.value))
+        .collect();
+    assert_eq!(d["read:hello.txt"], "hello from the context");
+    assert_eq!(d["stat:hello.txt"], "file 22 640");
+    assert_eq!(d["stat:secret.txt"], "none", "{d:?}");
+    for path in [
+        "secret.txt",
+        "../../../etc/hostname",
+        "/etc/hostname",
+        "escape",
+    ] {
+        let v = &d[&format!("read:{path}")];
+        assert!(
+            v.starts_with("host error: reading"),
+            "{path} was readable: {v}"
+        );
+    }
+    assert!(
+        d["list:."].contains("hello.txt:file") && !d["list:."].contains("secret"),
+        "{d:?}"
+    );
+}
+
 /// What any plugin may import, written out independently of the host's own list.
 fn import_allowed(import: &str, kind: &str) -> bool {
     let (name, version) = import.split_once('@').unwrap_or((import, ""));

@@ -19,6 +19,44 @@ pub trait ContextReader: Send + Sync {
     fn list_dir(&self, path: &str) -> anyhow::Result<Vec<DirEntry>>;
 }
 
+fn kind(k: crate::context::FileKind) -> wit::FileKind {
+    use crate::context::FileKind as K;
+    match k {
+        K::File => wit::FileKind::File,
+        K::Directory => wit::FileKind::Directory,
+        K::Symlink => wit::FileKind::Symlink,
+        K::Other => wit::FileKind::Other,
+    }
+}
+
+/// The real build context: confined by cap-std, filtered by .containerignore.
+impl ContextReader for crate::context::BuildContext {
+    fn read_file(&self, path: &str) -> anyhow::Result<Vec<u8>> {
+        crate::context::BuildContext::read_file(self, path)
+    }
+
+    fn stat(&self, path: &str) -> anyhow::Result<Option<FileStat>> {
+        Ok(
+            crate::context::BuildContext::stat(self, path)?.map(|s| FileStat {
+                kind: kind(s.kind),
+                size: s.size,
+                // Permission bits only: the kind is its own field.
+                mode: s.mode & 0o7777,
+            }),
+        )
+    }
+
+    fn list_dir(&self, path: &str) -> anyhow::Result<Vec<DirEntry>> {
+        Ok(crate::context::BuildContext::list_dir(self, path)?
+            .into_iter()
+            .map(|(name, k)| DirEntry {
+                name,
+                kind: kind(k),
+            })
+            .collect())
+    }
+}
+
 /// The host value behind a `build-context` handle.
 pub struct ContextHandle(pub Arc<dyn ContextReader>);
 

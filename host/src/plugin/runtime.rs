@@ -299,6 +299,13 @@ impl Plugin {
         self.cache
     }
 
+    /// A fresh instance and a metadata call: a health check, and what one instantiation costs.
+    pub fn ping(&self) -> anyhow::Result<PluginInfo> {
+        match &self.loaded {
+            Loaded::V0_1_0(pre) => call::run(&self.engine, &self.limits, &self.name, |_| {}, |s| pre.info(s)),
+        }
+    }
+
     pub fn describe(&self) -> Description {
         Description {
             name: self.info.name.clone(),
