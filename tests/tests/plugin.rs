@@ -22,6 +22,8 @@ const FIXTURES: &[&str] = &[
     "net-caller",
     "future-contract",
     "well-behaved",
+    "file-lister",
+    "toy-signer",
 ];
 
 /// The fixture plugins, built for wasm32-wasip2 once per test process and copied to `<name>.wasm`, plus
@@ -390,6 +392,91 @@ fn a_frontend_reads_the_real_build_context_only_inside_it_and_not_what_is_ignore
     assert!(
         d["list:."].contains("hello.txt:file") && !d["list:."].contains("secret"),
         "{d:?}"
+    );
+}
+
+#[test]
+fn a_scanner_reads_exactly_the_files_it_is_handed_in_chunks() {
+    use lade::plugin::scanner::{Entry, EntryKind, ImageInfo, KeyValue, MemoryFiles};
+    let entry = |path: &str, size: u64| Entry {
+        path: path.into(),
+        kind: EntryKind::File,
+        size,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        link_target: None,
+        layer: "sha256:layer1".into(),
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(Duration::from_secs(10), cache.path());
+    let plugin = rt
+        .load(&PluginSource::File(fixture("file-lister")))
+        .unwrap();
+    assert_eq!(plugin.kind(), lade::plugin::Kind::Scanner);
+    assert!(plugin.frontend().is_err());
+    let scanner = plugin.scanner().unwrap();
+    assert_eq!(scanner.wants().unwrap(), ["/etc/**"]);
+    let files = MemoryFiles::new([
+        (entry("/etc/os-release", 10), b"ID=alpine\n".to_vec()),
+        (entry("/etc/empty", 0), Vec::new()),
+    ]);
+    let image = ImageInfo {
+        reference: "docker.io/library/alpine:3".into(),
+        digest: "sha256:abc".into(),
+        config: "{}".into(),
+        platform: platform("amd64"),
+    };
+    let chunk = [KeyValue {
+        key: "chunk".into(),
+        value: "3".into(),
+    }];
+    let out = scanner.scan(&image, &chunk, Box::new(files)).unwrap();
+    let messages: Vec<(&str, &str)> = out
+        .findings
+        .iter()
+        .map(|f| (f.id.as_str(), f.message.as_str()))
+        .collect();
+    assert_eq!(
+        messages,
+        [("/etc/os-release", "ID=alpine\n"), ("/etc/empty", "")]
+    );
+    assert_eq!(out.documents.len(), 1);
+    assert_eq!(
+        String::from_utf8_lossy(&out.documents[0].content),
+        "docker.io/library/alpine:3\n/etc/os-release sha256:layer1\n/etc/empty sha256:layer1\n"
+    );
+}
+
+#[test]
+fn a_signer_signs_and_verifies_through_the_sandbox() {
+    use lade::plugin::signer::KeyMaterial;
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(Duration::from_secs(10), cache.path());
+    let plugin = rt.load(&PluginSource::File(fixture("toy-signer"))).unwrap();
+    let signer = plugin.signer().unwrap();
+    assert_eq!(signer.payload_type().unwrap(), "application/x-lade-toy");
+    let key = |private: Option<&[u8]>, public: Option<&[u8]>| KeyMaterial {
+        private_key: private.map(<[u8]>::to_vec),
+        public_key: public.map(<[u8]>::to_vec),
+        passphrase: None,
+        options: vec![],
+    };
+    let sig = signer.sign(b"payload", &key(Some(b"K"), None)).unwrap();
+    assert_eq!(sig.content, b"daolyapK");
+    assert_eq!(sig.media_type, "application/x-lade-toy-signature");
+    assert_eq!(
+        signer
+            .verify(b"payload", &sig, &key(None, Some(b"K")))
+            .unwrap()
+            .signer,
+        "toy-key"
+    );
+    let wrong = signer.verify(b"payload", &sig, &key(None, Some(b"X")));
+    assert!(
+        matches!(&wrong, Err(f @ PluginFailure::Reported { .. }) if f.to_string().contains("does not match")),
+        "{:?}",
+        wrong.err().map(|e| e.to_string())
     );
 }
 

@@ -343,6 +343,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn plugins_and_the_runtime_can_be_shared_across_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Runtime>();
+        shared::<Plugin>();
+    }
+
+    #[test]
     fn headers_are_told_apart() {
         assert!(
             check_header("g", b"garbage!")
