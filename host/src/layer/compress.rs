@@ -139,3 +139,29 @@ impl<W: Write + Send + 'static> Write for Compressor<W> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn detects_and_round_trips_every_format() {
+        let data: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        for format in [Compression::Gzip, Compression::Zstd, Compression::None] {
+            let mut c = Compressor::new(format, Vec::new()).unwrap();
+            c.write_all(&data).unwrap();
+            let out = c.finish().unwrap();
+            assert_eq!(detect_compression(&out), format);
+            let mut back = Vec::new();
+            decompressor(&out[..])
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data, "{format:?}");
+        }
+        assert!("lz4".parse::<Compression>().is_err());
+    }
+}

@@ -191,3 +191,86 @@ fn set_name(h: &mut tar::Header, name: &[u8], pax: &mut Vec<(String, Vec<u8>)>) 
     let n = name.len().min(100);
     u.name[..n].copy_from_slice(&name[..n]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(path: &[u8], kind: Kind<'_>, epoch: Option<i64>) -> Vec<u8> {
+        let mut w = TarWriter::new(Vec::new(), epoch);
+        let meta = EntryMeta {
+            mode: 0o755,
+            uid: 1 << 30,
+            gid: 7,
+            mtime: 2_000_000_000,
+            xattrs: vec![],
+        };
+        w.append(path, kind, &meta).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn names_ids_and_times_survive_a_reader() {
+        let long = [b'x'; 300];
+        for (path, epoch) in [
+            (&b"short"[..], None),
+            (&long[..], Some(1_000)),
+            (&[b'a'; 99][..], None),
+        ] {
+            let tar = one(
+                path,
+                Kind::File {
+                    size: 3,
+                    data: &mut &b"abc"[..],
+                },
+                epoch,
+            );
+            let mut a = tar::Archive::new(&tar[..]);
+            let mut e = a.entries().unwrap().next().unwrap().unwrap();
+            assert_eq!(&*e.path_bytes(), path);
+            let pax: Vec<_> = e
+                .pax_extensions()
+                .unwrap()
+                .unwrap()
+                .map(|x| x.unwrap().key().unwrap().to_string())
+                .collect();
+            assert!(pax.contains(&"uid".to_string()), "{pax:?}");
+            assert_eq!(
+                e.header().mtime().unwrap(),
+                epoch.map_or(2_000_000_000, |e| e as u64)
+            );
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut e, &mut s).unwrap();
+            assert_eq!(s, "abc");
+        }
+        // A path that fits USTAR with the prefix split needs no PAX record.
+        let split = [&[b'p'; 120][..], b"/", &[b'n'; 90][..]].concat();
+        let tar = one(&split, Kind::Dir, None);
+        let mut a = tar::Archive::new(&tar[..]);
+        let e = a.entries().unwrap().next().unwrap().unwrap();
+        assert_eq!(&*e.path_bytes(), [&split[..], b"/"].concat().as_slice());
+    }
+
+    #[test]
+    fn a_file_that_shrinks_is_an_error_not_a_corrupt_tar() {
+        let mut w = TarWriter::new(Vec::new(), None);
+        let meta = EntryMeta {
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            xattrs: vec![],
+        };
+        assert!(
+            w.append(
+                b"f",
+                Kind::File {
+                    size: 10,
+                    data: &mut &b"abc"[..]
+                },
+                &meta
+            )
+            .is_err()
+        );
+    }
+}

@@ -72,15 +72,14 @@ fn run(cs: &ChildSpec, result: &mut ChildResult) -> Result<()> {
             "RUN isolation without root needs a user namespace, which this lade build does not set up yet; run as root or use --isolation oci with rootless runc"
         );
     }
-    let mut flags =
-        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+    let mut flags = libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     if cs.step.network == Network::None {
         flags |= libc::CLONE_NEWNET;
     }
     // SAFETY: unshare has no memory-safety preconditions.
     if unsafe { libc::unshare(flags) } != 0 {
         bail!(
-            "unshare(mount, pid, ipc, uts{}): {}",
+            "unshare(pid, ipc, uts{}): {}",
             if flags & libc::CLONE_NEWNET != 0 {
                 ", net"
             } else {
@@ -235,7 +234,9 @@ pub(crate) fn setup_mounts(
         libc::MS_NOSUID | libc::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
-    let dev = root_path.join("dev");
+    // Everything below /dev goes through the new tmpfs's fd: nothing from the image can redirect it.
+    let dev_fd = root.open_dir("/dev")?;
+    let dev = PathBuf::from(fd_path(&dev_fd));
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let p = dev.join(name);
         std::fs::File::create(&p).with_context(|| format!("creating {}", p.display()))?;
@@ -280,7 +281,7 @@ pub(crate) fn setup_mounts(
     )
     .is_err()
     {
-        bind(Path::new("/sys"), &sys, true)?;
+        root.bind_at(Path::new("/sys"), "/sys", &targets[2].0, true)?;
     }
     for (fd, src) in &etc_fds {
         bind(src, &fd_path(fd), false)?;
@@ -288,7 +289,9 @@ pub(crate) fn setup_mounts(
     for (fd, m) in &step_mounts {
         let t = fd_path(fd);
         match &m.kind {
-            MountKind::Bind { source, readonly } => bind(source, &t, *readonly)?,
+            MountKind::Bind { source, readonly } => {
+                root.bind_at(source, &m.target, fd, *readonly)?
+            }
             MountKind::Tmpfs { size } => {
                 let data = size.map(|s| format!("size={s}"));
                 mount(
@@ -299,11 +302,11 @@ pub(crate) fn setup_mounts(
                     data.as_deref(),
                 )?
             }
-            MountKind::Secret { source } => bind(source, &t, true)?,
+            MountKind::Secret { source } => root.bind_at(source, &m.target, fd, true)?,
         }
     }
     if let Some((fd, p)) = &emu {
-        bind(p, &fd_path(fd), true)?;
+        root.bind_at(p, &p.display().to_string(), fd, true)?;
     }
     Ok(root)
 }
@@ -328,13 +331,14 @@ fn step_pid1(
 ) -> Result<std::convert::Infallible> {
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
+    // The step's own mount namespace: pivot_root there must not move the waiting parent's root.
+    // SAFETY: unshare has no memory-safety preconditions.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        bail!("unshare(mount): {}", std::io::Error::last_os_error());
+    }
     mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
     let root_path = mount_rootfs(&cs.rootfs)?;
-    let root = setup_mounts(cs, &root_path, etc, false);
-    let root = match root {
-        Ok(r) => r,
-        Err(e) => return Err(e),
-    };
+    let root = setup_mounts(cs, &root_path, etc, false)?;
     std::fs::write(artifacts_file, serde_json::to_vec(&root.created)?)?;
     let cap_last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()

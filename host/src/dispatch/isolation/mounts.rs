@@ -82,6 +82,34 @@ impl Root {
         Ok(fd)
     }
 
+    /// Bind `src` on the mountpoint `fd` (at `target` inside the root); read-only when asked. The remount goes
+    /// through a fresh open of `target`, which now resolves to the new mount rather than the file under it.
+    pub fn bind_at(&self, src: &Path, target: &str, fd: &OwnedFd, readonly: bool) -> Result<()> {
+        bind(src, &fd_path(fd), false)?;
+        if readonly {
+            let rel: PathBuf = rel_components(target)?.into_iter().collect();
+            let now = self
+                .open_in(&rel, OFlags::PATH)
+                .with_context(|| format!("reopening mount {target}"))?;
+            mount(
+                None,
+                &fd_path(&now),
+                None,
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                None,
+            )
+            .with_context(|| format!("making {target} read-only"))?;
+        }
+        Ok(())
+    }
+
+    /// Open an existing directory inside the root (O_PATH).
+    pub fn open_dir(&self, target: &str) -> Result<OwnedFd> {
+        let rel: PathBuf = rel_components(target)?.into_iter().collect();
+        self.open_in(&rel, OFlags::PATH | OFlags::DIRECTORY)
+            .with_context(|| format!("opening {target} in the rootfs"))
+    }
+
     /// Make sure the file `target` exists inside the root (an empty one is created); an O_PATH fd to it.
     pub fn ensure_file(&mut self, target: &str) -> Result<OwnedFd> {
         let comps = rel_components(target)?;
