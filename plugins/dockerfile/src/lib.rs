@@ -1,29 +1,27 @@
 //! The Dockerfile/Containerfile frontend, as a lade plugin.
+//!
+//! Three rooms, as BuildKit has them: [`parser`] (directives, continuations, heredocs, flags, positions),
+//! [`instructions`] (what each instruction accepts) and [`shell`] (word expansion); [`plan`] ties them into
+//! the typed build plan. All of it is plain Rust that tests natively; only `bindings` is wasm-specific.
 
-wit_bindgen::generate!({ world: "frontend-plugin", path: "../../wit" });
+pub mod diag;
+pub mod instructions;
+pub mod model;
+pub mod parser;
+pub mod plan;
+pub mod shell;
 
-use exports::lade::plugin::frontend::{Guest as Frontend, ParseOutput, ParseRequest};
-use exports::lade::plugin::metadata::Guest as Metadata;
-use lade::plugin::context::BuildContext;
-use lade::plugin::types::{PluginError, PluginInfo, PluginKind};
+#[cfg(target_arch = "wasm32")]
+mod bindings;
 
-struct Dockerfile;
+use model::{Diagnostic, Images, Output, Request};
 
-impl Metadata for Dockerfile {
-    fn info() -> PluginInfo {
-        PluginInfo {
-            name: "dockerfile".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            description: "The Dockerfile/Containerfile language".into(),
-            kind: PluginKind::Frontend,
-        }
-    }
+/// Parse and plan a build definition.
+pub fn parse(req: &Request, images: &dyn Images) -> Result<Output, Vec<Diagnostic>> {
+    let parsed = parser::parse(&req.source, &req.file_name);
+    let plan = plan::plan(req, &parsed, images)?;
+    Ok(Output {
+        raw: parsed.instructions,
+        plan,
+    })
 }
-
-impl Frontend for Dockerfile {
-    fn parse(_request: ParseRequest, _context: &BuildContext) -> Result<ParseOutput, PluginError> {
-        Err(PluginError::Unsupported("parser not written yet".into()))
-    }
-}
-
-export!(Dockerfile);
