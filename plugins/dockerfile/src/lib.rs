@@ -25,3 +25,6 @@ pub fn parse(req: &Request, images: &dyn Images) -> Result<Output, Vec<Diagnosti
         plan,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -107,7 +107,10 @@ pub fn plan(req: &Request, parsed: &Parsed, images: &dyn Images) -> Result<Plan,
         p.check_keyword(r);
     }
     let (globals, heads) = p.split_stages(&parsed.instructions);
-    if heads.is_empty() && p.errors.is_empty() {
+    if heads.is_empty() {
+        if !p.errors.is_empty() {
+            return Err(p.errors);
+        }
         let last = parsed
             .instructions
             .last()
@@ -119,8 +122,6 @@ pub fn plan(req: &Request, parsed: &Parsed, images: &dyn Images) -> Result<Plan,
             "",
             "add a FROM line after the ARGs",
         ));
-    }
-    if !p.errors.is_empty() {
         return Err(p.errors);
     }
     let global_scope = p.global_args(&globals);
@@ -447,6 +448,7 @@ impl Planner<'_> {
         // Expand FROM lines and resolve bases.
         let mut bases = Vec::new();
         let mut platforms = Vec::new();
+        let mut bad = false;
         for (i, h) in heads.iter().enumerate() {
             let lookup = |n: &str| self.global_lookup(global, n);
             let image = self.lexer.word(&h.image, &lookup);
@@ -469,12 +471,12 @@ impl Planner<'_> {
                         self,
                         format!("FROM {}: the image name expands to nothing", h.image),
                     );
-                    continue;
+                    None
                 }
-                Ok(v) => v,
+                Ok(v) => Some(v),
                 Err(e) => {
                     snippet_err(self, format!("FROM: {e}"));
-                    continue;
+                    None
                 }
             };
             match platform {
@@ -486,13 +488,20 @@ impl Planner<'_> {
                         "write os/arch[/variant], e.g. linux/arm64",
                     ));
                     platforms.push(None);
+                    bad = true;
                 }
                 Ok(p) => platforms.push(p),
                 Err(e) => {
                     snippet_err(self, format!("FROM --platform: {e}"));
                     platforms.push(None);
+                    bad = true;
                 }
             }
+            let Some(image) = image else {
+                bad = true;
+                bases.push(StageBase::Scratch);
+                continue;
+            };
             let lower = image.to_ascii_lowercase();
             let base = if lower == "scratch" {
                 StageBase::Scratch
@@ -507,6 +516,8 @@ impl Planner<'_> {
                         &h.original,
                         "name the base image or an earlier stage",
                     ));
+                    bad = true;
+                    bases.push(StageBase::Scratch);
                     continue;
                 }
                 StageBase::Stage(j as u32)
@@ -515,7 +526,7 @@ impl Planner<'_> {
             };
             bases.push(base);
         }
-        if !self.errors.is_empty() {
+        if bad {
             return Vec::new();
         }
         // Plan stages with their base before them (bases may name later stages).
