@@ -136,10 +136,8 @@ pub(crate) fn run(
         });
     }
     spec.set_mounts(Some(mounts));
-    if let Some(linux) = spec.linux_mut() {
-        if let Some(ns) = linux.namespaces_mut() {
-            ns.retain(|n| n.typ() != LinuxNamespaceType::Network || step.network == Network::None);
-        }
+    if let Some(ns) = spec.linux_mut().as_mut().and_then(|l| l.namespaces_mut().as_mut()) {
+        ns.retain(|n| n.typ() != LinuxNamespaceType::Network || step.network == Network::None);
     }
     let bundle = cs.scratch.join("bundle");
     std::fs::create_dir_all(&bundle)?;
