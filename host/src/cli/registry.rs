@@ -1,31 +1,268 @@
 //! lade login, logout, list-tags, delete.
 
 use super::Global;
+use crate::registry::{Registry, auth};
+use crate::transport::{self, SystemContext, TransportRef};
+use anyhow::{Context, Result, bail};
+use std::io::{IsTerminal, Read};
+use std::path::PathBuf;
 
-#[derive(clap::Args, Debug)]
-pub struct LoginArgs {}
+/// `--tls-verify[=BOOL]`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct RemoteOpts {
+    /// Require HTTPS and verify certificates (false also allows plain HTTP)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
+    pub tls_verify: Option<bool>,
+    /// auth.json to read and write (default: $REGISTRY_AUTH_FILE, then $XDG_RUNTIME_DIR/containers/auth.json)
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+    /// certs.d-style directory with the registry's CA (*.crt) and client certificate (*.cert, *.key)
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// Retries after a transient failure
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub retry_times: u32,
+}
 
-pub fn login(_g: &Global, _a: LoginArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+impl RemoteOpts {
+    fn context(&self, g: &Global, creds: Option<String>) -> SystemContext {
+        SystemContext {
+            tls_verify: self.tls_verify,
+            creds,
+            authfile: self.authfile.clone(),
+            cert_dir: self.cert_dir.clone(),
+            registries_conf: g.registries_conf.clone(),
+            retry_times: self.retry_times,
+            store_root: g.root(),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
-pub struct LogoutArgs {}
+pub struct LoginArgs {
+    /// Registry host (optionally with a namespace: HOST/NS), as in the auth file
+    pub registry: String,
+    #[arg(short, long)]
+    pub username: Option<String>,
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Read the password from standard input
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Print the user name stored for the registry and exit
+    #[arg(long)]
+    pub get_login: bool,
+    #[command(flatten)]
+    pub remote: RemoteOpts,
+}
 
-pub fn logout(_g: &Global, _a: LogoutArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// `host[/ns]` from what the user typed (`https://host/`, `docker://host`, `index.docker.io`).
+fn registry_key(s: &str) -> Result<String> {
+    let s = s.trim();
+    let s = s
+        .strip_prefix("docker://")
+        .or_else(|| s.strip_prefix("https://"))
+        .or_else(|| s.strip_prefix("http://"))
+        .unwrap_or(s);
+    let s = s.trim_end_matches('/');
+    if s.is_empty() {
+        bail!("no registry given: write lade login HOST[:PORT]");
+    }
+    if s.contains('@')
+        || s.rsplit('/')
+            .next()
+            .is_some_and(|last| s.contains('/') && last.contains(':'))
+    {
+        bail!("`{s}`: log in to a registry or a namespace, without a tag or digest");
+    }
+    let host = s.split('/').next().unwrap_or(s);
+    let host = if host == "index.docker.io" || host == "registry-1.docker.io" {
+        "docker.io"
+    } else {
+        host
+    };
+    Ok(match s.split_once('/') {
+        Some((_, rest)) => format!("{host}/{rest}"),
+        None => host.to_string(),
+    })
+}
+
+pub fn login(g: &Global, a: LoginArgs) -> Result<()> {
+    let key = registry_key(&a.registry)?;
+    let file = auth::primary_auth_file(a.remote.authfile.as_deref());
+    if a.get_login {
+        match auth::stored_user(&file, &key)? {
+            Some(u) => {
+                println!("{u}");
+                return Ok(());
+            }
+            None => bail!("not logged into {key} (looked in {})", file.display()),
+        }
+    }
+    let username = a
+        .username
+        .clone()
+        .context("lade login needs --username (lade does not prompt)")?;
+    let password = match (&a.password, a.password_stdin) {
+        (Some(_), true) => bail!("--password and --password-stdin exclude each other"),
+        (Some(p), false) => p.clone(),
+        (None, true) => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the password from standard input")?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, false) if std::io::stdin().is_terminal() => {
+            bail!("give the password with --password or --password-stdin")
+        }
+        (None, false) => bail!("give the password with --password or --password-stdin"),
+    };
+    let host = key.split('/').next().unwrap_or(&key).to_string();
+    let ctx = a.remote.context(g, None);
+    let reg = Registry::new(&host, None, &ctx, insecure_in_conf(&ctx, &host)?)?.with_credentials(
+        Some(auth::Credentials::Basic {
+            username: username.clone(),
+            password: password.clone(),
+        }),
+    );
+    super::runtime()?.block_on(reg.check_login())?;
+    auth::store(&file, &key, &username, &password)?;
+    println!("Login Succeeded!");
+    Ok(())
+}
+
+fn insecure_in_conf(ctx: &SystemContext, host: &str) -> Result<bool> {
+    Ok(crate::registry::registries_conf(ctx)?.insecure_host(host))
 }
 
 #[derive(clap::Args, Debug)]
-pub struct ListTagsArgs {}
+pub struct LogoutArgs {
+    /// Registry host (or HOST/NS) to forget
+    pub registry: Option<String>,
+    /// Remove the credentials of every registry
+    #[arg(short, long)]
+    pub all: bool,
+    /// auth.json to edit
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+}
 
-pub fn list_tags(_g: &Global, _a: ListTagsArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+pub fn logout(_g: &Global, a: LogoutArgs) -> Result<()> {
+    let file = auth::primary_auth_file(a.authfile.as_deref());
+    if a.all {
+        auth::remove(&file, None, true)?;
+        println!("Removed login credentials for all registries");
+        return Ok(());
+    }
+    let key = registry_key(
+        a.registry
+            .as_deref()
+            .context("name the registry to log out of, or pass --all")?,
+    )?;
+    if auth::remove(&file, Some(&key), false)? {
+        println!("Removed login credentials for {key}");
+        return Ok(());
+    }
+    for other in auth::auth_files(a.authfile.as_deref()).into_iter().skip(1) {
+        if auth::stored_user(&other, &key).ok().flatten().is_some() {
+            bail!(
+                "not logged into {key} in {}; credentials for it are in {} (remove them there)",
+                file.display(),
+                other.display()
+            );
+        }
+    }
+    bail!("not logged into {key} (looked in {})", file.display())
 }
 
 #[derive(clap::Args, Debug)]
-pub struct DeleteArgs {}
+pub struct ListTagsArgs {
+    /// docker://REPOSITORY (no tag)
+    pub repository: String,
+    /// Credentials USER[:PASSWORD]
+    #[arg(long, value_name = "USER[:PASS]")]
+    pub creds: Option<String>,
+    #[command(flatten)]
+    pub remote: RemoteOpts,
+}
 
-pub fn delete(_g: &Global, _a: DeleteArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+pub fn list_tags(g: &Global, a: ListTagsArgs) -> Result<()> {
+    let TransportRef::Docker(r) = transport::parse(&a.repository)? else {
+        bail!("{}: list-tags works on docker://REPOSITORY", a.repository);
+    };
+    let ctx = a.remote.context(g, a.creds.clone());
+    let (name, tags) = super::runtime()?.block_on(transport::docker::list_tags(&r, &ctx))?;
+    let out = serde_json::json!({ "Repository": name, "Tags": tags });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DeleteArgs {
+    /// docker://REFERENCE or oci:DIR:REF
+    pub image: String,
+    /// Credentials USER[:PASSWORD]
+    #[arg(long, value_name = "USER[:PASS]")]
+    pub creds: Option<String>,
+    #[command(flatten)]
+    pub remote: RemoteOpts,
+}
+
+pub fn delete(g: &Global, a: DeleteArgs) -> Result<()> {
+    match transport::parse(&a.image)? {
+        TransportRef::Docker(r) => {
+            let ctx = a.remote.context(g, a.creds.clone());
+            let d = super::runtime()?.block_on(transport::docker::delete(&r, &ctx))?;
+            eprintln!("Deleted {} ({d})", a.image);
+            Ok(())
+        }
+        TransportRef::Oci {
+            dir,
+            reference: Some(r),
+        } => {
+            let layout = crate::store::layout::Layout::open(&dir)?;
+            match layout.remove_ref(&r)? {
+                Some(d) => {
+                    eprintln!(
+                        "Deleted {} ({}); its blobs stay until a prune",
+                        a.image,
+                        d.digest()
+                    );
+                    Ok(())
+                }
+                None => bail!("{}: no image named `{r}` in {}", a.image, dir.display()),
+            }
+        }
+        TransportRef::Oci {
+            dir,
+            reference: None,
+        } => bail!(
+            "{}: name the image to delete: oci:{}:REF",
+            a.image,
+            dir.display()
+        ),
+        _ => bail!(
+            "{}: lade delete works on docker:// and oci:DIR:REF",
+            a.image
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        assert_eq!(
+            registry_key("https://index.docker.io/").unwrap(),
+            "docker.io"
+        );
+        assert_eq!(registry_key("127.0.0.1:5000").unwrap(), "127.0.0.1:5000");
+        assert_eq!(registry_key("quay.io/team").unwrap(), "quay.io/team");
+        assert!(registry_key("quay.io/team/app:1").is_err());
+        assert!(registry_key("").is_err());
+    }
 }

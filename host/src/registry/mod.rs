@@ -1,1 +1,107 @@
 //! The registry client (distribution-spec v1.1): auth, TLS, retries, blobs, manifests, referrers.
+//!
+//! * [`config`]: registries.conf (mirrors, insecure, blocked, short names).
+//! * [`auth`]: credentials from `--creds`, auth files and credential helpers; login/logout storage.
+//! * [`tls`]: certs.d and the process-wide HTTP clients.
+//! * [`client`]: one registry endpoint: scheme probe, auth challenge, retries.
+//! * [`repo`]: the repository operations.
+//!
+//! Entry point: [`open_repo`] (a reference → a [`repo::Repo`] on the right endpoint).
+
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod repo;
+pub mod tls;
+
+use crate::reference::Reference;
+use crate::transport::SystemContext;
+use anyhow::Result;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+pub use client::Registry;
+pub use config::RegistriesConf;
+pub use repo::Repo;
+
+/// registries.conf as `ctx` selects it (read once per process per path).
+pub fn registries_conf(ctx: &SystemContext) -> Result<Arc<RegistriesConf>> {
+    static CACHE: LazyLock<Mutex<HashMap<Option<std::path::PathBuf>, Arc<RegistriesConf>>>> =
+        LazyLock::new(Default::default);
+    let key = ctx.registries_conf.clone();
+    if let Some(c) = CACHE.lock().expect("lock").get(&key) {
+        return Ok(c.clone());
+    }
+    let c = Arc::new(RegistriesConf::load(key.as_deref())?);
+    CACHE.lock().expect("lock").insert(key, c.clone());
+    Ok(c)
+}
+
+/// Registries are shared within the process (one probe, one token cache per host and credentials).
+fn registry(
+    host: &str,
+    repository: &str,
+    ctx: &SystemContext,
+    insecure: bool,
+) -> Result<Arc<Registry>> {
+    type Key = (
+        String,
+        Option<bool>,
+        bool,
+        Option<std::path::PathBuf>,
+        Option<String>,
+        Option<std::path::PathBuf>,
+        u32,
+    );
+    static CACHE: LazyLock<Mutex<HashMap<Key, Arc<Registry>>>> = LazyLock::new(Default::default);
+    // Namespaced credentials differ per repository: the auth lookup is part of the key.
+    let creds_key = match &ctx.creds {
+        Some(c) => Some(format!("flag:{c}")),
+        None => auth::lookup(host, Some(repository), ctx.authfile.as_deref())?
+            .map(|c| format!("{c:?}{}", creds_fingerprint(&c))),
+    };
+    let key = (
+        host.to_string(),
+        ctx.tls_verify,
+        insecure,
+        ctx.cert_dir.clone(),
+        creds_key,
+        ctx.authfile.clone(),
+        ctx.retry_times,
+    );
+    if let Some(r) = CACHE.lock().expect("lock").get(&key) {
+        return Ok(r.clone());
+    }
+    let r = Arc::new(Registry::new(host, Some(repository), ctx, insecure)?);
+    CACHE.lock().expect("lock").insert(key, r.clone());
+    Ok(r)
+}
+
+fn creds_fingerprint(c: &auth::Credentials) -> String {
+    use sha2::Digest as _;
+    let s = match c {
+        auth::Credentials::Basic { username, password } => format!("{username}:{password}"),
+        auth::Credentials::IdentityToken(t) => t.clone(),
+    };
+    hex::encode(&sha2::Sha256::digest(s.as_bytes())[..8])
+}
+
+/// A handle on `reference`'s repository at `endpoint` (from [`RegistriesConf::pull_endpoints`] or
+/// [`RegistriesConf::push_endpoint`]).
+pub fn open_endpoint(endpoint: &config::Endpoint, ctx: &SystemContext, push: bool) -> Result<Repo> {
+    let r = &endpoint.reference;
+    let reg = registry(&r.registry, &r.repository, ctx, endpoint.insecure)?;
+    Ok(Repo::new(reg, &r.repository, push))
+}
+
+/// The repository of `reference` at its primary location (registries.conf `location`, `blocked`,
+/// `insecure` applied), for pushing (`push`) or reading.
+pub fn open_repo(
+    reference: &Reference,
+    ctx: &SystemContext,
+    push: bool,
+) -> Result<(Repo, Reference)> {
+    let conf = registries_conf(ctx)?;
+    let ep = conf.push_endpoint(reference)?;
+    Ok((open_endpoint(&ep, ctx, push)?, ep.reference))
+}

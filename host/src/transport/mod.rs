@@ -24,7 +24,7 @@ pub mod oci;
 pub mod oci_archive;
 pub mod verify;
 // The registry transport is `docker.rs`, owned by the registry half of the project.
-// pub mod docker; (enabled once transport/docker.rs is committed)
+pub mod docker;
 
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
@@ -269,7 +269,7 @@ pub fn parse(name: &str) -> Result<TransportRef> {
 /// Open the read side of `name` (a transport string).
 pub async fn open_source(name: &str, ctx: &SystemContext) -> Result<Box<dyn ImageSource>> {
     Ok(match parse(name)? {
-        TransportRef::Docker(_) => bail!("{name}: the docker transport is not built in yet"),
+        TransportRef::Docker(r) => docker::open_source(&r, ctx).await?,
         TransportRef::Oci { dir, reference } => {
             Box::new(oci::OciSource::open(&dir, reference.as_deref())?)
         }
@@ -290,7 +290,7 @@ pub async fn open_destination(
     ctx: &SystemContext,
 ) -> Result<Box<dyn ImageDestination>> {
     Ok(match parse(name)? {
-        TransportRef::Docker(_) => bail!("{name}: the docker transport is not built in yet"),
+        TransportRef::Docker(r) => docker::open_destination(&r, ctx).await?,
         TransportRef::Oci { dir, reference } => {
             Box::new(oci::OciDestination::open(&dir, reference.as_deref())?)
         }

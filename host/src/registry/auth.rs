@@ -1,0 +1,385 @@
+//! Credentials, found as the containers tools find them: `--creds`, then the auth files in order
+//! (`--authfile` or `$REGISTRY_AUTH_FILE` or `$XDG_RUNTIME_DIR/containers/auth.json`, then
+//! `~/.config/containers/auth.json`, then `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), each
+//! consulting its `credHelpers`/`credsStore` (`docker-credential-NAME get`). Also writes auth files for
+//! `lade login`/`lade logout` (temp file + rename, mode 0600).
+
+use anyhow::{Context, Result, bail};
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Credentials for one registry.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    Basic {
+        username: String,
+        password: String,
+    },
+    /// An OAuth2 refresh token (`identitytoken`, or a helper's `<token>` user).
+    IdentityToken(String),
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
+            Credentials::IdentityToken(_) => write!(f, "IdentityToken(***)"),
+        }
+    }
+}
+
+impl Credentials {
+    /// Parse `--creds USER[:PASSWORD]` (an empty password when there is no colon, as skopeo does).
+    pub fn from_creds_flag(s: &str) -> Result<Credentials> {
+        let (u, p) = s.split_once(':').unwrap_or((s, ""));
+        if u.is_empty() {
+            bail!("--creds `USER:PASSWORD`: the user name is empty");
+        }
+        Ok(Credentials::Basic {
+            username: u.into(),
+            password: p.into(),
+        })
+    }
+}
+
+fn home() -> PathBuf {
+    dirs::home_dir().unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// The auth file `lade login` writes and the first one read: `--authfile`, `$REGISTRY_AUTH_FILE`,
+/// `$XDG_RUNTIME_DIR/containers/auth.json`, else `~/.config/containers/auth.json`.
+pub fn primary_auth_file(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
+        return PathBuf::from(d).join("containers/auth.json");
+    }
+    super::config::user_config_dir().join("containers/auth.json")
+}
+
+/// Every auth file consulted, in order.
+pub fn auth_files(explicit: Option<&Path>) -> Vec<PathBuf> {
+    let mut v = vec![primary_auth_file(explicit)];
+    let user = super::config::user_config_dir().join("containers/auth.json");
+    if !v.contains(&user) {
+        v.push(user);
+    }
+    let docker = std::env::var_os("DOCKER_CONFIG")
+        .map(|d| PathBuf::from(d).join("config.json"))
+        .unwrap_or_else(|| home().join(".docker/config.json"));
+    if !v.contains(&docker) {
+        v.push(docker);
+    }
+    v
+}
+
+/// `https://index.docker.io/v1/` → `docker.io`; `https://host/v2/` → `host`; `host/ns` stays.
+fn normalise_key(k: &str) -> String {
+    let k = k
+        .strip_prefix("https://")
+        .or_else(|| k.strip_prefix("http://"))
+        .unwrap_or(k);
+    let k = match k.split_once('/') {
+        Some((host, path))
+            if path.is_empty()
+                || path == "v1/"
+                || path == "v2/"
+                || path == "v1"
+                || path == "v2" =>
+        {
+            host
+        }
+        _ => k,
+    };
+    let k = k.trim_end_matches('/');
+    if k == "index.docker.io" || k == "registry-1.docker.io" {
+        "docker.io".into()
+    } else {
+        k.into()
+    }
+}
+
+fn read_json(path: &Path) -> Result<Option<Value>> {
+    match std::fs::read(path) {
+        Ok(b) if b.iter().all(|c| c.is_ascii_whitespace()) => Ok(Some(json!({}))),
+        Ok(b) => Ok(Some(serde_json::from_slice(&b).with_context(|| {
+            format!("auth file {} is not valid JSON", path.display())
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading auth file {}", path.display())),
+    }
+}
+
+/// Keys to try for `registry/repository`, most specific first: `host/a/b`, `host/a`, `host`.
+fn candidate_keys(registry: &str, repository: Option<&str>) -> Vec<String> {
+    let mut keys = vec![];
+    if let Some(repo) = repository {
+        let mut full = format!("{registry}/{repo}");
+        loop {
+            keys.push(full.clone());
+            match full.rfind('/') {
+                Some(i) if i > registry.len() => full.truncate(i),
+                _ => break,
+            }
+        }
+    }
+    keys.push(registry.to_string());
+    keys
+}
+
+fn decode_entry(entry: &Value, file: &Path, key: &str) -> Result<Option<Credentials>> {
+    if let Some(t) = entry
+        .get("identitytoken")
+        .and_then(|v| v.as_str())
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(Some(Credentials::IdentityToken(t.into())));
+    }
+    let Some(auth) = entry
+        .get("auth")
+        .and_then(|v| v.as_str())
+        .filter(|a| !a.is_empty())
+    else {
+        return Ok(None);
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(auth.trim())
+        .with_context(|| format!("{}: the `auth` of `{key}` is not base64", file.display()))?;
+    let s = String::from_utf8(raw)
+        .with_context(|| format!("{}: the `auth` of `{key}` is not UTF-8", file.display()))?;
+    let (u, p) = s.split_once(':').with_context(|| {
+        format!(
+            "{}: the `auth` of `{key}` is not USER:PASSWORD",
+            file.display()
+        )
+    })?;
+    Ok(Some(Credentials::Basic {
+        username: u.into(),
+        password: p.into(),
+    }))
+}
+
+/// Ask `docker-credential-NAME get` for `server`. None when the helper knows no credentials.
+pub fn helper_get(helper: &str, server: &str) -> Result<Option<Credentials>> {
+    let prog = format!("docker-credential-{helper}");
+    let mut child = std::process::Command::new(&prog)
+        .arg("get")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!("running credential helper `{prog}` (is it installed and on PATH?)")
+        })?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(server.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stdout).trim().to_string()
+            + String::from_utf8_lossy(&out.stderr).trim();
+        if msg.contains("credentials not found") {
+            return Ok(None);
+        }
+        bail!("credential helper `{prog} get` for {server} failed: {msg}");
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("`{prog} get` printed something other than JSON"))?;
+    let user = v
+        .get("Username")
+        .and_then(|u| u.as_str())
+        .unwrap_or_default();
+    let secret = v
+        .get("Secret")
+        .and_then(|u| u.as_str())
+        .unwrap_or_default()
+        .to_string();
+    if user == "<token>" {
+        return Ok(Some(Credentials::IdentityToken(secret)));
+    }
+    if user.is_empty() && secret.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Credentials::Basic {
+        username: user.into(),
+        password: secret,
+    }))
+}
+
+/// Credentials for `registry` (and optionally a repository inside it, for namespaced entries).
+pub fn lookup(
+    registry: &str,
+    repository: Option<&str>,
+    authfile: Option<&Path>,
+) -> Result<Option<Credentials>> {
+    for file in auth_files(authfile) {
+        let Some(v) = read_json(&file)? else { continue };
+        if let Some(helper) = v
+            .get("credHelpers")
+            .and_then(|h| h.get(registry))
+            .and_then(|h| h.as_str())
+        {
+            if let Some(c) = helper_get(helper, registry)? {
+                return Ok(Some(c));
+            }
+            continue;
+        }
+        if let Some(auths) = v.get("auths").and_then(|a| a.as_object()) {
+            let normalised: Vec<(String, &Value)> =
+                auths.iter().map(|(k, e)| (normalise_key(k), e)).collect();
+            for key in candidate_keys(registry, repository) {
+                if let Some((_, entry)) = normalised.iter().find(|(k, _)| *k == key)
+                    && let Some(c) = decode_entry(entry, &file, &key)?
+                {
+                    return Ok(Some(c));
+                }
+            }
+        }
+        if let Some(store) = v.get("credsStore").and_then(|h| h.as_str())
+            && let Some(c) = helper_get(store, registry)?
+        {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
+}
+
+fn write_atomic(path: &Path, v: &Value) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    tmp.write_all(&serde_json::to_vec_pretty(v)?)?;
+    tmp.write_all(b"\n")?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("writing auth file {}", path.display()))?;
+    Ok(())
+}
+
+/// Store `user:password` for `key` (a host, or host/namespace) in `file`.
+pub fn store(file: &Path, key: &str, username: &str, password: &str) -> Result<()> {
+    let mut v = read_json(file)?.unwrap_or_else(|| json!({}));
+    if !v.is_object() {
+        bail!("auth file {} does not hold a JSON object", file.display());
+    }
+    let auths = v
+        .as_object_mut()
+        .expect("object")
+        .entry("auths")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let auths = auths
+        .as_object_mut()
+        .with_context(|| format!("{}: `auths` is not an object", file.display()))?;
+    let enc = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    auths.insert(key.to_string(), json!({ "auth": enc }));
+    write_atomic(file, &v)
+}
+
+/// Remove `key` (or every entry with `all`) from `file`. Returns whether anything was removed.
+pub fn remove(file: &Path, key: Option<&str>, all: bool) -> Result<bool> {
+    let Some(mut v) = read_json(file)? else {
+        return Ok(false);
+    };
+    let removed = match v.get_mut("auths").and_then(|a| a.as_object_mut()) {
+        Some(auths) if all => {
+            let had = !auths.is_empty();
+            auths.clear();
+            had
+        }
+        Some(auths) => {
+            let key = key.expect("a key unless --all");
+            let before = auths.len();
+            auths.retain(|k, _| normalise_key(k) != key);
+            before != auths.len()
+        }
+        None => false,
+    };
+    if removed {
+        write_atomic(file, &v)?;
+    }
+    Ok(removed)
+}
+
+/// The user name stored for `key` in `file` (for `lade login --get-login`).
+pub fn stored_user(file: &Path, key: &str) -> Result<Option<String>> {
+    let Some(v) = read_json(file)? else {
+        return Ok(None);
+    };
+    let Some(auths) = v.get("auths").and_then(|a| a.as_object()) else {
+        return Ok(None);
+    };
+    for (k, e) in auths {
+        if normalise_key(k) == key
+            && let Some(Credentials::Basic { username, .. }) = decode_entry(e, file, k)?
+        {
+            return Ok(Some(username));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_round_trip() {
+        assert_eq!(normalise_key("https://index.docker.io/v1/"), "docker.io");
+        assert_eq!(normalise_key("http://h:5000"), "h:5000");
+        assert_eq!(normalise_key("h:5000/ns/repo"), "h:5000/ns/repo");
+        assert_eq!(candidate_keys("h", Some("a/b")), ["h/a/b", "h/a", "h"]);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("sub/auth.json");
+        store(&f, "h:5000", "u", "p:w").unwrap();
+        store(&f, "h:5000/team", "t", "x").unwrap();
+        assert_eq!(
+            lookup("h:5000", Some("other"), Some(&f)).unwrap(),
+            Some(Credentials::Basic {
+                username: "u".into(),
+                password: "p:w".into()
+            })
+        );
+        assert_eq!(
+            lookup("h:5000", Some("team/app"), Some(&f)).unwrap(),
+            Some(Credentials::Basic {
+                username: "t".into(),
+                password: "x".into()
+            })
+        );
+        assert_eq!(stored_user(&f, "h:5000").unwrap().as_deref(), Some("u"));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert!(remove(&f, Some("h:5000"), false).unwrap());
+        assert!(!remove(&f, Some("h:5000"), false).unwrap());
+        assert!(remove(&f, None, true).unwrap());
+        std::fs::write(&f, "{\"auths\":{\"x\":{\"auth\":\"!!\"}}}").unwrap();
+        assert!(format!("{:#}", lookup("x", None, Some(&f)).unwrap_err()).contains("base64"));
+        assert_eq!(
+            Credentials::from_creds_flag("a:b:c").unwrap(),
+            Credentials::Basic {
+                username: "a".into(),
+                password: "b:c".into()
+            }
+        );
+    }
+}
