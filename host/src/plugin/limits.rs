@@ -57,7 +57,7 @@ pub fn describe_duration(d: Duration) -> String {
 
 /// `64 MiB`, or bytes when below one MiB.
 pub fn describe_bytes(n: usize) -> String {
-    if n >= 1 << 20 && n % (1 << 20) == 0 {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{} MiB", n >> 20)
     } else {
         format!("{n} bytes")
