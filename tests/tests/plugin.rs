@@ -359,6 +359,7 @@ fn a_frontend_reads_the_real_build_context_only_inside_it_and_not_what_is_ignore
     std::fs::write(dir.path().join("secret.txt"), "do not leak").unwrap();
     std::fs::write(dir.path().join(".dockerignore"), "secret.txt\n").unwrap();
     std::os::unix::fs::symlink("/etc/hostname", dir.path().join("escape")).unwrap();
+    ok(Command::new("mkfifo").arg(dir.path().join("fifo")));
     let ctx = lade::context::BuildContext::open(dir.path(), None).unwrap();
 
     let cache = tempfile::tempdir().unwrap();
@@ -367,7 +368,7 @@ fn a_frontend_reads_the_real_build_context_only_inside_it_and_not_what_is_ignore
         .load(&PluginSource::File(fixture("well-behaved")))
         .unwrap();
     let script = "read hello.txt\nstat hello.txt\nread secret.txt\nstat secret.txt\nread ../../../etc/hostname\n\
-                  read /etc/hostname\nread escape\nlist .";
+                  read /etc/hostname\nread escape\nread fifo\nread .\nlist .";
     let out = plugin
         .frontend()
         .unwrap()

@@ -90,6 +90,12 @@ impl wit::HostBuildContext for State {
                     st.size
                 ))));
             }
+            // A FIFO or device would block or never end: only files (and links to them) are read.
+            Ok(Some(st)) if matches!(st.kind, wit::FileKind::Directory | wit::FileKind::Other) => {
+                return Ok(Err(PluginError::Host(format!(
+                    "`{path}` in the build context is not a regular file"
+                ))));
+            }
             Ok(_) => {}
             Err(e) => return Ok(Err(host_error("reading", &path, e))),
         }
