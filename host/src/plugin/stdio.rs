@@ -115,6 +115,43 @@ impl tokio::io::AsyncWrite for Capture {
 mod tests {
     use super::*;
 
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn output_is_logged_line_by_line_with_the_plugin_name() {
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let c = Capture::default();
+        c.push(b"first line\nsecond line\n");
+        tracing::subscriber::with_default(subscriber, || c.log("scribbler", "stderr", true));
+        let logged = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            logged.contains("WARN lade: plugin scribbler stderr: first line"),
+            "{logged}"
+        );
+        assert!(
+            logged.contains("plugin scribbler stderr: second line"),
+            "{logged}"
+        );
+    }
+
     #[test]
     fn keeps_a_bounded_prefix() {
         let c = Capture::default();
