@@ -621,6 +621,17 @@ fn install_list_inspect_remove_round_trip() {
         "{by_name}"
     );
 
+    // An installed file that went bad is listed with its error; the listing itself still works.
+    std::fs::write(&stored, b"no longer a component").unwrap();
+    let out = run(lade_at().args(["plugin", "list"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("plugin `well-behaved` is not a WebAssembly component"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("dockerfile"));
+
     let removed = ok(lade_at().args(["plugin", "remove", "well-behaved"]));
     assert!(
         removed.contains("removed plugin `well-behaved`"),
