@@ -86,23 +86,30 @@ pub enum Compressor<W: Write + Send + 'static> {
 
 impl<W: Write + Send + 'static> Compressor<W> {
     pub fn new(format: Compression, out: W) -> Result<Self> {
+        Self::with_threads(format, out, threads())
+    }
+
+    /// As [`Compressor::new`] with a given number of compression threads.
+    pub fn with_threads(format: Compression, out: W, threads: usize) -> Result<Self> {
+        let threads = threads.max(1);
         Ok(match format {
             // gzp splits the stream into fixed-size blocks compressed in parallel; the output depends only on
             // the input, the level and the block size, never on the thread count or timing.
-            Compression::Gzip => Compressor::Gzip(
-                gzp::ZBuilder::<gzp::deflate::Gzip, W>::new()
-                    .num_threads(threads())
+            // Always the parallel (pigz-style) path, even with one thread: gzp's single-threaded writer makes
+            // different bytes, and a layer digest must not depend on the machine's core count.
+            Compression::Gzip => Compressor::Gzip(Box::new(
+                gzp::par::compress::ParCompressBuilder::<gzp::deflate::Gzip>::new()
+                    .num_threads(threads)
+                    .map_err(|e| anyhow::anyhow!("gzip with {threads} threads: {e}"))?
                     .compression_level(flate2::Compression::new(6))
                     .from_writer(out),
-            ),
+            )),
             Compression::Zstd => {
                 let mut e =
                     zstd::stream::write::Encoder::new(out, 3).context("starting zstd encoder")?;
-                let n = threads();
-                if n > 1 {
-                    e.multithread(n as u32)
-                        .context("enabling multi-threaded zstd")?;
-                }
+                // Always multi-threaded mode (even with one worker): zstd's output is then the same for any
+                // number of workers, but differs from the single-threaded mode.
+                e.multithread(threads as u32).context("enabling multi-threaded zstd")?;
                 Compressor::Zstd(e)
             }
             Compression::None => Compressor::None(out),
@@ -163,5 +170,22 @@ mod tests {
             assert_eq!(back, data, "{format:?}");
         }
         assert!("lz4".parse::<Compression>().is_err());
+    }
+
+    #[test]
+    fn output_does_not_depend_on_the_thread_count() {
+        let data: Vec<u8> = (0..3_000_000u32).flat_map(|i| (i.wrapping_mul(7919) % 65521).to_le_bytes()).collect();
+        for format in [Compression::Gzip, Compression::Zstd] {
+            let outs: Vec<Vec<u8>> = [1, 2, 4]
+                .iter()
+                .map(|n| {
+                    let mut c = Compressor::with_threads(format, Vec::new(), *n).unwrap();
+                    c.write_all(&data).unwrap();
+                    c.finish().unwrap()
+                })
+                .collect();
+            let eq: Vec<bool> = outs.windows(2).map(|w| w[0] == w[1]).collect();
+            assert!(eq.iter().all(|e| *e), "{format:?} output changes with the thread count: {eq:?}");
+        }
     }
 }
