@@ -251,7 +251,7 @@ impl Planner<'_> {
         let mut heads: Vec<StageHead> = Vec::new();
         for r in all {
             if r.keyword == "FROM" {
-                if let Some(h) = self.from_head(r, &heads) {
+                if let Some(h) = self.stage_head(r, &heads) {
                     heads.push(h);
                 } else {
                     heads.push(StageHead {
@@ -281,7 +281,7 @@ impl Planner<'_> {
         (globals, heads)
     }
 
-    fn from_head(&mut self, r: &RawInstruction, heads: &[StageHead]) -> Option<StageHead> {
+    fn stage_head(&mut self, r: &RawInstruction, heads: &[StageHead]) -> Option<StageHead> {
         let flags = self.flags(r)?;
         let (image, name) = match r.args.as_slice() {
             [image] => (image.clone(), None),
@@ -676,11 +676,10 @@ impl Planner<'_> {
             .filter_map(|(k, v)| v.clone().map(|v| kv(k, v)))
             .collect();
         for p in PROXY_ARGS {
-            if !out.iter().any(|a| a.key == p) {
-                if let Some(v) = self.build_arg(p) {
+            if !out.iter().any(|a| a.key == p)
+                && let Some(v) = self.build_arg(p) {
                     out.push(kv(p, v));
                 }
-            }
         }
         out
     }
@@ -1288,11 +1287,10 @@ impl Planner<'_> {
         {
             return Some(i as u32);
         }
-        if let Ok(i) = t.parse::<u32>() {
-            if (i as usize) < stages.len() {
+        if let Ok(i) = t.parse::<u32>()
+            && (i as usize) < stages.len() {
                 return Some(i);
             }
-        }
         let names: Vec<&str> = heads.iter().filter_map(|h| h.name.as_deref()).collect();
         let hint = match suggest(&lower, &names) {
             Some(s) => format!("did you mean {s}?"),

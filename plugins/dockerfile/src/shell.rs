@@ -459,8 +459,8 @@ fn replace(v: &str, pat: &str, rep: &str, all: bool) -> String {
     let mut i = 0;
     let mut replaced = false;
     while i < chars.len() {
-        if !replaced || all {
-            if let Some(end) = (i + 1..=chars.len())
+        if (!replaced || all)
+            && let Some(end) = (i + 1..=chars.len())
                 .rev()
                 .find(|&e| glob(&atoms, &chars[i..e]))
             {
@@ -469,7 +469,6 @@ fn replace(v: &str, pat: &str, rep: &str, all: bool) -> String {
                 replaced = true;
                 continue;
             }
-        }
         out.push(chars[i]);
         i += 1;
     }
