@@ -308,14 +308,13 @@ pub fn mount(spec: &str) -> Result<ParsedMount, String> {
         }
         _ => {}
     }
-    if matches!(kind, MountType::Secret | MountType::Ssh)
-        && m.id.is_none() {
-            if kind == MountType::Ssh {
-                m.id = Some("default".into());
-            } else if let Some(t) = &m.target {
-                m.id = t.rsplit('/').next().map(str::to_string);
-            }
+    if matches!(kind, MountType::Secret | MountType::Ssh) && m.id.is_none() {
+        if kind == MountType::Ssh {
+            m.id = Some("default".into());
+        } else if let Some(t) = &m.target {
+            m.id = t.rsplit('/').next().map(str::to_string);
         }
+    }
     if from.is_some() && !matches!(kind, MountType::Bind | MountType::Cache) {
         return Err("from= is only valid for bind and cache mounts".into());
     }

@@ -163,7 +163,7 @@ fn instruction(lines: &[Line], start: usize, file: &str, out: &mut Parsed) -> us
     let mut heredocs = Vec::new();
     let mut end_line = lines[last].number;
     let mut end_col = lines[last].text.chars().count() as u32 + 1;
-    if HEREDOC_KEYWORDS.contains(&keyword.as_str()) {
+    if HEREDOC_KEYWORDS.contains(&keyword.as_str()) && rest.contains("<<") {
         for (name, expand, strip_tabs) in heredoc_words(rest, escape) {
             let mut content = String::new();
             let mut closed = false;

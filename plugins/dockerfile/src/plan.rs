@@ -1,7 +1,7 @@
 //! From raw instructions to the typed plan: stages, ARG scope, expansion where the reference applies it,
 //! base-image ENV and ONBUILD triggers, stage references, the dependency graph and target selection.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::diag::{error_at, loc, suggest, warning_at};
 use crate::instructions::{self as ins, Flags, KEYWORDS};
@@ -33,25 +33,25 @@ pub struct Planner<'a> {
     consumed: BTreeSet<String>,
 }
 
-struct StageHead {
+struct StageHead<'r> {
     name: Option<String>,
     image: String,
     platform: Option<String>,
     location: Location,
     original: String,
-    body: Vec<RawInstruction>,
+    body: Vec<&'r RawInstruction>,
 }
 
 /// Stage-local scope while its steps are planned.
 #[derive(Default, Clone)]
 struct Scope {
-    env: Vec<(String, String)>,
+    env: BTreeMap<String, String>,
     args: Vec<(String, Option<String>)>,
 }
 
 impl Scope {
     fn lookup(&self, name: &str) -> Option<String> {
-        if let Some((_, v)) = self.env.iter().rev().find(|(k, _)| k == name) {
+        if let Some(v) = self.env.get(name) {
             return Some(v.clone());
         }
         self.args
@@ -61,8 +61,7 @@ impl Scope {
             .and_then(|(_, v)| v.clone())
     }
     fn set_env(&mut self, k: String, v: String) {
-        self.env.retain(|(key, _)| *key != k);
-        self.env.push((k, v));
+        self.env.insert(k, v);
     }
 }
 
@@ -246,9 +245,12 @@ impl Planner<'_> {
         }
     }
 
-    fn split_stages(&mut self, all: &[RawInstruction]) -> (Vec<RawInstruction>, Vec<StageHead>) {
+    fn split_stages<'r>(
+        &mut self,
+        all: &'r [RawInstruction],
+    ) -> (Vec<&'r RawInstruction>, Vec<StageHead<'r>>) {
         let mut globals = Vec::new();
-        let mut heads: Vec<StageHead> = Vec::new();
+        let mut heads: Vec<StageHead<'r>> = Vec::new();
         for r in all {
             if r.keyword == "FROM" {
                 if let Some(h) = self.stage_head(r, &heads) {
@@ -264,9 +266,9 @@ impl Planner<'_> {
                     });
                 }
             } else if let Some(h) = heads.last_mut() {
-                h.body.push(r.clone());
+                h.body.push(r);
             } else if r.keyword == "ARG" {
-                globals.push(r.clone());
+                globals.push(r);
             } else if KEYWORDS.contains(&r.keyword.as_str()) {
                 self.err(
                     r,
@@ -281,7 +283,11 @@ impl Planner<'_> {
         (globals, heads)
     }
 
-    fn stage_head(&mut self, r: &RawInstruction, heads: &[StageHead]) -> Option<StageHead> {
+    fn stage_head<'r>(
+        &mut self,
+        r: &RawInstruction,
+        heads: &[StageHead<'r>],
+    ) -> Option<StageHead<'r>> {
         let flags = self.flags(r)?;
         let (image, name) = match r.args.as_slice() {
             [image] => (image.clone(), None),
@@ -429,7 +435,7 @@ impl Planner<'_> {
         decls
     }
 
-    fn global_args(&mut self, globals: &[RawInstruction]) -> Scope {
+    fn global_args(&mut self, globals: &[&RawInstruction]) -> Scope {
         let mut scope = Scope::default();
         for r in globals {
             if self.flags(r).is_some() {
@@ -677,9 +683,10 @@ impl Planner<'_> {
             .collect();
         for p in PROXY_ARGS {
             if !out.iter().any(|a| a.key == p)
-                && let Some(v) = self.build_arg(p) {
-                    out.push(kv(p, v));
-                }
+                && let Some(v) = self.build_arg(p)
+            {
+                out.push(kv(p, v));
+            }
         }
         out
     }
@@ -1288,9 +1295,10 @@ impl Planner<'_> {
             return Some(i as u32);
         }
         if let Ok(i) = t.parse::<u32>()
-            && (i as usize) < stages.len() {
-                return Some(i);
-            }
+            && (i as usize) < stages.len()
+        {
+            return Some(i);
+        }
         let names: Vec<&str> = heads.iter().filter_map(|h| h.name.as_deref()).collect();
         let hint = match suggest(&lower, &names) {
             Some(s) => format!("did you mean {s}?"),
@@ -1313,7 +1321,7 @@ impl Planner<'_> {
 
 struct StageCtx<'a> {
     index: u32,
-    heads: &'a [StageHead],
+    heads: &'a [StageHead<'a>],
 }
 
 fn heredoc_for<'a>(word: &str, docs: &'a [Heredoc]) -> Option<&'a Heredoc> {

@@ -17,6 +17,9 @@ impl Lexer {
 
     /// Expand `input` as one word: whitespace is kept.
     pub fn word(&self, input: &str, env: Lookup) -> Result<String, String> {
+        if !input.contains(['$', '\'', '"', self.escape]) {
+            return Ok(input.to_string());
+        }
         let mut out = Out::default();
         let mut s = Scanner {
             chars: input.chars().collect(),
@@ -463,12 +466,12 @@ fn replace(v: &str, pat: &str, rep: &str, all: bool) -> String {
             && let Some(end) = (i + 1..=chars.len())
                 .rev()
                 .find(|&e| glob(&atoms, &chars[i..e]))
-            {
-                out.push_str(rep);
-                i = end;
-                replaced = true;
-                continue;
-            }
+        {
+            out.push_str(rep);
+            i = end;
+            replaced = true;
+            continue;
+        }
         out.push(chars[i]);
         i += 1;
     }

@@ -21,11 +21,66 @@ const SEEDS: &[&str] = &[
 ];
 
 const TOKENS: &[&str] = &[
-    "\\\n", "`\n", "\n", "\r\n", " ", "\t", "#", "# escape=`\n", "# syntax=x\n", "# check=skip\n", "$", "${", "}", ":-",
-    ":+", ":?", "?", "##", "%%", "#", "%", "/", "//", "*", "[", "]", "\"", "'", "\\", "<<EOF", "<<-EOF", "<<'EOF'",
-    "\nEOF\n", "\tEOF\n", "--mount=", "type=cache,", "target=/x", "from=0", "--from=", "--link", "--chmod=",
-    "--platform=", "FROM ", "RUN ", "COPY ", "ADD ", "ENV ", "ARG ", "ONBUILD ", "HEALTHCHECK ", "CMD ", "[\"a\"]",
-    "AS x", "=", "scratch", "0", "99999999999", "é", "\u{0}", "\u{feff}",
+    "\\\n",
+    "`\n",
+    "\n",
+    "\r\n",
+    " ",
+    "\t",
+    "#",
+    "# escape=`\n",
+    "# syntax=x\n",
+    "# check=skip\n",
+    "$",
+    "${",
+    "}",
+    ":-",
+    ":+",
+    ":?",
+    "?",
+    "##",
+    "%%",
+    "#",
+    "%",
+    "/",
+    "//",
+    "*",
+    "[",
+    "]",
+    "\"",
+    "'",
+    "\\",
+    "<<EOF",
+    "<<-EOF",
+    "<<'EOF'",
+    "\nEOF\n",
+    "\tEOF\n",
+    "--mount=",
+    "type=cache,",
+    "target=/x",
+    "from=0",
+    "--from=",
+    "--link",
+    "--chmod=",
+    "--platform=",
+    "FROM ",
+    "RUN ",
+    "COPY ",
+    "ADD ",
+    "ENV ",
+    "ARG ",
+    "ONBUILD ",
+    "HEALTHCHECK ",
+    "CMD ",
+    "[\"a\"]",
+    "AS x",
+    "=",
+    "scratch",
+    "0",
+    "99999999999",
+    "é",
+    "\u{0}",
+    "\u{feff}",
 ];
 
 struct Rng(u64);
@@ -39,7 +94,11 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
@@ -111,11 +170,27 @@ fn check(input: &str, rng: &mut Rng) -> Result<(), String> {
         source: input.to_string(),
         file_name: "Containerfile".into(),
         build_args: vec![kv("V", "1"), kv("HTTP_PROXY", "p")],
-        target_platform: Platform { os: "linux".into(), architecture: "arm64".into(), variant: Some("v8".into()) },
-        build_platform: Platform { os: "linux".into(), architecture: "amd64".into(), variant: None },
-        target: if rng.below(4) == 0 { Some(["0", "x", "build", "99"][rng.below(4)].into()) } else { None },
+        target_platform: Platform {
+            os: "linux".into(),
+            architecture: "arm64".into(),
+            variant: Some("v8".into()),
+        },
+        build_platform: Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        },
+        target: if rng.below(4) == 0 {
+            Some(["0", "x", "build", "99"][rng.below(4)].into())
+        } else {
+            None
+        },
     };
-    let triggers: Vec<String> = input.lines().take(rng.below(3)).map(str::to_string).collect();
+    let triggers: Vec<String> = input
+        .lines()
+        .take(rng.below(3))
+        .map(str::to_string)
+        .collect();
     let images = FuzzImages(triggers);
     let started = Instant::now();
     let first = lade_dockerfile::parse(&req, &images);
@@ -127,7 +202,12 @@ fn check(input: &str, rng: &mut Rng) -> Result<(), String> {
         return Err("non-deterministic result".into());
     }
     let check_loc = |l: &lade_dockerfile::model::Location| -> Result<(), String> {
-        if l.line == 0 || l.line > lines || l.end_line < l.line || l.end_line > lines || l.column == 0 {
+        if l.line == 0
+            || l.line > lines
+            || l.end_line < l.line
+            || l.end_line > lines
+            || l.column == 0
+        {
             return Err(format!("location out of range: {l:?} for {lines} lines"));
         }
         Ok(())
@@ -144,7 +224,10 @@ fn check(input: &str, rng: &mut Rng) -> Result<(), String> {
             for s in &out.plan.stages {
                 check_loc(&s.location)?;
                 if s.depends_on.iter().any(|&d| d >= n || d == s.index) {
-                    return Err(format!("bad depends-on {:?} in stage {}", s.depends_on, s.index));
+                    return Err(format!(
+                        "bad depends-on {:?} in stage {}",
+                        s.depends_on, s.index
+                    ));
                 }
             }
             // Every stage in `required` comes after what it depends on.
@@ -198,7 +281,10 @@ fn main() {
             Ok(Err(e)) => Some(e),
             Err(p) => Some(format!(
                 "panic: {}",
-                p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+                p.downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default()
             )),
         };
         runs += 1;
