@@ -76,7 +76,7 @@ pub(crate) async fn copy_single_blobs(
     let results: Vec<(Option<usize>, Option<Descriptor>)> = futures::stream::iter(jobs)
         .map(|(i, d)| async move {
             let recompress_to = match (i, opts.compress) {
-                (Some(_), Some(to)) => match compression_of(&d.media_type().to_string()) {
+                (Some(_), Some(to)) => match compression_of(d.media_type().as_ref()) {
                     Some(from) if from != Some(to) => Some((from, to)),
                     _ => None,
                 },

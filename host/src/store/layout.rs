@@ -214,6 +214,15 @@ impl Layout {
     /// Read-modify-write `index.json` under the lock. `f` edits the list of manifest descriptors.
     pub fn update_index<T>(&self, f: impl FnOnce(&mut Vec<Value>) -> Result<T>) -> Result<T> {
         let _lock = self.lock()?;
+        self.update_index_locked(f)
+    }
+
+    /// [`Layout::update_index`] for a caller that already holds [`Layout::lock`] (flock is per open file:
+    /// taking it twice in one process would deadlock).
+    pub fn update_index_locked<T>(
+        &self,
+        f: impl FnOnce(&mut Vec<Value>) -> Result<T>,
+    ) -> Result<T> {
         let mut idx = self.read_index()?;
         let obj = idx
             .as_object_mut()

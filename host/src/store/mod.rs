@@ -355,8 +355,76 @@ impl Store {
     pub fn gc(&self) -> Result<(usize, u64)> {
         let _gc = self.gc_lock(true)?;
         let _idx = self.layout.lock()?;
+        // Untagged entries are referrers (or unnamed images): they stay while their subject does.
+        loop {
+            let entries = self.layout.entries()?;
+            let named: Vec<Descriptor> = entries
+                .iter()
+                .filter(|d| ref_of(d).is_some())
+                .cloned()
+                .collect();
+            let reach = self.reachable(named);
+            let mut dangling = HashSet::new();
+            for d in entries.iter().filter(|d| ref_of(d).is_none()) {
+                let subject = self
+                    .layout
+                    .read_blob(d.digest())
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                    .and_then(|v| {
+                        v.pointer("/subject/digest")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    });
+                if let Some(s) = subject
+                    && !reach.contains(&s)
+                    && !entries.iter().any(|e| e.digest().to_string() == s)
+                {
+                    dangling.insert(d.digest().to_string());
+                }
+            }
+            if dangling.is_empty() {
+                break;
+            }
+            self.layout.update_index_locked(|list| {
+                list.retain(|e| {
+                    e.get("annotations")
+                        .and_then(|a| a.get(layout::REF_NAME))
+                        .is_some()
+                        || !e
+                            .get("digest")
+                            .and_then(Value::as_str)
+                            .is_some_and(|d| dangling.contains(d))
+                });
+                Ok(())
+            })?;
+        }
+        let keep = self.reachable(self.layout.entries()?);
+        let (mut n, mut bytes) = (0, 0);
+        for algo in fs::read_dir(self.root().join("blobs"))? {
+            let algo = algo?;
+            let a = algo.file_name().to_string_lossy().into_owned();
+            for e in fs::read_dir(algo.path())? {
+                let e = e?;
+                let f = e.file_name().to_string_lossy().into_owned();
+                if f.starts_with(".tmp-")
+                    || f.starts_with(".recompress-")
+                    || !keep.contains(&format!("{a}:{f}"))
+                {
+                    bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+                    fs::remove_file(e.path())
+                        .with_context(|| format!("removing {}", e.path().display()))?;
+                    n += 1;
+                }
+            }
+        }
+        Ok((n, bytes))
+    }
+
+    /// Every digest reachable from `roots` (indexes, manifests, configs, layers).
+    fn reachable(&self, roots: Vec<Descriptor>) -> HashSet<String> {
         let mut keep: HashSet<String> = HashSet::new();
-        let mut todo: Vec<Descriptor> = self.layout.entries()?;
+        let mut todo = roots;
         while let Some(d) = todo.pop() {
             if !keep.insert(d.digest().to_string()) {
                 continue;
@@ -390,25 +458,7 @@ impl Store {
                 todo.push(c);
             }
         }
-        let (mut n, mut bytes) = (0, 0);
-        for algo in fs::read_dir(self.root().join("blobs"))? {
-            let algo = algo?;
-            let a = algo.file_name().to_string_lossy().into_owned();
-            for e in fs::read_dir(algo.path())? {
-                let e = e?;
-                let f = e.file_name().to_string_lossy().into_owned();
-                if f.starts_with(".tmp-")
-                    || f.starts_with(".recompress-")
-                    || !keep.contains(&format!("{a}:{f}"))
-                {
-                    bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
-                    fs::remove_file(e.path())
-                        .with_context(|| format!("removing {}", e.path().display()))?;
-                    n += 1;
-                }
-            }
-        }
-        Ok((n, bytes))
+        keep
     }
 
     fn diff_dir(&self) -> PathBuf {

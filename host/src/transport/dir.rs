@@ -50,10 +50,9 @@ impl ImageSource for DirSource {
 
     async fn manifest(&self, instance: Option<&Digest>) -> Result<(Vec<u8>, String)> {
         let p = manifest_file(&self.dir, instance);
-        let p = if instance.is_some() && !p.exists() {
-            blob_file(&self.dir, instance.expect("checked"))
-        } else {
-            p
+        let p = match instance {
+            Some(d) if !p.exists() => blob_file(&self.dir, d),
+            _ => p,
         };
         let bytes = tokio::fs::read(&p)
             .await
