@@ -324,18 +324,29 @@ fn user_by_name_and_id_with_groups() {
 fn deletions_reach_the_next_step(mode: RootfsMode) {
     let b = base(mode);
     let snap = Snapshot::prepare(&b.steps(), &b.lowers, mode).unwrap();
-    let out = run_step(&snap, &spec("rm /etc/group && rm -r /home && mkdir /home && touch /home/new")).unwrap();
+    let out = run_step(
+        &snap,
+        &spec("rm /etc/group && rm -r /home && mkdir /home && touch /home/new"),
+    )
+    .unwrap();
     assert!(out.success(), "{}: {}", out.describe(), out.stderr_tail);
-    let (blob, dir) = snap.commit(&b.cache, &b.tmp(), &DiffOptions::default()).unwrap();
+    let (blob, dir) = snap
+        .commit(&b.cache, &b.tmp(), &DiffOptions::default())
+        .unwrap();
     let names = layer_names(blob.path());
     assert!(names.contains(&"etc/.wh.group".to_string()), "{names:?}");
     assert!(names.contains(&"home/new".to_string()), "{names:?}");
-    let hides_app = names.contains(&"home/.wh..wh..opq".to_string()) || names.contains(&"home/.wh.app".to_string());
+    let hides_app = names.contains(&"home/.wh..wh..opq".to_string())
+        || names.contains(&"home/.wh.app".to_string());
     assert!(hides_app, "the old /home/app must be hidden: {names:?}");
     let mut lowers = b.lowers.clone();
     lowers.push(dir);
     let next = Snapshot::prepare(&b.steps(), &lowers, mode).unwrap();
-    let out = run_step(&next, &spec("test ! -e /etc/group && test -e /etc/passwd && ls -A /home >&2")).unwrap();
+    let out = run_step(
+        &next,
+        &spec("test ! -e /etc/group && test -e /etc/passwd && ls -A /home >&2"),
+    )
+    .unwrap();
     assert!(out.success(), "{}: {}", out.describe(), out.stderr_tail);
     assert_eq!(out.stderr_tail.trim(), "new");
 }

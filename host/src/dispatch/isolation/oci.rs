@@ -136,7 +136,11 @@ pub(crate) fn run(
         });
     }
     spec.set_mounts(Some(mounts));
-    if let Some(ns) = spec.linux_mut().as_mut().and_then(|l| l.namespaces_mut().as_mut()) {
+    if let Some(ns) = spec
+        .linux_mut()
+        .as_mut()
+        .and_then(|l| l.namespaces_mut().as_mut())
+    {
         ns.retain(|n| n.typ() != LinuxNamespaceType::Network || step.network == Network::None);
     }
     let bundle = cs.scratch.join("bundle");

@@ -132,21 +132,52 @@ impl Snapshot {
         self.spec.clone()
     }
 
-    /// Remove the mountpoints a step's setup created (empty files and directories only), deepest first.
+    /// Remove the mountpoints a step's setup created (empty files and directories only), deepest first. Paths
+    /// are resolved without following any symlink the step may have put in their way.
     pub(crate) fn remove_artifacts(&self, artifacts: &[PathBuf]) -> Result<()> {
+        use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
         let mut list: Vec<&PathBuf> = artifacts.iter().collect();
         list.sort();
         list.dedup();
+        let upper = rustix::fs::open(
+            self.upper(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("opening {}", self.upper().display()))?;
         for rel in list.iter().rev() {
-            let p = self.upper().join(rel);
-            let Ok(md) = std::fs::symlink_metadata(&p) else {
+            let (Some(name), parent) = (rel.file_name(), rel.parent().unwrap_or(Path::new("")))
+            else {
                 continue;
             };
-            if md.is_dir() {
-                let _ = std::fs::remove_dir(&p); // only when empty
-            } else if md.is_file() && md.len() == 0 {
-                std::fs::remove_file(&p)
-                    .with_context(|| format!("removing mountpoint {}", p.display()))?;
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            let flags =
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+            let Ok(dir) = rustix::fs::openat2(
+                &upper,
+                parent,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                flags,
+            ) else {
+                continue;
+            };
+            let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
+                continue;
+            };
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => {
+                    let _ = rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR); // only when empty
+                }
+                FileType::RegularFile if st.st_size == 0 => {
+                    rustix::fs::unlinkat(&dir, name, AtFlags::empty())
+                        .with_context(|| format!("removing mountpoint {}", rel.display()))?
+                }
+                _ => {}
             }
         }
         Ok(())
