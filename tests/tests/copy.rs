@@ -414,6 +414,26 @@ fn referrers_and_cosign_tags_follow_unless_disabled_and_reruns_skip_blobs() {
         raw_digest(&format!("oci:{}:localhost/app:{sig_tag}", root.display())),
         sig
     );
+    let untagged = |root: &Path| -> usize {
+        let idx: Value =
+            serde_json::from_slice(&std::fs::read(root.join("index.json")).unwrap()).unwrap();
+        idx["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["annotations"]["org.opencontainers.image.ref.name"].is_null())
+            .count()
+    };
+    assert_eq!(untagged(&root), 1, "the SBOM referrer is stored untagged");
+    // Removing the image drops its referrers from the store too.
+    ok(lade().arg("--root").arg(&root).args(["rmi", "app:1"]));
+    assert_eq!(untagged(&root), 0);
+    assert!(
+        !root
+            .join("blobs/sha256")
+            .join(sbom.trim_start_matches("sha256:"))
+            .exists()
+    );
 
     let r = copy_json(&["--no-referrers", &src, &format!("oci:{}:base", p("bare"))]);
     assert_eq!(r["referrers"], 0);

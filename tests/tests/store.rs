@@ -196,13 +196,13 @@ fn concurrent_copies_into_one_store_and_one_oci_dir_lose_no_tag() {
         let s = format!("oci:{}:v{i}", src.display());
         children.push(
             store(&root)
-                .args(["copy", &s, &format!("lade:app:{i}")])
+                .args(["copy", "-q", &s, &format!("lade:app:{i}")])
                 .spawn()
                 .unwrap(),
         );
         children.push(
             lade()
-                .args(["copy", &s, &format!("oci:{}:t{i}", dir.display())])
+                .args(["copy", "-q", &s, &format!("oci:{}:t{i}", dir.display())])
                 .spawn()
                 .unwrap(),
         );
