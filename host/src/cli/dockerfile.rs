@@ -91,7 +91,7 @@ pub fn build_args(args: &[String]) -> anyhow::Result<Vec<KeyValue>> {
     let mut out = Vec::new();
     for a in args {
         match a.split_once('=') {
-            Some((k, _)) if k.is_empty() => anyhow::bail!("--build-arg {a:?}: the name is empty"),
+            Some(("", _)) => anyhow::bail!("--build-arg {a:?}: the name is empty"),
             Some((k, v)) => out.push(KeyValue {
                 key: k.into(),
                 value: v.into(),
@@ -155,10 +155,18 @@ fn parse(g: &Global, a: ParseArgs) -> anyhow::Result<()> {
     let rt = super::plugin::runtime(g)?;
     let source = PluginSource::find(&a.frontend, &super::plugin::plugins_dir(g))?;
     let plugin = rt.load(&source)?;
-    match plugin
+    let started = std::time::Instant::now();
+    let result = plugin
         .frontend()?
-        .parse(&request, context, Arc::new(NoImages))
-    {
+        .parse(&request, context, Arc::new(NoImages));
+    tracing::debug!(
+        "frontend {} parsed {} ({} lines) in {:.3} ms, instantiation included",
+        plugin.name(),
+        request.file_name,
+        request.source.lines().count(),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    match result {
         Ok(out) => {
             let rendered = match a.format {
                 OutputFormat::Json => serde_json::to_string_pretty(&out)? + "\n",
@@ -171,11 +179,11 @@ fn parse(g: &Global, a: ParseArgs) -> anyhow::Result<()> {
             Ok(())
         }
         Err(failure) => {
-            if a.format == OutputFormat::Json {
-                if let PluginFailure::Reported { error, .. } = &failure {
-                    let doc = serde_json::json!({ "error": error });
-                    write_stdout(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
-                }
+            if let (OutputFormat::Json, PluginFailure::Reported { error, .. }) =
+                (a.format, &failure)
+            {
+                let doc = serde_json::json!({ "error": error });
+                write_stdout(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
             }
             Err(anyhow::Error::new(failure))
         }
