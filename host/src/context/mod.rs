@@ -182,10 +182,10 @@ impl BuildContext {
             for dir in &current {
                 if comp.is_literal() {
                     let p = join(dir, &unescape(part));
-                    if let Some(st) = self.stat(&p)? {
-                        if last || st.kind == FileKind::Directory {
-                            next.push(p);
-                        }
+                    if let Some(st) = self.stat(&p)?
+                        && (last || st.kind == FileKind::Directory)
+                    {
+                        next.push(p);
                     }
                     continue;
                 }
@@ -407,7 +407,7 @@ mod tests {
     #[test]
     fn walk_respects_ignore_and_exceptions() {
         let d = tree();
-        let c = ctx(&d, "docs\n!docs/keep.txt\n*.md\nsrc/sub");
+        let c = ctx(&d, "docs\n!docs/keep.txt\n**/*.md\nsrc/sub");
         let paths: Vec<String> = c.walk("").unwrap().into_iter().map(|e| e.path).collect();
         assert_eq!(
             paths,
