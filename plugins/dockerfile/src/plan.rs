@@ -383,12 +383,25 @@ impl Planner<'_> {
             );
         }
         let mut decls = Vec::new();
+        // Before the first FROM, the predefined platform ARGs are usable in defaults too.
+        let predefined = if global.is_none() {
+            self.predefined.clone()
+        } else {
+            Vec::new()
+        };
         for word in &r.args {
             let (raw_name, raw_default) = match word.split_once('=') {
                 Some((n, d)) => (n, Some(d)),
                 None => (word.as_str(), None),
             };
-            let lookup = |n: &str| scope.lookup(n);
+            let lookup = |n: &str| {
+                scope.lookup(n).or_else(|| {
+                    predefined
+                        .iter()
+                        .find(|a| a.key == n)
+                        .map(|a| a.value.clone())
+                })
+            };
             let name = match self.lexer.word(raw_name, &lookup) {
                 Ok(n) => n,
                 Err(e) => {

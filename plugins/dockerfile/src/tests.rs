@@ -179,6 +179,9 @@ fn predefined_platform_args() {
             ("B".into(), "linux/amd64".into())
         ]
     );
+    // Global ARG defaults may use them.
+    let p = plan("ARG IMG=img-$TARGETARCH\nFROM $IMG\n");
+    assert_eq!(p.stages[0].base, StageBase::Image("img-arm64".into()));
     // Without ARG inside the stage they expand to nothing.
     let p = plan("FROM alpine\nENV T=x$TARGETARCH\n");
     assert_eq!(env_of(&p, 0), [("T".into(), "x".into())]);
