@@ -364,3 +364,26 @@ fn deletions_reach_the_next_step_copy() {
         deletions_reach_the_next_step(RootfsMode::Copy);
     }
 }
+
+#[test]
+fn many_layers_fit_one_overlay() {
+    if !need_root("many_layers_fit_one_overlay") {
+        return;
+    }
+    let b = base(RootfsMode::Overlay);
+    let mut lowers = b.lowers.clone();
+    // 80 lower dirs with long paths: far more than the classic 4 KiB mount option string can hold.
+    for i in 0..80 {
+        let d = b
+            .store
+            .path()
+            .join(format!("lade/layers/{}-{i:03}", "l".repeat(80)));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join(format!("layer-{i:03}")), "").unwrap();
+        lowers.push(d);
+    }
+    let snap = Snapshot::prepare(&b.steps(), &lowers, RootfsMode::Overlay).unwrap();
+    let out = run_step(&snap, &spec("ls / | grep -c '^layer-' >&2")).unwrap();
+    assert!(out.success(), "{}: {}", out.describe(), out.stderr_tail);
+    assert_eq!(out.stderr_tail.trim(), "80");
+}

@@ -139,6 +139,17 @@ pub(crate) fn mount_rootfs(spec: &RootfsSpec) -> Result<PathBuf> {
             merged,
             user_xattr,
         } => {
+            // The new mount API takes one lower dir per call ("lowerdir+", Linux 6.8+): no limit on the number
+            // of layers and no escaping of ':' or ','. Older kernels get the classic option string.
+            match mount_overlay_fsconfig(lowers, upper, work, merged, *user_xattr) {
+                Ok(()) => return Ok(merged.clone()),
+                Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::INVAL => {}
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)).context(
+                        "mounting the overlay rootfs (set LADE_NO_OVERLAY=1 to use the copy fallback)",
+                    );
+                }
+            }
             let lower: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
             let mut data = format!(
                 "lowerdir={},upperdir={},workdir={}",
@@ -172,6 +183,37 @@ pub(crate) fn mount_rootfs(spec: &RootfsSpec) -> Result<PathBuf> {
             Ok(path.clone())
         }
     }
+}
+
+fn mount_overlay_fsconfig(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    merged: &Path,
+    user_xattr: bool,
+) -> rustix::io::Result<()> {
+    use rustix::mount::{
+        FsMountFlags, FsOpenFlags, MountAttrFlags, MoveMountFlags, fsconfig_create,
+        fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, move_mount,
+    };
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    for l in lowers {
+        fsconfig_set_string(&fs, "lowerdir+", l)?;
+    }
+    fsconfig_set_string(&fs, "upperdir", upper)?;
+    fsconfig_set_string(&fs, "workdir", work)?;
+    if user_xattr {
+        fsconfig_set_flag(&fs, "userxattr")?;
+    }
+    fsconfig_create(&fs)?;
+    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
+    move_mount(
+        &mnt,
+        "",
+        rustix::fs::CWD,
+        merged,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
 }
 
 /// Create every mountpoint the step needs and mount the standard filesystems and the step's own mounts.
