@@ -1,6 +1,6 @@
 //! Plugin runtime costs: cold compile of the embedded Dockerfile frontend, warm load from the compile cache,
 //! one instantiation, and one parse of a 100-line Dockerfile. Target: warm load + instantiate + parse within
-//! 5 ms together. Run with `cargo bench -p lade --bench plugin`; it prints the figures (median of N runs).
+//! 5 ms together. Run with `cargo bench -p lade --bench plugin`; it prints the median and minimum of N runs.
 
 use lade::plugin::frontend::{NoImages, ParseRequest, Platform};
 use lade::plugin::{CacheOutcome, Limits, PluginFailure, PluginSource, Runtime};
@@ -43,6 +43,12 @@ fn platform(arch: &str) -> Platform {
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
+}
+
+/// `median (min)`: on a shared machine the minimum is the closest to the intrinsic cost.
+fn figures(v: &[Duration]) -> String {
+    let min = v.iter().min().copied().unwrap_or_default();
+    format!("{:>10} (min {})", ms(median(v.to_vec())), ms(min))
 }
 
 fn ms(d: Duration) -> String {
@@ -110,30 +116,30 @@ fn main() -> anyhow::Result<()> {
 
     println!("plugin runtime, embedded `dockerfile` frontend (median; cold of 3 runs, warm of 50)");
     println!(
-        "  cold compile (load with an empty cache) {:>12}",
-        ms(median(cold))
+        "  cold compile (load with an empty cache) {}",
+        figures(&cold)
     );
     println!(
-        "  warm load from the compile cache        {:>12}",
-        ms(median(load))
+        "  warm load from the compile cache        {}",
+        figures(&load)
     );
     println!(
-        "  instantiate (fresh store + metadata)    {:>12}",
-        ms(median(inst))
+        "  instantiate (fresh store + metadata)    {}",
+        figures(&inst)
     );
     println!(
-        "  parse, 100-line Dockerfile              {:>12}",
-        ms(median(parse))
+        "  parse, 100-line Dockerfile              {}",
+        figures(&parse)
     );
-    let total = median(together);
+    let total = median(together.clone());
+    let verdict = if total <= Duration::from_millis(5) {
+        "met"
+    } else {
+        "MISSED"
+    };
     println!(
-        "  warm load + instantiate + parse         {:>12}  (target <= 5 ms: {})",
-        ms(total),
-        if total <= Duration::from_millis(5) {
-            "met"
-        } else {
-            "MISSED"
-        }
+        "  warm load + instantiate + parse         {}  target <= 5 ms (median): {verdict}",
+        figures(&together)
     );
     println!("  parse result: {parse_result}");
     Ok(())

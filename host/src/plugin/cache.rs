@@ -1,7 +1,8 @@
 //! The compile cache: precompiled components in lade's cache directory, keyed by the component's sha256, the
-//! wasmtime version and the engine's compatibility hash. Entries carry a sha256 trailer over their content
-//! and are written atomically; one that does not check out is deleted and rebuilt. Nothing is ever loaded
-//! from anywhere but this directory.
+//! wasmtime version and the engine's compatibility hash. Entries carry a CRC-32 trailer over their content
+//! (against disk corruption: the directory is the user's own, so this guards accidents, not attackers) and
+//! are written atomically; one that does not check out is deleted and rebuilt. Nothing is ever loaded from
+//! anywhere but this directory.
 
 use sha2::{Digest, Sha256};
 use std::fs;
@@ -14,7 +15,11 @@ use wasmtime::component::Component;
 /// The wasmtime this lade was built with (build.rs reads it from Cargo.lock).
 pub const WASMTIME_VERSION: &str = env!("LADE_WASMTIME_VERSION");
 
-const TRAILER: usize = 32;
+/// The CRC-32 (little-endian) after the compiled code.
+const TRAILER: usize = 4;
+
+/// Changes when the entry format does, so old entries are never read.
+const FORMAT: &str = "lade-plugin-cache-2";
 
 /// How a component was obtained, for logs and benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +59,7 @@ impl CompileCache {
     pub fn entry_path(&self, engine: &Engine, component_sha256: &str) -> Option<PathBuf> {
         let dir = self.dir.as_ref()?;
         let mut h = ShaHasher(Sha256::new());
+        FORMAT.hash(&mut h);
         component_sha256.hash(&mut h);
         WASMTIME_VERSION.hash(&mut h);
         engine.precompile_compatibility_hash().hash(&mut h);
@@ -112,7 +118,7 @@ fn load(engine: &Engine, path: &Path) -> anyhow::Result<Option<Component>> {
     );
     let (body, trailer) = data.split_at(data.len() - TRAILER);
     anyhow::ensure!(
-        Sha256::digest(body).as_slice() == trailer,
+        crc32fast::hash(body).to_le_bytes() == trailer,
         "its checksum does not match its content"
     );
     // SAFETY: the entry lives in lade's own cache directory, its name is keyed by the component's digest,
@@ -128,7 +134,7 @@ fn store(path: &Path, compiled: &[u8]) -> anyhow::Result<()> {
     fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     tmp.write_all(compiled)?;
-    tmp.write_all(&Sha256::digest(compiled))?;
+    tmp.write_all(&crc32fast::hash(compiled).to_le_bytes())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
