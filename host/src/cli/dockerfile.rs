@@ -200,6 +200,10 @@ fn write_stdout(s: &str) -> anyhow::Result<()> {
     }
 }
 
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
 fn quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| s.to_string())
 }
@@ -355,7 +359,6 @@ pub fn text(out: &ParseOutput) -> String {
 }
 
 fn instruction(i: &Instruction) -> String {
-    let json = |v: &dyn erased::Ser| v.json();
     match i {
         Instruction::Run(r) => {
             let mut s = format!("RUN {}", command(&r.command));
@@ -435,17 +438,5 @@ fn instruction(i: &Instruction) -> String {
             "HEALTHCHECK {}",
             serde_json::to_string(h).unwrap_or_default()
         ),
-    }
-}
-
-mod erased {
-    /// JSON for any serialisable value, for the text rendering.
-    pub trait Ser {
-        fn json(&self) -> String;
-    }
-    impl<T: serde::Serialize> Ser for T {
-        fn json(&self) -> String {
-            serde_json::to_string(self).unwrap_or_default()
-        }
     }
 }
