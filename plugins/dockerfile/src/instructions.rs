@@ -453,6 +453,27 @@ pub fn expose(word: &str) -> Result<Vec<String>, String> {
     Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
 }
 
+/// Whether a STOPSIGNAL value names a signal: a number from 1 to 64, or a Linux signal name with or
+/// without `SIG` (`SIGTERM`, `term`, `SIGRTMIN+3`), as Docker's signal parser accepts.
+pub fn valid_signal(v: &str) -> bool {
+    if let Ok(n) = v.parse::<u32>() {
+        return (1..=64).contains(&n);
+    }
+    let upper = v.to_ascii_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    const NAMES: [&str; 33] = [
+        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT",
+        "KILL", "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM",
+        "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU",
+    ];
+    if NAMES.contains(&name) || name == "XFSZ" || name == "RTMIN" || name == "RTMAX" {
+        return true;
+    }
+    let offset = |rest: &str| rest.parse::<u32>().is_ok_and(|n| (1..=15).contains(&n));
+    name.strip_prefix("RTMIN+").is_some_and(offset)
+        || name.strip_prefix("RTMAX-").is_some_and(offset)
+}
+
 /// A stage name: a letter, then letters, digits, `-`, `_` or `.`.
 pub fn valid_stage_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -586,6 +607,18 @@ mod tests {
         assert_eq!(bytes("1g").unwrap(), 1 << 30);
         assert_eq!(bytes("100").unwrap(), 100);
         assert!(bytes("lots").is_err());
+        assert!(
+            valid_signal("SIGTERM")
+                && valid_signal("quit")
+                && valid_signal("9")
+                && valid_signal("SIGRTMIN+3")
+        );
+        assert!(
+            !valid_signal("SIG1.2.3")
+                && !valid_signal("0")
+                && !valid_signal("65")
+                && !valid_signal("SIGFOO")
+        );
         assert!(valid_stage_name("build-1.x_y"));
         assert!(!valid_stage_name("1build"));
         assert!(!valid_stage_name("a/b"));

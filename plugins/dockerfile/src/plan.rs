@@ -885,8 +885,15 @@ impl Planner<'_> {
                 let v = self.expand(r, scope, &r.args[0])?;
                 if r.keyword == "USER" {
                     Instruction::User(v)
-                } else {
+                } else if ins::valid_signal(&v) {
                     Instruction::Stopsignal(v)
+                } else {
+                    self.err(
+                        r,
+                        format!("STOPSIGNAL {v}: not a signal"),
+                        "write a signal name such as SIGTERM or SIGQUIT, or a number from 1 to 64",
+                    );
+                    return None;
                 }
             }
             "WORKDIR" => {

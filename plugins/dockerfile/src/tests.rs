@@ -250,7 +250,7 @@ fn env_wins_over_arg() {
 #[test]
 fn expansion_only_where_the_reference_says() {
     let p = plan(
-        "FROM a\nARG V=1\nRUN echo $V\nCMD echo $V\nENTRYPOINT [\"echo\", \"$V\"]\nHEALTHCHECK CMD echo $V\nUSER u$V\nLABEL l=$V\nEXPOSE 80$V\nSTOPSIGNAL SIG$V\nVOLUME /v$V\nWORKDIR /w$V\nONBUILD RUN echo $V\nMAINTAINER m$V\n",
+        "FROM a\nARG V=1\nRUN echo $V\nCMD echo $V\nENTRYPOINT [\"echo\", \"$V\"]\nHEALTHCHECK CMD echo $V\nUSER u$V\nLABEL l=$V\nEXPOSE 80$V\nSTOPSIGNAL $V\nVOLUME /v$V\nWORKDIR /w$V\nONBUILD RUN echo $V\nMAINTAINER m$V\n",
     );
     let s = steps(&p, 0);
     assert_eq!(
@@ -272,7 +272,7 @@ fn expansion_only_where_the_reference_says() {
     assert_eq!(s[5], Instruction::User("u1".into()));
     assert_eq!(s[6], Instruction::Label(vec![kv("l", "1")]));
     assert_eq!(s[7], Instruction::Expose(vec!["801/tcp".into()]));
-    assert_eq!(s[8], Instruction::Stopsignal("SIG1".into()));
+    assert_eq!(s[8], Instruction::Stopsignal("1".into()));
     assert_eq!(s[9], Instruction::Volume(vec!["/v1".into()]));
     assert_eq!(s[10], Instruction::Workdir("/w1".into()));
     assert_eq!(s[11], Instruction::Onbuild("RUN echo $V".into()));
@@ -554,6 +554,11 @@ fn cmd_entrypoint_shell_label_expose_volume_user_stopsignal() {
         errors("FROM a\nUSER a b\n")[0]
             .message
             .contains("exactly one")
+    );
+    let e = errors("FROM a\nARG V=1.2\nSTOPSIGNAL SIG$V\n");
+    assert!(
+        e[0].message.contains("STOPSIGNAL SIG1.2: not a signal"),
+        "{e:?}"
     );
     assert!(
         errors("FROM a\nEXPOSE 80/icmp\n")[0]
