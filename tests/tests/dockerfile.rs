@@ -343,3 +343,181 @@ fn text_output_and_file_choice() {
         "{stderr}"
     );
 }
+
+/// The image config a plan implies for its target, folded the way a builder applies the steps (base stages
+/// first). PATH, which builders add by default, is left to the build engine.
+fn config_from_plan(v: &Value) -> Value {
+    let plan = &v["plan"];
+    let mut chain = Vec::new();
+    let mut i = plan["target"].as_u64().unwrap() as usize;
+    loop {
+        chain.push(i);
+        match plan["stages"][i]["base"].get("Stage") {
+            Some(b) => i = b.as_u64().unwrap() as usize,
+            None => break,
+        }
+    }
+    let mut c = serde_json::Map::new();
+    let mut env: Vec<(String, String)> = Vec::new();
+    let mut labels = serde_json::Map::new();
+    let mut ports = serde_json::Map::new();
+    let mut volumes = serde_json::Map::new();
+    let mut onbuild = Vec::new();
+    let shell_form = |cmd: &Value, shell: &Value| -> Value {
+        match (cmd.get("Shell"), cmd.get("Exec")) {
+            (Some(s), _) => {
+                let mut argv = shell
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_else(|| vec![json!("/bin/sh"), json!("-c")]);
+                argv.push(s.clone());
+                Value::Array(argv)
+            }
+            (_, Some(e)) => e.clone(),
+            _ => Value::Null,
+        }
+    };
+    let mut shell = Value::Null;
+    for &s in chain.iter().rev() {
+        for step in plan["stages"][s]["steps"].as_array().unwrap() {
+            let ins = &step["instruction"];
+            let (kind, body) = ins.as_object().unwrap().iter().next().unwrap();
+            match kind.as_str() {
+                "Env" => {
+                    for p in body.as_array().unwrap() {
+                        let (k, val) = (
+                            p["key"].as_str().unwrap().to_string(),
+                            p["value"].as_str().unwrap().to_string(),
+                        );
+                        match env.iter_mut().find(|(ek, _)| *ek == k) {
+                            Some(e) => e.1 = val,
+                            None => env.push((k, val)),
+                        }
+                    }
+                }
+                "Label" => {
+                    for p in body.as_array().unwrap() {
+                        labels.insert(p["key"].as_str().unwrap().into(), p["value"].clone());
+                    }
+                }
+                "Cmd" => {
+                    c.insert("Cmd".into(), shell_form(body, &shell));
+                }
+                "Entrypoint" => {
+                    c.insert("Entrypoint".into(), shell_form(body, &shell));
+                }
+                "Shell" => {
+                    shell = body.clone();
+                    c.insert("Shell".into(), body.clone());
+                }
+                "Workdir" => {
+                    c.insert("WorkingDir".into(), body.clone());
+                }
+                "User" => {
+                    c.insert("User".into(), body.clone());
+                }
+                "Stopsignal" => {
+                    c.insert("StopSignal".into(), body.clone());
+                }
+                "Expose" => body.as_array().unwrap().iter().for_each(|p| {
+                    ports.insert(p.as_str().unwrap().into(), json!({}));
+                }),
+                "Volume" => body.as_array().unwrap().iter().for_each(|p| {
+                    volumes.insert(p.as_str().unwrap().into(), json!({}));
+                }),
+                "Onbuild" => onbuild.push(body.clone()),
+                "Healthcheck" => {
+                    let mut h = serde_json::Map::new();
+                    h.insert("Test".into(), body["test"].clone());
+                    for (from, to) in [
+                        ("interval", "Interval"),
+                        ("timeout", "Timeout"),
+                        ("start_period", "StartPeriod"),
+                        ("retries", "Retries"),
+                    ] {
+                        if !body[from].is_null() {
+                            h.insert(to.into(), body[from].clone());
+                        }
+                    }
+                    c.insert("Healthcheck".into(), Value::Object(h));
+                }
+                _ => {}
+            }
+        }
+    }
+    c.insert(
+        "Env".into(),
+        json!(
+            env.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+        ),
+    );
+    c.insert("Labels".into(), Value::Object(labels));
+    c.insert("ExposedPorts".into(), Value::Object(ports));
+    c.insert("Volumes".into(), Value::Object(volumes));
+    c.insert("OnBuild".into(), Value::Array(onbuild));
+    Value::Object(c)
+}
+
+/// buildah builds the same file (FROM scratch, nothing to run) and its image config must agree with the plan
+/// on every field the frontend decides.
+#[test]
+fn plan_agrees_with_buildah_on_the_config() {
+    lade_tests::require_peers!("buildah");
+    let text = "FROM scratch AS base\nARG V=1.2.3\nENV MY_NAME=\"John Doe\" MY_DOG=Rex\\ The\\ Dog \\\n    MY_CAT=fluffy\nENV abc=hello\nENV abc=bye def=$abc\nENV q='$abc' dq=\"$abc\" esc=\\$abc\nENV OLD legacy value here\nLABEL \"b c\"=\"d e\" v=$V\nFROM base\nARG V=2\nENV F=${V:-unset} G=${abc}\nEXPOSE 80 53/udp\nWORKDIR /w$V\nUSER u$V\nSTOPSIGNAL SIGQUIT\nVOLUME /v$V [\"/data\"]\nCMD [\"nginx\", \"-g\", \"daemon off;\"]\nENTRYPOINT /docker-entrypoint.sh --x\nSHELL [\"/bin/ash\", \"-eo\", \"pipefail\", \"-c\"]\nHEALTHCHECK --interval=30s --timeout=5s --start-period=1m --retries=3 CMD wget -q -O- http://localhost/ || exit 1\nONBUILD COPY . /app\nONBUILD   RUN  echo  hi\n";
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "Containerfile", text);
+    let storage = tempfile::tempdir().unwrap();
+    let buildah = |args: &[&str]| {
+        let mut c = std::process::Command::new(lade_tests::peer("buildah").unwrap());
+        c.arg("--root")
+            .arg(storage.path().join("root"))
+            .arg("--runroot")
+            .arg(storage.path().join("run"));
+        c.args(["--storage-driver", "vfs"]).args(args);
+        ok(&mut c)
+    };
+    buildah(&[
+        "build",
+        "--format",
+        "docker",
+        "-q",
+        "-t",
+        "lade-h2-compare",
+        dir.path().to_str().unwrap(),
+    ]);
+    let inspect: Value = serde_json::from_str(&buildah(&["inspect", "lade-h2-compare"])).unwrap();
+    let theirs = &inspect["Docker"]["config"];
+    let v = parse_json(text, &[]);
+    let ours = config_from_plan(&v);
+    let their_env: Vec<Value> = theirs["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| !e.as_str().unwrap().starts_with("PATH="))
+        .cloned()
+        .collect();
+    assert_eq!(ours["Env"], json!(their_env));
+    let mut their_labels = theirs["Labels"].as_object().unwrap().clone();
+    their_labels.remove("io.buildah.version");
+    assert_eq!(ours["Labels"], Value::Object(their_labels));
+    for field in [
+        "Cmd",
+        "Entrypoint",
+        "WorkingDir",
+        "User",
+        "ExposedPorts",
+        "Volumes",
+        "Healthcheck",
+        "StopSignal",
+        "Shell",
+        "OnBuild",
+    ] {
+        assert_eq!(
+            ours[field], theirs[field],
+            "{field} differs: lade {} vs buildah {}",
+            ours[field], theirs[field]
+        );
+    }
+}
