@@ -736,6 +736,55 @@ fn a_damaged_compile_cache_entry_is_discarded_and_rebuilt() {
 }
 
 #[test]
+fn the_cli_applies_the_limits_and_logs_plugin_output() {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Containerfile"),
+        "print hello stdout\neprint hello stderr\nread Containerfile\n",
+    )
+    .unwrap();
+    let parse = |frontend: &str| {
+        let mut c = lade();
+        c.args(["dockerfile", "parse", "--frontend"])
+            .arg(fixture(frontend))
+            .arg(ctx.path());
+        c
+    };
+    let err = fails(parse("sleeper").args(["--plugin-timeout", "1"]), 1);
+    assert!(
+        err.contains("plugin `sleeper` exceeded its 1 s deadline"),
+        "{err}"
+    );
+    let err = fails(parse("memory-bomb").env("LADE_PLUGIN_MEMORY", "32"), 1);
+    assert!(
+        err.contains("plugin `memory-bomb` hit its 32 MiB memory cap"),
+        "{err}"
+    );
+    let err = fails(&mut parse("net-caller"), 1);
+    assert!(err.contains("plugin `net-caller` imports `wasi:"), "{err}");
+
+    // Output goes to lade's log, with the plugin's name in front, never straight to the terminal.
+    let out = run(parse("well-behaved").args(["--log-level", "info"]));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("plugin well-behaved stdout: hello stdout"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("plugin well-behaved stderr: hello stderr"),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains("hello stdout\n") && stdout.contains("read:Containerfile"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn plugin_limits_come_from_the_global_options() {
     let help = ok(lade().args(["plugin", "list", "--help"]));
     assert!(

@@ -55,10 +55,13 @@ pub fn describe_duration(d: Duration) -> String {
     }
 }
 
-/// `64 MiB`, or bytes when below one MiB.
+/// `64 MiB`, `32.1 MiB`, or bytes when below one MiB.
 pub fn describe_bytes(n: usize) -> String {
-    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
-        format!("{} MiB", n >> 20)
+    const MIB: usize = 1 << 20;
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else if n >= MIB {
+        format!("{:.1} MiB", n as f64 / MIB as f64)
     } else {
         format!("{n} bytes")
     }
@@ -146,6 +149,7 @@ mod tests {
         assert_eq!(describe_duration(Duration::from_millis(250)), "250 ms");
         assert_eq!(describe_bytes(64 << 20), "64 MiB");
         assert_eq!(describe_bytes(1000), "1000 bytes");
+        assert_eq!(describe_bytes(33_619_968), "32.1 MiB");
     }
 
     #[test]
