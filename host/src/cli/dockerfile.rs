@@ -119,7 +119,7 @@ pub fn wit_platform(p: &crate::dispatch::platform::Platform) -> Platform {
     }
 }
 
-fn parse(g: &Global, a: ParseArgs) -> anyhow::Result<()> {
+pub fn parse(g: &Global, a: ParseArgs) -> anyhow::Result<()> {
     let stdin = a.file.as_deref() == Some(Path::new("-"));
     let (source, file_name, file_path) = if stdin {
         let mut s = String::new();
