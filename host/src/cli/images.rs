@@ -83,7 +83,9 @@ fn human_size(n: u64) -> String {
     if u == 0 {
         format!("{n} B")
     } else {
-        format!("{v:.3} {}", units[u]).replace(".000", "")
+        // Up to three decimals, trailing zeros dropped ("5.06 MB", "5 MB"), as buildah prints sizes.
+        let digits = format!("{v:.3}");
+        format!("{} {}", digits.trim_end_matches('0').trim_end_matches('.'), units[u])
     }
 }
 

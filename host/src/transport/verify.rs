@@ -152,6 +152,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for DigestingReader<R> {
                     && this.read > size
                 {
                     this.done = true;
+                    // An error hands the caller no bytes: take back what this read put in.
+                    buf.set_filled(before);
                     return Poll::Ready(Err(invalid(format!(
                         "blob {} is longer than its declared {size} bytes",
                         this.expected
