@@ -5,7 +5,12 @@ use lade::cli;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "lade", version, about = "Build, copy, sign and scan OCI container images", propagate_version = true)]
+#[command(
+    name = "lade",
+    version,
+    about = "Build, copy, sign and scan OCI container images",
+    propagate_version = true
+)]
 struct Cli {
     #[command(flatten)]
     global: cli::Global,

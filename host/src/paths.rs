@@ -15,7 +15,9 @@ pub fn default_root() -> PathBuf {
     if is_root() {
         PathBuf::from("/var/lib/lade")
     } else {
-        dirs::data_dir().unwrap_or_else(|| home().join(".local/share")).join("lade")
+        dirs::data_dir()
+            .unwrap_or_else(|| home().join(".local/share"))
+            .join("lade")
     }
 }
 
@@ -28,6 +30,8 @@ pub fn cache_dir() -> PathBuf {
     if is_root() {
         PathBuf::from("/var/cache/lade")
     } else {
-        dirs::cache_dir().unwrap_or_else(|| home().join(".cache")).join("lade")
+        dirs::cache_dir()
+            .unwrap_or_else(|| home().join(".cache"))
+            .join("lade")
     }
 }

@@ -11,11 +11,16 @@ use std::time::{Duration, Instant};
 
 /// The workspace root (the directory holding the top Cargo.toml).
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
 }
 
 /// One plugin compile cache for the whole test run, so each plugin is compiled once.
@@ -44,14 +49,17 @@ pub fn lade_bin() -> &'static Path {
 /// A `lade` command with the shared plugin cache, logging at warn, and no inherited store settings.
 pub fn lade() -> Command {
     let mut c = Command::new(lade_bin());
-    c.env("LADE_CACHE_DIR", shared_cache_dir()).env_remove("LADE_ROOT").env_remove("LADE_LOG");
+    c.env("LADE_CACHE_DIR", shared_cache_dir())
+        .env_remove("LADE_ROOT")
+        .env_remove("LADE_LOG");
     c.stdin(Stdio::null());
     c
 }
 
 /// Run and return the outcome, whatever it is.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
 }
 
 /// Run, require success, return stdout.
@@ -91,9 +99,13 @@ pub fn peer(name: &str) -> Option<PathBuf> {
         return Some(p);
     }
     if peers_required() {
-        panic!("peer `{name}` is missing and LADE_REQUIRE_PEERS=1: install it (scripts/setup.sh does)");
+        panic!(
+            "peer `{name}` is missing and LADE_REQUIRE_PEERS=1: install it (scripts/setup.sh does)"
+        );
     }
-    eprintln!("\n*** SKIPPED: peer `{name}` is not installed; run scripts/setup.sh to test against it ***\n");
+    eprintln!(
+        "\n*** SKIPPED: peer `{name}` is not installed; run scripts/setup.sh to test against it ***\n"
+    );
     None
 }
 
@@ -107,19 +119,27 @@ macro_rules! require_peers {
 
 pub fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released; good enough for tests that start a server at once).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Wait until `addr` accepts TCP connections, for at most `limit`.
 pub fn wait_for_port(addr: &str, limit: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
-        if std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(200)).is_ok() {
+        if std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(200))
+            .is_ok()
+        {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -151,7 +171,10 @@ impl Registry {
             dir.path().join("data").display()
         );
         if let Some(h) = htpasswd {
-            cfg.push_str(&format!("auth:\n  htpasswd:\n    realm: lade-test\n    path: {}\n", h.display()));
+            cfg.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: lade-test\n    path: {}\n",
+                h.display()
+            ));
         }
         let cfg_path = dir.path().join("config.yml");
         std::fs::write(&cfg_path, cfg).unwrap();
@@ -164,7 +187,11 @@ impl Registry {
             .spawn()
             .expect("starting docker-registry");
         let reg = Registry { addr, dir, child };
-        assert!(wait_for_port(&reg.addr, Duration::from_secs(15)), "docker-registry did not listen on {}", reg.addr);
+        assert!(
+            wait_for_port(&reg.addr, Duration::from_secs(15)),
+            "docker-registry did not listen on {}",
+            reg.addr
+        );
         Some(reg)
     }
 

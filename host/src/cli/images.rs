@@ -85,7 +85,11 @@ fn human_size(n: u64) -> String {
     } else {
         // Up to three decimals, trailing zeros dropped ("5.06 MB", "5 MB"), as buildah prints sizes.
         let digits = format!("{v:.3}");
-        format!("{} {}", digits.trim_end_matches('0').trim_end_matches('.'), units[u])
+        format!(
+            "{} {}",
+            digits.trim_end_matches('0').trim_end_matches('.'),
+            units[u]
+        )
     }
 }
 

@@ -20,16 +20,39 @@ pub struct Global {
     #[arg(long, global = true, env = "LADE_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
     /// registries.conf to read instead of the system's
-    #[arg(long, global = true, env = "CONTAINERS_REGISTRIES_CONF", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "CONTAINERS_REGISTRIES_CONF",
+        value_name = "FILE"
+    )]
     pub registries_conf: Option<PathBuf>,
     /// Log level: error, warn, info, debug or trace
-    #[arg(long, global = true, env = "LADE_LOG", default_value = "warn", value_name = "LEVEL")]
+    #[arg(
+        long,
+        global = true,
+        env = "LADE_LOG",
+        default_value = "warn",
+        value_name = "LEVEL"
+    )]
     pub log_level: String,
     /// Wall-clock limit for one plugin call, in seconds
-    #[arg(long, global = true, env = "LADE_PLUGIN_TIMEOUT", default_value_t = 30.0, value_name = "SECONDS")]
+    #[arg(
+        long,
+        global = true,
+        env = "LADE_PLUGIN_TIMEOUT",
+        default_value_t = 30.0,
+        value_name = "SECONDS"
+    )]
     pub plugin_timeout: f64,
     /// Memory cap for one plugin call, in MiB
-    #[arg(long, global = true, env = "LADE_PLUGIN_MEMORY", default_value_t = 512, value_name = "MIB")]
+    #[arg(
+        long,
+        global = true,
+        env = "LADE_PLUGIN_MEMORY",
+        default_value_t = 512,
+        value_name = "MIB"
+    )]
     pub plugin_memory: u64,
 }
 
@@ -50,7 +73,11 @@ pub enum OutputFormat {
 pub fn init_logging(g: &Global) {
     let filter = tracing_subscriber::EnvFilter::try_new(format!("lade={}", g.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("lade=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }
 
 /// Print the error chain and choose the exit code: 0 success, 1 failure (2, bad usage, is clap's).
@@ -66,5 +93,7 @@ pub fn exit(result: anyhow::Result<()>) -> ExitCode {
 
 /// A tokio runtime for commands that talk to the network.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

@@ -109,7 +109,8 @@ impl<W: Write + Send + 'static> Compressor<W> {
                     zstd::stream::write::Encoder::new(out, 3).context("starting zstd encoder")?;
                 // Always multi-threaded mode (even with one worker): zstd's output is then the same for any
                 // number of workers, but differs from the single-threaded mode.
-                e.multithread(threads as u32).context("enabling multi-threaded zstd")?;
+                e.multithread(threads as u32)
+                    .context("enabling multi-threaded zstd")?;
                 Compressor::Zstd(e)
             }
             Compression::None => Compressor::None(out),
@@ -174,7 +175,9 @@ mod tests {
 
     #[test]
     fn output_does_not_depend_on_the_thread_count() {
-        let data: Vec<u8> = (0..3_000_000u32).flat_map(|i| (i.wrapping_mul(7919) % 65521).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..3_000_000u32)
+            .flat_map(|i| (i.wrapping_mul(7919) % 65521).to_le_bytes())
+            .collect();
         for format in [Compression::Gzip, Compression::Zstd] {
             let outs: Vec<Vec<u8>> = [1, 2, 4]
                 .iter()
@@ -185,7 +188,10 @@ mod tests {
                 })
                 .collect();
             let eq: Vec<bool> = outs.windows(2).map(|w| w[0] == w[1]).collect();
-            assert!(eq.iter().all(|e| *e), "{format:?} output changes with the thread count: {eq:?}");
+            assert!(
+                eq.iter().all(|e| *e),
+                "{format:?} output changes with the thread count: {eq:?}"
+            );
         }
     }
 }

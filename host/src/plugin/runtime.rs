@@ -302,7 +302,13 @@ impl Plugin {
     /// A fresh instance and a metadata call: a health check, and what one instantiation costs.
     pub fn ping(&self) -> anyhow::Result<PluginInfo> {
         match &self.loaded {
-            Loaded::V0_1_0(pre) => call::run(&self.engine, &self.limits, &self.name, |_| {}, |s| pre.info(s)),
+            Loaded::V0_1_0(pre) => call::run(
+                &self.engine,
+                &self.limits,
+                &self.name,
+                |_| {},
+                |s| pre.info(s),
+            ),
         }
     }
 

@@ -4,16 +4,16 @@
 use super::engine::TICK;
 use super::state::State;
 use std::time::Instant;
-use wasmtime::component::Resource;
-use wasmtime_wasi::clocks::WasiClocksCtxView;
-use wasmtime_wasi::p2::DynPollable;
-use wasmtime_wasi::p2::bindings::sync::clocks::monotonic_clock;
 use wasmtime::Engine;
+use wasmtime::component::Resource;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi::WasiView;
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+use wasmtime_wasi::clocks::WasiClocksCtxView;
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
+use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::p2::bindings::sync as p2;
+use wasmtime_wasi::p2::bindings::sync::clocks::monotonic_clock;
 use wasmtime_wasi::random::WasiRandom;
 
 struct Io;
@@ -84,7 +84,10 @@ fn add(l: &mut Linker<State>) -> wasmtime::Result<()> {
     p2::clocks::wall_clock::add_to_linker::<State, WasiClocks>(l, State::clocks)?;
     p2::clocks::monotonic_clock::add_to_linker::<State, DeadlineClocks>(l, |s| {
         let deadline = s.deadline;
-        DeadlineClock { inner: s.clocks(), deadline }
+        DeadlineClock {
+            inner: s.clocks(),
+            deadline,
+        }
     })?;
     p2::random::random::add_to_linker::<State, WasiRandom>(l, |t| t.ctx().ctx.random())?;
     p2::random::insecure::add_to_linker::<State, WasiRandom>(l, |t| t.ctx().ctx.random())?;
