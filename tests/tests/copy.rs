@@ -317,12 +317,10 @@ fn multi_arch_all_system_and_index_only() {
     ]);
     assert_eq!(r["digest"], idx);
     assert_eq!(r["images"], 2);
-    assert_eq!(
-        skopeo(&["inspect", "--raw", &format!("oci:{}:all", p("out"))])
+    assert!(
+        !skopeo(&["inspect", "--raw", &format!("oci:{}:all", p("out"))])
             .trim()
-            .len()
-            > 0,
-        true
+            .is_empty()
     );
     skopeo(&[
         "copy",
