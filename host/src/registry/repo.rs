@@ -461,8 +461,7 @@ impl Repo {
     }
 
     fn with_digest(mut loc: url::Url, digest: &Digest) -> url::Url {
-        loc.query_pairs_mut()
-            .append_pair("digest", digest.as_ref());
+        loc.query_pairs_mut().append_pair("digest", digest.as_ref());
         loc
     }
 
