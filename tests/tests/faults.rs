@@ -354,6 +354,7 @@ fn pull_survives_errors_drops_truncation_and_corruption() {
     let layer = layer_digest(&src, "v1");
     let proxy = Proxy::start(&reg.addr);
     proxy.add("GET", "/manifests/v1", Fault::Status(500, None), 2);
+    proxy.add("GET", "/manifests/v1", Fault::DropAfter(20), 1);
     proxy.add(
         "GET",
         &format!("/blobs/{layer}"),

@@ -996,3 +996,31 @@ fn bearer_token_auth_with_scopes_and_mount() {
     );
     assert!(err.contains("refused") || err.contains("401"), "{err}");
 }
+
+#[test]
+fn chunked_upload_when_asked_for_small_chunks() {
+    require_peers!("docker-registry", "umoci", "skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(reg) = Registry::start() else { return };
+    let src = tmp.path().join("src");
+    make_image(&src, "v1", 31, 300_000);
+    let dest = format!("docker://{}/chunks/app:v1", reg.addr);
+    ok(lade()
+        .env("LADE_UPLOAD_CHUNK_SIZE", "65536")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:v1", src.display()))
+        .arg(&dest));
+    // The ~300 kB layer went up in 64 KiB PATCHes, then one closing PUT.
+    assert!(
+        count_requests(&reg.log(), "PATCH", "/chunks/app/blobs/uploads/") >= 5,
+        "{}",
+        reg.log()
+    );
+    let out = tmp.path().join("out");
+    ok(Command::new("skopeo")
+        .args(["copy", "-q", "--src-tls-verify=false"])
+        .arg(&dest)
+        .arg(format!("oci:{}:v1", out.display())));
+    assert_eq!(oci_digest(&out, "v1"), oci_digest(&src, "v1"));
+    assert_blobs_valid(&out);
+}

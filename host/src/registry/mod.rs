@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod locations;
 pub mod repo;
 pub mod tls;
 
@@ -104,4 +105,12 @@ pub fn open_repo(
     let conf = registries_conf(ctx)?;
     let ep = conf.push_endpoint(reference)?;
     Ok((open_endpoint(&ep, ctx, push)?, ep.reference))
+}
+
+/// The candidates for a name a user typed (`lade pull alpine`), resolved through registries.conf
+/// `[aliases]` and `unqualified-search-registries` under its `short-name-mode`; a fully qualified name is
+/// its own single candidate.
+pub fn short_name_candidates(name: &str, ctx: &SystemContext) -> Result<Vec<Reference>> {
+    let conf = registries_conf(ctx)?;
+    crate::reference::resolve_short_name(name, &conf.short_names)
 }

@@ -5,7 +5,7 @@
 use super::client::{Body, Registry};
 use crate::transport::verify::{Hasher, check_bytes, sha256_digest};
 use crate::transport::{BlobStream, Descriptor, Digest, media};
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use reqwest::header::{
     ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RANGE,
@@ -17,9 +17,21 @@ use std::sync::Arc;
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.artifact.manifest.v1+json;q=0.5";
 /// Manifests larger than this are refused (the spec's suggested limit).
 pub const MANIFEST_MAX: usize = 4 << 20;
-/// Blobs larger than this are uploaded in chunks.
+/// Blobs larger than this are uploaded in chunks (of [`CHUNK`] bytes).
 pub const CHUNKED_THRESHOLD: u64 = 256 << 20;
-const CHUNK: usize = 32 << 20;
+pub const CHUNK: usize = 32 << 20;
+
+/// `(threshold, chunk size)` for uploads: `$LADE_UPLOAD_CHUNK_SIZE` (bytes) sets both, for registries or
+/// proxies that limit request sizes; else [`CHUNKED_THRESHOLD`] and [`CHUNK`].
+fn chunking() -> (u64, usize) {
+    match std::env::var("LADE_UPLOAD_CHUNK_SIZE")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        Some(n) if n > 0 => (n as u64, n),
+        _ => (CHUNKED_THRESHOLD, CHUNK),
+    }
+}
 
 /// A repository on a registry.
 #[derive(Clone)]
@@ -107,39 +119,46 @@ impl Repo {
     pub async fn get_manifest(&self, reference: &str) -> Result<Option<Manifest>> {
         let what = format!("fetching manifest {}:{reference}", self.display());
         let url = self.url(&format!("manifests/{reference}")).await?;
-        let r = self
-            .registry
-            .send(
-                Method::GET,
-                &url,
-                &self.scopes(),
-                headers(&[(ACCEPT, MANIFEST_ACCEPT)]),
-                Body::Empty,
-                &what,
-            )
-            .await?;
-        if r.status() == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !r.status().is_success() {
-            return Err(self.registry.error(r, &what).await);
-        }
-        if r.content_length()
-            .is_some_and(|l| l as usize > MANIFEST_MAX)
-        {
-            bail!("{what}: the manifest is larger than {MANIFEST_MAX} bytes");
-        }
-        let ct = content_type(r.headers());
-        let header_digest = r
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let bytes = r
-            .bytes()
-            .await
-            .map_err(|e| anyhow!("{what}: {}", super::client::error_chain(&e)))?
-            .to_vec();
+        // A body cut short (EOF, reset) is fetched again, like any transient failure.
+        let mut attempt = 0;
+        let (ct, header_digest, bytes) = loop {
+            let r = self
+                .registry
+                .send(
+                    Method::GET,
+                    &url,
+                    &self.scopes(),
+                    headers(&[(ACCEPT, MANIFEST_ACCEPT)]),
+                    Body::Empty,
+                    &what,
+                )
+                .await?;
+            if r.status() == StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            if !r.status().is_success() {
+                return Err(self.registry.error(r, &what).await);
+            }
+            if r.content_length()
+                .is_some_and(|l| l as usize > MANIFEST_MAX)
+            {
+                bail!("{what}: the manifest is larger than {MANIFEST_MAX} bytes");
+            }
+            let ct = content_type(r.headers());
+            let header_digest = r
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            match r.bytes().await {
+                Ok(b) => break (ct, header_digest, b.to_vec()),
+                Err(e) if attempt < self.registry.retry_times => {
+                    tracing::warn!("{what}: {}; retrying", super::client::error_chain(&e));
+                    attempt += 1;
+                }
+                Err(e) => bail!("{what}: {}", super::client::error_chain(&e)),
+            }
+        };
         if bytes.len() > MANIFEST_MAX {
             bail!("{what}: the manifest is larger than {MANIFEST_MAX} bytes");
         }
@@ -305,7 +324,7 @@ impl Repo {
         let what = format!("fetching blob {digest} from {}", self.display());
         let url = self.url(&format!("blobs/{digest}")).await?;
         let first = self.open_blob(&url, 0, &what).await?;
-        let size = Some(desc.size()).filter(|s| *s > 0);
+        let size = u64::try_from(desc.size()).ok().filter(|s| *s > 0);
         let state = BlobState {
             repo: self.clone(),
             url,
@@ -461,7 +480,8 @@ impl Repo {
     }
 
     fn with_digest(mut loc: url::Url, digest: &Digest) -> url::Url {
-        loc.query_pairs_mut().append_pair("digest", digest.as_ref());
+        loc.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
         loc
     }
 
@@ -470,13 +490,11 @@ impl Repo {
     /// blob becomes visible; a stream that fails midway aborts the upload.
     pub async fn put_blob(&self, desc: &Descriptor, data: BlobStream) -> Result<()> {
         let digest = desc.digest().clone();
-        let size = Some(desc.size()).filter(|s| *s > 0);
+        let size = u64::try_from(desc.size()).ok().filter(|s| *s > 0);
         let what = format!("uploading blob {digest} to {}", self.display());
         let loc = self.start_upload(&what).await?;
         match size {
-            Some(s) if s <= CHUNKED_THRESHOLD => {
-                self.put_monolithic(loc, &digest, s, data, &what).await
-            }
+            Some(s) if s <= chunking().0 => self.put_monolithic(loc, &digest, s, data, &what).await,
             _ => self.put_chunked(loc, &digest, data, &what).await,
         }
     }
@@ -517,12 +535,13 @@ impl Repo {
     ) -> Result<()> {
         use tokio::io::AsyncReadExt;
         let mut offset = 0u64;
-        let mut buf = Vec::with_capacity(CHUNK);
+        let chunk = chunking().1;
+        let mut buf = Vec::with_capacity(chunk);
         let mut hasher = Hasher::for_digest(digest)?;
         loop {
             buf.clear();
             let n = (&mut data)
-                .take(CHUNK as u64)
+                .take(chunk as u64)
                 .read_to_end(&mut buf)
                 .await
                 .with_context(|| format!("{what}: reading the source"))?;

@@ -6,7 +6,7 @@ use super::{
     BlobStream, Descriptor, Digest, ImageDestination, ImageSource, ReuseHint, SystemContext, media,
 };
 use crate::reference::Reference;
-use crate::registry::{self, Repo, repo::Manifest};
+use crate::registry::{self, Repo, locations, repo::Manifest};
 use anyhow::{Context, Result, anyhow, bail};
 use async_trait::async_trait;
 use serde_json::Value;
@@ -114,7 +114,10 @@ impl ImageSource for DockerSource {
     }
 
     async fn blob(&self, desc: &Descriptor) -> Result<BlobStream> {
-        self.repo().await?.get_blob(desc).await
+        let repo = self.repo().await?;
+        let stream = repo.get_blob(desc).await?;
+        locations::record(desc.digest().as_ref(), &repo.registry.host, &repo.name);
+        Ok(stream)
     }
 
     async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>> {
@@ -185,23 +188,56 @@ impl ImageDestination for DockerDestination {
     }
 
     async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
-        self.repo.has_blob(desc.digest()).await
+        let present = self.repo.has_blob(desc.digest()).await?;
+        if present {
+            locations::record(
+                desc.digest().as_ref(),
+                &self.repo.registry.host,
+                &self.repo.name,
+            );
+        }
+        Ok(present)
     }
 
     async fn try_reuse_blob(&self, desc: &Descriptor, hint: Option<&ReuseHint>) -> Result<bool> {
-        let Some(h) = hint else { return Ok(false) };
-        match (&h.registry, &h.repository) {
-            (Some(reg), Some(from))
-                if *reg == self.repo.registry.host && *from != self.repo.name =>
-            {
-                self.repo.mount_blob(desc.digest(), from).await
-            }
-            _ => Ok(false),
+        let host = &self.repo.registry.host;
+        let digest = desc.digest();
+        // The source's repository first, then repositories this registry was seen holding the blob in.
+        let mut from: Vec<String> = vec![];
+        if let Some(ReuseHint {
+            registry: Some(reg),
+            repository: Some(repo),
+        }) = hint
+            && reg == host
+        {
+            from.push(repo.clone());
         }
+        for c in locations::candidates(digest.as_ref(), host) {
+            if !from.contains(&c) {
+                from.push(c);
+            }
+        }
+        for repo in from.iter().filter(|r| **r != self.repo.name).take(3) {
+            match self.repo.mount_blob(digest, repo).await {
+                Ok(true) => {
+                    locations::record(digest.as_ref(), host, &self.repo.name);
+                    return Ok(true);
+                }
+                Ok(false) => {}
+                Err(e) => tracing::debug!("mounting {digest} from {repo}: {e:#}"),
+            }
+        }
+        Ok(false)
     }
 
     async fn put_blob(&self, desc: &Descriptor, data: BlobStream) -> Result<()> {
-        self.repo.put_blob(desc, data).await
+        self.repo.put_blob(desc, data).await?;
+        locations::record(
+            desc.digest().as_ref(),
+            &self.repo.registry.host,
+            &self.repo.name,
+        );
+        Ok(())
     }
 
     async fn put_manifest(
