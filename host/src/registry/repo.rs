@@ -324,7 +324,7 @@ impl Repo {
         let what = format!("fetching blob {digest} from {}", self.display());
         let url = self.url(&format!("blobs/{digest}")).await?;
         let first = self.open_blob(&url, 0, &what).await?;
-        let size = u64::try_from(desc.size()).ok().filter(|s| *s > 0);
+        let size = Some(desc.size()).filter(|s| *s > 0);
         let state = BlobState {
             repo: self.clone(),
             url,
@@ -480,8 +480,7 @@ impl Repo {
     }
 
     fn with_digest(mut loc: url::Url, digest: &Digest) -> url::Url {
-        loc.query_pairs_mut()
-            .append_pair("digest", &digest.to_string());
+        loc.query_pairs_mut().append_pair("digest", digest.as_ref());
         loc
     }
 
@@ -490,7 +489,7 @@ impl Repo {
     /// blob becomes visible; a stream that fails midway aborts the upload.
     pub async fn put_blob(&self, desc: &Descriptor, data: BlobStream) -> Result<()> {
         let digest = desc.digest().clone();
-        let size = u64::try_from(desc.size()).ok().filter(|s| *s > 0);
+        let size = Some(desc.size()).filter(|s| *s > 0);
         let what = format!("uploading blob {digest} to {}", self.display());
         let loc = self.start_upload(&what).await?;
         match size {
