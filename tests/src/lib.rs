@@ -4,6 +4,8 @@
 //! Peers: a test that needs skopeo, buildah, umoci, docker-registry, ... calls [`peer`]. When the peer is
 //! missing the test says so loudly and is skipped, unless `LADE_REQUIRE_PEERS=1` (CI), where it fails.
 
+pub mod oci;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;

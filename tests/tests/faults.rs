@@ -3,6 +3,7 @@
 //! succeed through retries or fail with a clear error; no destination ever holds a blob that does not match
 //! its digest; rerunning an interrupted copy finishes it.
 
+use lade_tests::oci::{assert_blobs_valid, noise, oci_digest, umoci_image};
 use lade_tests::{Registry, fails, lade, ok, require_peers};
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -250,64 +251,9 @@ fn handle(
     Ok(())
 }
 
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407)
-        | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// An image made with umoci: one layer with a file of `size` noisy bytes.
 fn make_image(layout: &Path, tag: &str, seed: u64, size: usize) {
-    let work = tempfile::tempdir().unwrap();
-    if !layout.join("index.json").exists() {
-        ok(Command::new("umoci")
-            .arg("init")
-            .arg("--layout")
-            .arg(layout));
-    }
-    let img = format!("{}:{tag}", layout.display());
-    ok(Command::new("umoci").args(["new", "--image", &img]));
-    let root = work.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("blob"), noise(seed, size)).unwrap();
-    let tar = work.path().join("layer.tar");
-    ok(Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg("."));
-    ok(Command::new("umoci")
-        .args(["raw", "add-layer", "--image", &img])
-        .arg(&tar));
-    ok(Command::new("umoci").args([
-        "config",
-        "--image",
-        &img,
-        "--architecture",
-        "amd64",
-        "--os",
-        "linux",
-    ]));
-}
-
-fn oci_digest(layout: &Path, tag: &str) -> Option<String> {
-    let idx: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).ok()?).ok()?;
-    idx["manifests"].as_array()?.iter().find_map(|m| {
-        let name = m["annotations"]["org.opencontainers.image.ref.name"].as_str()?;
-        (name == tag || name.ends_with(&format!(":{tag}")))
-            .then(|| m["digest"].as_str().unwrap().to_string())
-    })
+    umoci_image(layout, tag, &[("blob", &noise(seed, size))], None);
 }
 
 /// The layer digest of `tag` in a layout.
@@ -317,22 +263,6 @@ fn layer_digest(layout: &Path, tag: &str) -> String {
         serde_json::from_slice(&std::fs::read(layout.join("blobs/sha256").join(&m[7..])).unwrap())
             .unwrap();
     v["layers"][0]["digest"].as_str().unwrap().to_string()
-}
-
-/// Every file in blobs/sha256 hashes to its name (no corrupt or partial blob is visible).
-fn assert_blobs_valid(layout: &Path) {
-    let Ok(rd) = std::fs::read_dir(layout.join("blobs/sha256")) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let out = ok(Command::new("sha256sum").arg(e.path()));
-        assert_eq!(
-            out.split_whitespace().next().unwrap(),
-            e.file_name().to_string_lossy(),
-            "corrupt blob {}",
-            e.path().display()
-        );
-    }
 }
 
 /// Push `src:tag` straight to the registry (no proxy) with skopeo, the reference implementation.

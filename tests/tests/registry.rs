@@ -2,92 +2,21 @@
 //! repositories through a cross-repository mount, list-tags, delete, login/logout with an auth file,
 //! referrers through the fallback tag, and interop with skopeo in both directions.
 
+use lade_tests::oci::{assert_blobs_valid, noise, oci_digest, umoci_image};
 use lade_tests::{Registry, fails, lade, ok, require_peers};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Deterministic pseudo-random bytes (so layers differ per seed and do not compress away).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407)
-        | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// An image `layout:tag` made with umoci (not with lade): one layer holding a file of `size` noisy bytes.
 fn make_image(layout: &Path, tag: &str, seed: u64, size: usize) {
-    let work = tempfile::tempdir().unwrap();
-    if !layout.join("index.json").exists() {
-        ok(Command::new("umoci")
-            .arg("init")
-            .arg("--layout")
-            .arg(layout));
-    }
-    let img = format!("{}:{tag}", layout.display());
-    ok(Command::new("umoci").args(["new", "--image", &img]));
-    let root = work.path().join("root");
-    std::fs::create_dir_all(root.join("data")).unwrap();
-    std::fs::write(root.join("data/blob"), noise(seed, size)).unwrap();
-    std::fs::write(root.join("data/tag"), tag).unwrap();
-    let tar = work.path().join("layer.tar");
-    ok(Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg("."));
-    ok(Command::new("umoci")
-        .args(["raw", "add-layer", "--image", &img])
-        .arg(&tar));
-    ok(Command::new("umoci").args([
-        "config",
-        "--image",
-        &img,
-        "--architecture",
-        "amd64",
-        "--os",
-        "linux",
-        "--config.cmd",
-        "/bin/sh",
-    ]));
-}
-
-/// The manifest digest `tag` names in an OCI layout.
-fn oci_digest(layout: &Path, tag: &str) -> Option<String> {
-    let idx: Value =
-        serde_json::from_slice(&std::fs::read(layout.join("index.json")).ok()?).ok()?;
-    idx["manifests"].as_array()?.iter().find_map(|m| {
-        let name = m["annotations"]["org.opencontainers.image.ref.name"].as_str()?;
-        (name == tag || name.ends_with(&format!(":{tag}")))
-            .then(|| m["digest"].as_str().unwrap().to_string())
-    })
-}
-
-/// Every blob in a layout hashes to its file name.
-fn assert_blobs_valid(layout: &Path) {
-    let dir = layout.join("blobs/sha256");
-    let Ok(rd) = std::fs::read_dir(&dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let out = ok(Command::new("sha256sum").arg(e.path()));
-        let sum = out.split_whitespace().next().unwrap();
-        assert_eq!(
-            sum,
-            e.file_name().to_string_lossy(),
-            "blob {} does not match its digest",
-            e.path().display()
-        );
-    }
+    let data = noise(seed, size);
+    umoci_image(
+        layout,
+        tag,
+        &[("data/blob", &data), ("data/tag", tag.as_bytes())],
+        Some("/bin/sh"),
+    );
 }
 
 fn htpasswd(dir: &Path) -> PathBuf {

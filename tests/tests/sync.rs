@@ -2,59 +2,15 @@
 //! mirrors exactly the expected tags; a second run uploads no blob (counted in the registry's access log);
 //! --dry-run copies nothing; --src docker to --dest oci; --keep-going.
 
+use lade_tests::oci::{noise, umoci_image};
 use lade_tests::{Registry, fails, lade, ok, require_peers};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407)
-        | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// An image made with umoci: one layer with a file of noisy bytes.
 fn make_image(layout: &Path, tag: &str, seed: u64) {
-    let work = tempfile::tempdir().unwrap();
-    if !layout.join("index.json").exists() {
-        ok(Command::new("umoci")
-            .arg("init")
-            .arg("--layout")
-            .arg(layout));
-    }
-    let img = format!("{}:{tag}", layout.display());
-    ok(Command::new("umoci").args(["new", "--image", &img]));
-    let root = work.path().join("root");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("blob"), noise(seed, 20_000)).unwrap();
-    let tar = work.path().join("layer.tar");
-    ok(Command::new("tar")
-        .arg("-C")
-        .arg(&root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg("."));
-    ok(Command::new("umoci")
-        .args(["raw", "add-layer", "--image", &img])
-        .arg(&tar));
-    ok(Command::new("umoci").args([
-        "config",
-        "--image",
-        &img,
-        "--architecture",
-        "amd64",
-        "--os",
-        "linux",
-    ]));
+    umoci_image(layout, tag, &[("blob", &noise(seed, 20_000))], None);
 }
 
 fn tags(reg: &Registry, repo: &str) -> Vec<String> {

@@ -1,0 +1,93 @@
+//! Test images made with the peers, not with lade: umoci writes them, so what lade reads is independent of it.
+
+use crate::ok;
+use std::path::Path;
+use std::process::Command;
+
+/// Deterministic pseudo-random bytes (so layers differ per seed and do not compress away).
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+        | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Add image `layout:tag` (linux/amd64) made with umoci: one layer holding `files` (path, content), and
+/// `cmd` as its Cmd when given. The layout is created when missing.
+pub fn umoci_image(layout: &Path, tag: &str, files: &[(&str, &[u8])], cmd: Option<&str>) {
+    let work = tempfile::tempdir().unwrap();
+    if !layout.join("index.json").exists() {
+        ok(Command::new("umoci")
+            .arg("init")
+            .arg("--layout")
+            .arg(layout));
+    }
+    let img = format!("{}:{tag}", layout.display());
+    ok(Command::new("umoci").args(["new", "--image", &img]));
+    let root = work.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    for (path, content) in files {
+        let file = root.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, content).unwrap();
+    }
+    let tar = work.path().join("layer.tar");
+    ok(Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."));
+    ok(Command::new("umoci")
+        .args(["raw", "add-layer", "--image", &img])
+        .arg(&tar));
+    let mut config = Command::new("umoci");
+    config.args([
+        "config",
+        "--image",
+        &img,
+        "--architecture",
+        "amd64",
+        "--os",
+        "linux",
+    ]);
+    if let Some(cmd) = cmd {
+        config.args(["--config.cmd", cmd]);
+    }
+    ok(&mut config);
+}
+
+/// The manifest digest `tag` names in an OCI layout (a bare tag or a full `name:tag` ref).
+pub fn oci_digest(layout: &Path, tag: &str) -> Option<String> {
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).ok()?).ok()?;
+    idx["manifests"].as_array()?.iter().find_map(|m| {
+        let name = m["annotations"]["org.opencontainers.image.ref.name"].as_str()?;
+        (name == tag || name.ends_with(&format!(":{tag}")))
+            .then(|| m["digest"].as_str().unwrap().to_string())
+    })
+}
+
+/// Every blob in a layout hashes to its file name (checked with sha256sum, not with lade).
+pub fn assert_blobs_valid(layout: &Path) {
+    let Ok(rd) = std::fs::read_dir(layout.join("blobs/sha256")) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let out = ok(Command::new("sha256sum").arg(e.path()));
+        assert_eq!(
+            out.split_whitespace().next().unwrap(),
+            e.file_name().to_string_lossy(),
+            "blob {} does not match its digest",
+            e.path().display()
+        );
+    }
+}
