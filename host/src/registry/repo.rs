@@ -122,23 +122,17 @@ impl Repo {
         // A body cut short (EOF, reset) is fetched again, like any transient failure.
         let mut attempt = 0;
         let (ct, header_digest, bytes) = loop {
-            let r = self
-                .registry
-                .send(
+            let Some(r) = self
+                .fetch(
                     Method::GET,
                     &url,
-                    &self.scopes(),
                     headers(&[(ACCEPT, MANIFEST_ACCEPT)]),
-                    Body::Empty,
                     &what,
                 )
-                .await?;
-            if r.status() == StatusCode::NOT_FOUND {
+                .await?
+            else {
                 return Ok(None);
-            }
-            if !r.status().is_success() {
-                return Err(self.registry.error(r, &what).await);
-            }
+            };
             if r.content_length()
                 .is_some_and(|l| l as usize > MANIFEST_MAX)
             {
@@ -199,27 +193,42 @@ impl Repo {
         }))
     }
 
-    /// HEAD a manifest: its digest when present.
-    pub async fn head_manifest(&self, reference: &str) -> Result<Option<Digest>> {
-        let what = format!("checking manifest {}:{reference}", self.display());
-        let url = self.url(&format!("manifests/{reference}")).await?;
+    /// A bodiless request: the response when it succeeds, None on 404, the registry's error otherwise.
+    async fn fetch(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        what: &str,
+    ) -> Result<Option<reqwest::Response>> {
         let r = self
             .registry
-            .send(
-                Method::HEAD,
-                &url,
-                &self.scopes(),
-                headers(&[(ACCEPT, MANIFEST_ACCEPT)]),
-                Body::Empty,
-                &what,
-            )
+            .send(method, url, &self.scopes(), headers, Body::Empty, what)
             .await?;
         if r.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         if !r.status().is_success() {
-            return Err(self.registry.error(r, &what).await);
+            return Err(self.registry.error(r, what).await);
         }
+        Ok(Some(r))
+    }
+
+    /// HEAD a manifest: its digest when present.
+    pub async fn head_manifest(&self, reference: &str) -> Result<Option<Digest>> {
+        let what = format!("checking manifest {}:{reference}", self.display());
+        let url = self.url(&format!("manifests/{reference}")).await?;
+        let Some(r) = self
+            .fetch(
+                Method::HEAD,
+                &url,
+                headers(&[(ACCEPT, MANIFEST_ACCEPT)]),
+                &what,
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
         match r
             .headers()
             .get("docker-content-digest")
@@ -599,23 +608,12 @@ impl Repo {
         let mut url = self.url("tags/list").await?;
         let mut out = vec![];
         for _ in 0..10_000 {
-            let r = self
-                .registry
-                .send(
-                    Method::GET,
-                    &url,
-                    &self.scopes(),
-                    HeaderMap::new(),
-                    Body::Empty,
-                    &what,
-                )
-                .await?;
-            if r.status() == StatusCode::NOT_FOUND {
+            let Some(r) = self
+                .fetch(Method::GET, &url, HeaderMap::new(), &what)
+                .await?
+            else {
                 bail!("{what}: the repository does not exist");
-            }
-            if !r.status().is_success() {
-                return Err(self.registry.error(r, &what).await);
-            }
+            };
             let next = r
                 .headers()
                 .get("link")
