@@ -103,6 +103,16 @@ pub struct CopyArgs {
     pub destination: String,
     #[command(flatten)]
     pub engine: EngineFlags,
+    #[command(flatten)]
+    pub sides: SideFlags,
+    /// auth.json for both sides
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+}
+
+/// Registry options per side of a copy, named as skopeo names them (`copy` and `sync` share them).
+#[derive(clap::Args, Debug)]
+pub struct SideFlags {
     /// Credentials USER[:PASSWORD] for the source registry
     #[arg(long, value_name = "USER[:PASS]")]
     pub src_creds: Option<String>,
@@ -115,9 +125,6 @@ pub struct CopyArgs {
     /// Verify TLS for the destination registry
     #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
     pub dest_tls_verify: Option<bool>,
-    /// auth.json for both sides
-    #[arg(long, value_name = "FILE")]
-    pub authfile: Option<PathBuf>,
     /// auth.json for the source
     #[arg(long, value_name = "FILE")]
     pub src_authfile: Option<PathBuf>,
@@ -203,18 +210,18 @@ pub fn copy(g: &Global, a: CopyArgs) -> Result<()> {
     let e = &a.engine;
     let src_ctx = context(
         g,
-        a.src_tls_verify,
-        a.src_creds.clone(),
-        a.src_authfile.clone().or(a.authfile.clone()),
-        a.src_cert_dir.clone(),
+        a.sides.src_tls_verify,
+        a.sides.src_creds.clone(),
+        a.sides.src_authfile.clone().or(a.authfile.clone()),
+        a.sides.src_cert_dir.clone(),
         e,
     );
     let dst_ctx = context(
         g,
-        a.dest_tls_verify,
-        a.dest_creds.clone(),
-        a.dest_authfile.clone().or(a.authfile.clone()),
-        a.dest_cert_dir.clone(),
+        a.sides.dest_tls_verify,
+        a.sides.dest_creds.clone(),
+        a.sides.dest_authfile.clone().or(a.authfile.clone()),
+        a.sides.dest_cert_dir.clone(),
         e,
     );
     let opts = e.options(g);

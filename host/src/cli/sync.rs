@@ -68,24 +68,8 @@ pub struct SyncArgs {
     /// Do not copy referrers (signatures, attestations, SBOMs)
     #[arg(long)]
     pub no_referrers: bool,
-    /// Verify TLS for the source registry
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
-    pub src_tls_verify: Option<bool>,
-    /// Verify TLS for the destination registry
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
-    pub dest_tls_verify: Option<bool>,
-    #[arg(long, value_name = "USER[:PASS]")]
-    pub src_creds: Option<String>,
-    #[arg(long, value_name = "USER[:PASS]")]
-    pub dest_creds: Option<String>,
-    #[arg(long, value_name = "FILE")]
-    pub src_authfile: Option<PathBuf>,
-    #[arg(long, value_name = "FILE")]
-    pub dest_authfile: Option<PathBuf>,
-    #[arg(long, value_name = "DIR")]
-    pub src_cert_dir: Option<PathBuf>,
-    #[arg(long, value_name = "DIR")]
-    pub dest_cert_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub sides: super::copy::SideFlags,
     /// Retries after a transient failure
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub retry_times: u32,
@@ -262,15 +246,15 @@ async fn yaml_jobs(g: &Global, a: &SyncArgs) -> Result<Vec<Job>> {
     for (registry, sec) in doc {
         let creds = match &sec.credentials {
             Some(c) => Some(format!("{}:{}", c.username, c.password)),
-            None => a.src_creds.clone(),
+            None => a.sides.src_creds.clone(),
         };
         let ctx = Arc::new(base_ctx(
             g,
             a,
-            sec.tls_verify.or(a.src_tls_verify),
+            sec.tls_verify.or(a.sides.src_tls_verify),
             creds,
-            a.src_authfile.clone(),
-            sec.cert_dir.clone().or(a.src_cert_dir.clone()),
+            a.sides.src_authfile.clone(),
+            sec.cert_dir.clone().or(a.sides.src_cert_dir.clone()),
         ));
         let repo_ref = |repo: &str| format!("{registry}/{repo}");
         for (repo, tags) in &sec.images {
@@ -454,12 +438,14 @@ pub fn run(g: &Global, a: SyncArgs) -> Result<()> {
     let dst_ctx = Arc::new(base_ctx(
         g,
         &a,
-        a.dest_tls_verify,
-        a.dest_creds.clone(),
-        a.dest_authfile.clone(),
-        a.dest_cert_dir.clone(),
+        a.sides.dest_tls_verify,
+        a.sides.dest_creds.clone(),
+        a.sides.dest_authfile.clone(),
+        a.sides.dest_cert_dir.clone(),
     ));
-    if a.dest != DestKind::Docker && (a.dest_creds.is_some() || a.dest_tls_verify.is_some()) {
+    if a.dest != DestKind::Docker
+        && (a.sides.dest_creds.is_some() || a.sides.dest_tls_verify.is_some())
+    {
         bail!("--dest-creds and --dest-tls-verify apply to --dest docker only");
     }
     let opts = Arc::new(CopyOptions {
@@ -481,7 +467,7 @@ pub fn run(g: &Global, a: SyncArgs) -> Result<()> {
     });
     let rt = super::runtime()?;
     rt.block_on(async {
-        let src_ctx = Arc::new(base_ctx(g, &a, a.src_tls_verify, a.src_creds.clone(), a.src_authfile.clone(), a.src_cert_dir.clone()));
+        let src_ctx = Arc::new(base_ctx(g, &a, a.sides.src_tls_verify, a.sides.src_creds.clone(), a.sides.src_authfile.clone(), a.sides.src_cert_dir.clone()));
         let jobs = match a.src {
             SrcKind::Yaml => yaml_jobs(g, &a).await?,
             SrcKind::Docker => {
