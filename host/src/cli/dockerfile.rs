@@ -20,8 +20,9 @@ pub enum DockerfileCommand {
     Parse(ParseArgs),
 }
 
+/// What to parse and how: shared by `lade dockerfile parse` and `lade build`.
 #[derive(clap::Args, Debug)]
-pub struct ParseArgs {
+pub struct DefinitionArgs {
     /// The Containerfile (default: Containerfile, then Dockerfile, in the context directory); `-` reads stdin
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
@@ -37,12 +38,18 @@ pub struct ParseArgs {
     /// The frontend plugin: a built-in or installed name, or a component file
     #[arg(long, value_name = "NAME|FILE", default_value = "dockerfile")]
     pub frontend: String,
-    /// Output format
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    pub format: OutputFormat,
     /// The build context directory
     #[arg(value_name = "CONTEXT", default_value = ".")]
     pub context: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ParseArgs {
+    #[command(flatten)]
+    pub definition: DefinitionArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
 }
 
 pub fn run(g: &Global, c: DockerfileCommand) -> anyhow::Result<()> {
@@ -119,7 +126,8 @@ pub fn wit_platform(p: &crate::dispatch::platform::Platform) -> Platform {
     }
 }
 
-pub fn parse(g: &Global, a: ParseArgs) -> anyhow::Result<()> {
+pub fn parse(g: &Global, args: ParseArgs) -> anyhow::Result<()> {
+    let (a, format) = (args.definition, args.format);
     let stdin = a.file.as_deref() == Some(Path::new("-"));
     let (source, file_name, file_path) = if stdin {
         let mut s = String::new();
@@ -168,7 +176,7 @@ pub fn parse(g: &Global, a: ParseArgs) -> anyhow::Result<()> {
     );
     match result {
         Ok(out) => {
-            let rendered = match a.format {
+            let rendered = match format {
                 OutputFormat::Json => serde_json::to_string_pretty(&out)? + "\n",
                 OutputFormat::Text => text(&out),
             };
@@ -179,8 +187,7 @@ pub fn parse(g: &Global, a: ParseArgs) -> anyhow::Result<()> {
             Ok(())
         }
         Err(failure) => {
-            if let (OutputFormat::Json, PluginFailure::Reported { error, .. }) =
-                (a.format, &failure)
+            if let (OutputFormat::Json, PluginFailure::Reported { error, .. }) = (format, &failure)
             {
                 let doc = serde_json::json!({ "error": error });
                 write_stdout(&(serde_json::to_string_pretty(&doc)? + "\n"))?;
