@@ -1,1 +1,57 @@
-//! The build executor: runs a frontend plan into an image (stage graph, cache keys, steps, commit).
+//! The build executor: runs a frontend plan into an image.
+//!
+//! * [`executor`]: the stage graph (dependency order, independent stages in parallel), the step loop, commit.
+//! * [`base`]: FROM — scratch, another stage, the local store or any transport, with `--pull` policies.
+//! * [`rootview`]: read-only view of an image's unpacked layers (lookups follow symlinks inside the root).
+//! * [`copystep`]: COPY and ADD into a fresh layer tree, with Docker's directory rules.
+//! * [`statcache`]: persistent (path, stat) → content digest, so an unchanged context reads no file.
+//! * [`run`]: RUN — the step's spec, its `--mount`s and secrets, run in a snapshot.
+//! * [`cache`]: layer-cache keys and records, and `--explain-cache`.
+//! * [`config`]: the image config and history as instructions change them.
+//! * [`output`]: `--output` and `--push` exports.
+//! * [`progress`]: terminal, plain and JSON progress events.
+
+pub mod base;
+pub mod cache;
+pub mod config;
+pub mod copystep;
+pub mod executor;
+pub mod output;
+pub mod progress;
+pub mod rootview;
+pub mod run;
+pub mod statcache;
+
+use crate::transport::Descriptor;
+use std::path::PathBuf;
+
+/// One layer of an image being built: its blob in the store and its unpacked dir in the layer cache.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    /// `sha256:<hex>` of the uncompressed tar.
+    pub diff_id: String,
+    /// The compressed blob as stored in the local store.
+    pub blob: Descriptor,
+    /// The unpacked layer in overlay form (`<root>/lade/layers/<hex>`).
+    pub dir: PathBuf,
+}
+
+/// An image as a stage sees it between steps: its layers (base first) and its OCI image config document.
+#[derive(Clone, Debug, Default)]
+pub struct ImageState {
+    pub layers: Vec<Layer>,
+    /// The whole OCI image configuration JSON (architecture, os, config, rootfs, history, ...).
+    pub config: serde_json::Value,
+}
+
+impl ImageState {
+    /// The unpacked layer dirs, base first (what [`crate::dispatch::isolation::Snapshot::prepare`] takes).
+    pub fn lowers(&self) -> Vec<PathBuf> {
+        self.layers.iter().map(|l| l.dir.clone()).collect()
+    }
+
+    /// A read-only view of the image's root filesystem.
+    pub fn view(&self) -> rootview::RootView {
+        rootview::RootView::new(self.lowers())
+    }
+}
