@@ -126,8 +126,16 @@ pub fn wit_platform(p: &crate::dispatch::platform::Platform) -> Platform {
     }
 }
 
-pub fn parse(g: &Global, args: ParseArgs) -> anyhow::Result<()> {
-    let (a, format) = (args.definition, args.format);
+/// A build definition read from disk or stdin, with the request to parse it.
+pub struct Definition {
+    pub request: ParseRequest,
+    /// The file read (None for stdin), to keep it out of the context's ignore rules.
+    pub path: Option<PathBuf>,
+    pub target_platform: crate::dispatch::platform::Platform,
+}
+
+/// Read the definition `a` names and make the frontend request for it.
+pub fn definition(a: &DefinitionArgs) -> anyhow::Result<Definition> {
     let stdin = a.file.as_deref() == Some(Path::new("-"));
     let (source, file_name, file_path) = if stdin {
         let mut s = String::new();
@@ -158,6 +166,20 @@ pub fn parse(g: &Global, args: ParseArgs) -> anyhow::Result<()> {
         build_platform: wit_platform(&host),
         target: a.target.clone(),
     };
+    Ok(Definition {
+        request,
+        path: file_path,
+        target_platform,
+    })
+}
+
+pub fn parse(g: &Global, args: ParseArgs) -> anyhow::Result<()> {
+    let (a, format) = (args.definition, args.format);
+    let Definition {
+        request,
+        path: file_path,
+        ..
+    } = definition(&a)?;
     let context = BuildContext::open(&a.context, file_path.as_deref())?;
     let context: Arc<dyn ContextReader> = Arc::new(context);
     let rt = super::plugin::runtime(g)?;

@@ -170,6 +170,21 @@ impl Layout {
         Ok(())
     }
 
+    /// Move a finished, fsynced temp file (on the same filesystem) into place as blob `digest`. The caller has
+    /// computed the digest while writing it (a layer the build produced).
+    pub fn adopt_blob(&self, digest: &Digest, file: tempfile::NamedTempFile) -> Result<()> {
+        if self.has_blob(digest, None) {
+            return Ok(());
+        }
+        let dest = self.blob_path(digest);
+        let dir = dest.parent().expect("blob path has a parent").to_path_buf();
+        fs::create_dir_all(&dir)?;
+        file.persist(&dest)
+            .with_context(|| format!("publishing blob {digest} in {}", self.root.display()))?;
+        sync_dir(&dir);
+        Ok(())
+    }
+
     /// Write in-memory bytes as a blob; returns their sha256 digest.
     pub fn put_bytes(&self, data: &[u8]) -> Result<Digest> {
         let mut h = Hasher::sha256();
