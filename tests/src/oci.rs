@@ -91,3 +91,70 @@ pub fn assert_blobs_valid(layout: &Path) {
         );
     }
 }
+
+/// The busybox-static binary on this machine (Debian's busybox-static package).
+pub fn busybox_static() -> Option<std::path::PathBuf> {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// Add image `layout:tag` (linux/amd64), made with umoci: a small busybox userland. /bin/busybox with a
+/// symlink per common applet in /bin, /usr/bin -> ../bin, /etc/passwd and /etc/group with root, `app`
+/// (1000:1000) and nobody, /tmp (1777), and PATH in the config. Base image for build tests.
+pub fn busybox_image(layout: &Path, tag: &str) {
+    let busybox = busybox_static().expect("busybox-static is installed (scripts/setup.sh)");
+    let work = tempfile::tempdir().unwrap();
+    let root = work.path().join("root");
+    for d in ["bin", "etc", "tmp", "root", "home/app", "usr"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy(&busybox, root.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "ls", "cat", "echo", "id", "mkdir", "touch", "chmod", "chown", "rm", "cp", "mv", "ln", "find",
+        "wc", "grep", "sed", "uname", "stat", "env", "true", "false", "test", "sleep", "tar", "head", "tail",
+        "sort", "md5sum", "sha256sum", "printf", "readlink", "xargs", "ip", "cut", "tr", "pwd", "whoami",
+    ] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    std::os::unix::fs::symlink("../bin", root.join("usr/bin")).unwrap();
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("etc/group"),
+        "root:x:0:\napp:x:1000:\nstaff:x:50:app\nnogroup:x:65534:\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let tar = work.path().join("layer.tar");
+    ok(Command::new("tar")
+        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."));
+    if !layout.join("index.json").exists() {
+        ok(Command::new("umoci").arg("init").arg("--layout").arg(layout));
+    }
+    let img = format!("{}:{tag}", layout.display());
+    ok(Command::new("umoci").args(["new", "--image", &img]));
+    ok(Command::new("umoci")
+        .args(["raw", "add-layer", "--image", &img])
+        .arg(&tar));
+    ok(Command::new("umoci").args([
+        "config",
+        "--image",
+        &img,
+        "--architecture",
+        "amd64",
+        "--os",
+        "linux",
+        "--config.env",
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ]));
+}
