@@ -59,6 +59,8 @@ enum Command {
     Delete(cli::registry::DeleteArgs),
     /// Mirror many images, incrementally
     Sync(cli::sync::SyncArgs),
+    /// Show the host platform, binfmt_misc handlers and the runner each platform would get
+    Info(cli::info::InfoArgs),
     /// Internal: run one RUN step from a spec file (lade re-executes itself for this)
     #[command(name = "__run-step", hide = true)]
     RunStep { spec: std::path::PathBuf },
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
     let g = &args.global;
     let result = match args.command {
         Command::Build(a) => cli::build::run(g, a),
+        Command::Info(a) => cli::info::run(g, a),
         Command::Dockerfile(a) => cli::dockerfile::run(g, a),
         Command::Plugin(a) => cli::plugin::run(g, a),
         Command::Images(a) => cli::images::images(g, a),

@@ -5,6 +5,7 @@ pub mod build;
 pub mod copy;
 pub mod dockerfile;
 pub mod images;
+pub mod info;
 pub mod inspect;
 pub mod plugin;
 pub mod registry;
