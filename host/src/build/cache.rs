@@ -163,7 +163,9 @@ mod tests {
     use super::*;
 
     fn parts(v: &[(&str, &str)]) -> Parts {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -179,11 +181,7 @@ mod tests {
 
     #[test]
     fn explains_changed_added_and_removed_inputs() {
-        let old = parts(&[
-            ("parent", "k1"),
-            ("file a", "1"),
-            ("file b", "2"),
-        ]);
+        let old = parts(&[("parent", "k1"), ("file a", "1"), ("file b", "2")]);
         let new = parts(&[("parent", "k1"), ("file a", "9"), ("file c", "3")]);
         assert_eq!(
             diff_parts(&old, &new),

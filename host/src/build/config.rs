@@ -41,7 +41,10 @@ pub fn initial(base: Option<&Value>, platform: &Platform, from_stage: bool) -> V
     }
     if !from_stage {
         // Triggers run in this build (the frontend inserted them as steps) and are not inherited further.
-        o["config"].as_object_mut().expect("object").remove("OnBuild");
+        o["config"]
+            .as_object_mut()
+            .expect("object")
+            .remove("OnBuild");
     }
     if !o.get("rootfs").is_some_and(Value::is_object) {
         o.insert("rootfs".into(), json!({"type": "layers", "diff_ids": []}));
@@ -333,10 +336,21 @@ mod tests {
         let base = json!({"config": {"Cmd": ["sh"], "OnBuild": ["RUN x"]}});
         let mut c = initial(Some(&base), &Platform::host(), false);
         assert!(c["config"].get("OnBuild").is_none());
-        apply(&mut c, &Instruction::Shell(vec!["/bin/bash".into(), "-c".into()])).unwrap();
-        apply(&mut c, &Instruction::Entrypoint(Command::Shell("run me".into()))).unwrap();
+        apply(
+            &mut c,
+            &Instruction::Shell(vec!["/bin/bash".into(), "-c".into()]),
+        )
+        .unwrap();
+        apply(
+            &mut c,
+            &Instruction::Entrypoint(Command::Shell("run me".into())),
+        )
+        .unwrap();
         assert!(c["config"].get("Cmd").is_none());
-        assert_eq!(c["config"]["Entrypoint"], json!(["/bin/bash", "-c", "run me"]));
+        assert_eq!(
+            c["config"]["Entrypoint"],
+            json!(["/bin/bash", "-c", "run me"])
+        );
     }
 
     #[test]
@@ -352,8 +366,14 @@ mod tests {
                 end_column: 1,
             },
             build_args: vec![
-                KeyValue { key: "V".into(), value: "1".into() },
-                KeyValue { key: "HTTP_PROXY".into(), value: "p".into() },
+                KeyValue {
+                    key: "V".into(),
+                    value: "1".into(),
+                },
+                KeyValue {
+                    key: "HTTP_PROXY".into(),
+                    value: "p".into(),
+                },
             ],
             from_onbuild: false,
         };

@@ -83,7 +83,9 @@ impl Progress {
                 };
                 self.line(&format!("[{}] CACHE step {}: {verdict}", id.stage, id.n));
             }
-            Mode::Plain if hit => self.line(&format!("--> Using cache {}", &key[..12.min(key.len())])),
+            Mode::Plain if hit => {
+                self.line(&format!("--> Using cache {}", &key[..12.min(key.len())]))
+            }
             _ => {}
         }
     }
@@ -122,7 +124,11 @@ impl Progress {
                 for n in names {
                     self.line(&format!("COMMIT {n}"));
                 }
-                self.line(&format!("--> {} in {:.2}s", &id[..12.min(id.len())], took.as_secs_f64()));
+                self.line(&format!(
+                    "--> {} in {:.2}s",
+                    &id[..12.min(id.len())],
+                    took.as_secs_f64()
+                ));
                 println!("{id}");
             }
             Mode::Quiet => println!("{id}"),
