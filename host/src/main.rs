@@ -59,6 +59,9 @@ enum Command {
     Delete(cli::registry::DeleteArgs),
     /// Mirror many images, incrementally
     Sync(cli::sync::SyncArgs),
+    /// Create, fill and push image indexes (manifest lists)
+    #[command(subcommand)]
+    Manifest(cli::manifest::ManifestCommand),
     /// Show the host platform, binfmt_misc handlers and the runner each platform would get
     Info(cli::info::InfoArgs),
     /// Internal: run one RUN step from a spec file (lade re-executes itself for this)
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         Command::Build(a) => cli::build::run(g, a),
         Command::Info(a) => cli::info::run(g, a),
+        Command::Manifest(a) => cli::manifest::run(g, a),
         Command::Dockerfile(a) => cli::dockerfile::run(g, a),
         Command::Plugin(a) => cli::plugin::run(g, a),
         Command::Images(a) => cli::images::images(g, a),

@@ -6,6 +6,7 @@ pub mod copy;
 pub mod dockerfile;
 pub mod images;
 pub mod info;
+pub mod manifest;
 pub mod inspect;
 pub mod plugin;
 pub mod registry;
