@@ -1,1 +1,783 @@
-//! (being written)
+//! FROM: a base image by name or transport reference, resolved as buildah does — the local store first (per
+//! `--pull`), else pulled through the copy engine (digests verified) and tagged as `lade pull` tags it — and
+//! its layers unpacked into the layer cache.
+//!
+//! * [`BaseResolver::resolve`]: reference + platform → [`ResolvedBase`] (memoised for one build).
+//! * [`BaseResolver::image_state`]: every layer unpacked (in parallel, diff_ids verified) → [`ImageState`].
+//! * [`ImageResolver`] for the frontend: Env, OnBuild and Shell of the base, so ONBUILD triggers apply.
+
+use super::{ImageState, Layer};
+use crate::copy::{CopyOptions, MultiArch, copy_image};
+use crate::dispatch::platform::Platform;
+use crate::layer::LayerCache;
+use crate::plugin::frontend::{BaseImage, ImageResolver};
+use crate::reference::Reference;
+use crate::store::{Store, names};
+use crate::transport::local::LocalDestination;
+use crate::transport::verify::check_bytes;
+use crate::transport::{
+    self, Descriptor, Digest, PlatformOverride, SystemContext, TransportRef, media,
+};
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// `--pull`: when a base image is fetched from its registry.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PullPolicy {
+    /// Always pull; fail if the registry cannot be reached
+    Always,
+    /// Pull only when the image is not in the local store
+    #[default]
+    Missing,
+    /// Never pull; fail when the image is not in the local store
+    Never,
+    /// Pull when the registry has a different image than the local store (keep the local one when the
+    /// registry cannot be reached)
+    Newer,
+}
+
+impl std::fmt::Display for PullPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PullPolicy::Always => "always",
+            PullPolicy::Missing => "missing",
+            PullPolicy::Never => "never",
+            PullPolicy::Newer => "newer",
+        })
+    }
+}
+
+/// A base image in the store: one single-platform manifest, its config and its layers.
+#[derive(Clone, Debug)]
+pub struct ResolvedBase {
+    /// The store name it was found or pulled under (`docker.io/library/alpine:3`).
+    pub name: String,
+    /// `sha256:<hex>` of the single-platform manifest (for an index: the chosen instance).
+    pub manifest_digest: String,
+    /// The whole image config JSON.
+    pub config: Value,
+    /// The layer blobs, base first, as the manifest lists them.
+    pub layers: Vec<Descriptor>,
+    /// `rootfs.diff_ids`, one per layer.
+    pub diff_ids: Vec<String>,
+}
+
+/// What a FROM reference names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Source {
+    /// A bare name: the local store (short names as the store resolves them), then a registry through
+    /// registries.conf short-name rules.
+    Name(String),
+    /// `docker://REF`: the local store under the normalised name, then that registry.
+    Docker(Reference),
+    /// `lade:NAME` / `containers-storage:NAME`: the local store only.
+    Local(String),
+    /// `oci:`, `oci-archive:`, `docker-archive:`, `dir:`: local files, read into the store every time.
+    Files(String, TransportRef),
+}
+
+const TRANSPORTS: &[&str] = &[
+    "docker",
+    "oci",
+    "oci-archive",
+    "docker-archive",
+    "dir",
+    "lade",
+    "containers-storage",
+];
+
+fn classify(reference: &str) -> Result<Source> {
+    match transport::parse(reference) {
+        Ok(TransportRef::Docker(r)) => Ok(Source::Docker(
+            Reference::parse(&r).with_context(|| format!("`{reference}`"))?,
+        )),
+        Ok(TransportRef::Local(n)) => Ok(Source::Local(n)),
+        Ok(t) => Ok(Source::Files(reference.to_string(), t)),
+        Err(e)
+            if reference
+                .split_once(':')
+                .is_some_and(|(t, _)| TRANSPORTS.contains(&t)) =>
+        {
+            Err(e)
+        }
+        // `localhost:5000/app` parses as an unknown transport `localhost`; a name it is.
+        Err(_) => Ok(Source::Name(reference.to_string())),
+    }
+}
+
+/// The store name a file transport's image gets: its reference, else the file or directory stem (as
+/// `lade pull` names it).
+fn files_store_name(t: &TransportRef) -> String {
+    match t {
+        TransportRef::Oci {
+            reference: Some(r), ..
+        }
+        | TransportRef::OciArchive {
+            reference: Some(r), ..
+        }
+        | TransportRef::DockerArchive {
+            reference: Some(r), ..
+        } if !r.starts_with('@') => r.clone(),
+        TransportRef::Oci { dir: p, .. }
+        | TransportRef::OciArchive { file: p, .. }
+        | TransportRef::DockerArchive { file: p, .. }
+        | TransportRef::Dir(p) => p
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_lowercase())
+            .unwrap_or_else(|| "image".into()),
+        TransportRef::Docker(r) | TransportRef::Local(r) => r.clone(),
+    }
+}
+
+fn platform_override(p: &Platform) -> PlatformOverride {
+    PlatformOverride {
+        os: Some(p.os.clone()),
+        arch: Some(p.architecture.clone()),
+        variant: p.variant.clone(),
+    }
+}
+
+/// Whether an image config's os/architecture/variant is `want`. A config without a variant matches any
+/// variant of its architecture (many arm64 images leave it out).
+fn config_matches(config: &Value, want: &Platform) -> bool {
+    let os = config.get("os").and_then(Value::as_str).unwrap_or("linux");
+    let Some(arch) = config.get("architecture").and_then(Value::as_str) else {
+        return true;
+    };
+    let have = Platform::new(os, arch, config.get("variant").and_then(Value::as_str));
+    have.os == want.os
+        && have.architecture == want.architecture
+        && (have.variant.is_none() || want.variant.is_none() || have.variant == want.variant)
+}
+
+fn config_platform(config: &Value) -> String {
+    let f = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or("?");
+    match config.get("variant").and_then(Value::as_str) {
+        Some(v) => format!("{}/{}/{v}", f("os"), f("architecture")),
+        None => format!("{}/{}", f("os"), f("architecture")),
+    }
+}
+
+/// Why a local image cannot be used as it is.
+enum Local {
+    Found(ResolvedBase),
+    /// In the store, but not for this platform (or incomplete): the message says which.
+    Unusable(String),
+    Absent,
+}
+
+type Slot = Arc<Mutex<Option<Arc<ResolvedBase>>>>;
+
+/// Resolves FROM references for one build (see the module docs).
+pub struct BaseResolver {
+    store: Store,
+    sys: SystemContext,
+    pull: PullPolicy,
+    handle: tokio::runtime::Handle,
+    memo: Mutex<HashMap<(String, Platform), Slot>>,
+}
+
+impl BaseResolver {
+    pub fn new(
+        store: Store,
+        sys: SystemContext,
+        pull: PullPolicy,
+        handle: tokio::runtime::Handle,
+    ) -> Self {
+        BaseResolver {
+            store,
+            sys,
+            pull,
+            handle,
+            memo: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn pull_policy(&self) -> PullPolicy {
+        self.pull
+    }
+
+    /// `reference` for `platform`, from the store or pulled into it (see the module docs). The same
+    /// (reference, platform) resolves once per build, even when several stages ask at once.
+    pub fn resolve(&self, reference: &str, platform: &Platform) -> Result<Arc<ResolvedBase>> {
+        let reference = reference.trim();
+        let slot = {
+            let mut memo = self
+                .memo
+                .lock()
+                .map_err(|_| anyhow!("base image memo poisoned"))?;
+            memo.entry((reference.to_string(), platform.clone()))
+                .or_default()
+                .clone()
+        };
+        let mut slot = slot
+            .lock()
+            .map_err(|_| anyhow!("base image memo poisoned"))?;
+        if let Some(b) = &*slot {
+            return Ok(b.clone());
+        }
+        let base = Arc::new(
+            self.resolve_uncached(reference, platform)
+                .with_context(|| format!("base image `{reference}` ({platform})"))?,
+        );
+        *slot = Some(base.clone());
+        Ok(base)
+    }
+
+    fn resolve_uncached(&self, reference: &str, platform: &Platform) -> Result<ResolvedBase> {
+        if reference.is_empty() {
+            bail!("the reference is empty");
+        }
+        if reference == "scratch" {
+            bail!("`scratch` is the empty image, not one in a store or registry");
+        }
+        match classify(reference)? {
+            Source::Local(n) => match self.local(&n, platform)? {
+                Local::Found(b) => Ok(b),
+                Local::Unusable(why) => bail!("{why}"),
+                Local::Absent => bail!(
+                    "not in the local store at {}; pull it first (`lade pull …`) or tag it there",
+                    self.store.root().display()
+                ),
+            },
+            Source::Files(full, t) => {
+                let name = files_store_name(&t);
+                self.copy_in(&full, &name, false, platform)
+            }
+            Source::Docker(r) => {
+                let r = r.with_default_tag();
+                self.by_policy(&r.to_string(), vec![r.clone()], platform)
+            }
+            Source::Name(n) => {
+                let candidates = self.candidates(&n)?;
+                self.by_policy(&n, candidates, platform)
+            }
+        }
+    }
+
+    /// The registry references a bare name may be pulled from: registries.conf aliases and
+    /// `unqualified-search-registries` (short-name-mode applies); with neither configured, docker.io, as
+    /// `lade pull` and docker do.
+    fn candidates(&self, name: &str) -> Result<Vec<Reference>> {
+        let parsed = Reference::parse(name)?;
+        if parsed.qualified {
+            return Ok(vec![parsed.with_default_tag()]);
+        }
+        let conf = crate::registry::registries_conf(&self.sys)?;
+        let typed = names::repository(name);
+        let aliased = conf
+            .short_names
+            .aliases
+            .iter()
+            .any(|(k, _)| k == typed || *k == parsed.repository);
+        if conf.short_names.search_registries.is_empty() && !aliased {
+            return Ok(vec![parsed.with_default_tag()]);
+        }
+        Ok(crate::registry::short_name_candidates(name, &self.sys)?
+            .into_iter()
+            .map(|r| r.with_default_tag())
+            .collect())
+    }
+
+    /// The `--pull` decision for a registry image known locally as `local_name`.
+    fn by_policy(
+        &self,
+        local_name: &str,
+        candidates: Vec<Reference>,
+        platform: &Platform,
+    ) -> Result<ResolvedBase> {
+        let local = if self.pull == PullPolicy::Always {
+            Local::Absent
+        } else {
+            self.local(local_name, platform)?
+        };
+        match (self.pull, local) {
+            (PullPolicy::Missing, Local::Found(b)) => Ok(b),
+            (PullPolicy::Never, Local::Found(b)) => Ok(b),
+            (PullPolicy::Never, Local::Unusable(why)) => {
+                bail!(
+                    "{why}, and --pull=never forbids pulling it; pull it with `lade pull` or use --pull=missing"
+                )
+            }
+            (PullPolicy::Never, Local::Absent) => bail!(
+                "not in the local store at {}, and --pull=never forbids pulling it; pull it first \
+                 (`lade pull {local_name}`) or use --pull=missing",
+                self.store.root().display()
+            ),
+            (PullPolicy::Newer, Local::Found(b)) => match self.remote_digest(&candidates, platform)
+            {
+                Ok(Some(d)) if d == b.manifest_digest => Ok(b),
+                Ok(_) => self.pull_any(&candidates, platform),
+                Err(e) => {
+                    tracing::warn!(
+                        "--pull=newer: cannot reach the registry for `{local_name}` ({e:#}); using the local image {}",
+                        b.manifest_digest
+                    );
+                    Ok(b)
+                }
+            },
+            (_, Local::Unusable(why)) => {
+                tracing::info!("{why}; pulling it");
+                self.pull_any(&candidates, platform)
+            }
+            _ => self.pull_any(&candidates, platform),
+        }
+    }
+
+    /// The manifest digest the registry would give for `platform` (first candidate that has it).
+    fn remote_digest(
+        &self,
+        candidates: &[Reference],
+        platform: &Platform,
+    ) -> Result<Option<String>> {
+        let mut errors = vec![];
+        for r in candidates {
+            let src = format!("docker://{r}");
+            let got = self.block_on(async {
+                let s = transport::open_source(&src, &self.sys).await?;
+                let (bytes, mt) = s.manifest(None).await?;
+                if !media::is_index(&mt) {
+                    return Ok(crate::transport::verify::sha256_digest(&bytes).to_string());
+                }
+                let idx: Value = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{src}: the index is not JSON"))?;
+                let i = crate::copy::platform::choose(&idx, &platform_override(platform))?;
+                idx["manifests"][i]["digest"]
+                    .as_str()
+                    .map(str::to_string)
+                    .with_context(|| format!("{src}: index entry {i} has no digest"))
+            });
+            match got {
+                Ok(d) => return Ok(Some(d)),
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+        }
+        bail!("{}", errors.join("; "))
+    }
+
+    /// Pull from the first candidate that has the image.
+    fn pull_any(&self, candidates: &[Reference], platform: &Platform) -> Result<ResolvedBase> {
+        let mut errors = vec![];
+        for r in candidates {
+            let src = format!("docker://{r}");
+            match self.copy_in(&src, &r.to_string(), true, platform) {
+                Ok(b) => return Ok(b),
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+        }
+        match errors.len() {
+            0 => bail!("no registry to pull it from"),
+            1 => bail!("pulling it: {}", errors[0]),
+            _ => bail!(
+                "pulling it from every candidate failed: {}",
+                errors.join("; ")
+            ),
+        }
+    }
+
+    /// Copy `src` (a transport string) into the store under `name` (qualified as a pulled name when
+    /// `remote`), choosing `platform` from an index, and load it.
+    fn copy_in(
+        &self,
+        src: &str,
+        name: &str,
+        remote: bool,
+        platform: &Platform,
+    ) -> Result<ResolvedBase> {
+        tracing::info!("pulling {src} for {platform}");
+        let root = self.store.root().to_path_buf();
+        let opts = CopyOptions {
+            multi_arch: MultiArch::System,
+            referrers: false,
+            platform: platform_override(platform),
+            retry_times: self.sys.retry_times,
+            tmp_dir: root.join("lade").join("tmp"),
+            ..CopyOptions::default()
+        };
+        let report = self.block_on(async {
+            let source = transport::open_source(src, &self.sys)
+                .await
+                .with_context(|| format!("opening {src}"))?;
+            let dst = LocalDestination::open_named(&root, name, remote)?;
+            copy_image(source.as_ref(), &dst, &opts).await
+        })?;
+        let digest: Digest = report.digest.parse()?;
+        let full = dst_name(name, remote);
+        let desc = crate::transport::oci::manifest_descriptor(digest, 0, &report.media_type)?;
+        match self.load(&full, &desc, platform)? {
+            Local::Found(b) => Ok(b),
+            Local::Unusable(why) => bail!("{why} (after reading it from {src})"),
+            Local::Absent => bail!("{src}: the copied image is missing from the store"),
+        }
+    }
+
+    /// The image `name` names in the store, if present and usable for `platform`.
+    fn local(&self, name: &str, platform: &Platform) -> Result<Local> {
+        let (_, _, digest) = names::split(name);
+        let (full, desc) = match self.store.resolve(name) {
+            Ok(hit) => hit,
+            Err(_) => {
+                // A digest-pinned manifest whose blob is in the store is that image, whatever it is named.
+                if let Some(Ok(d)) = digest.map(str::parse::<Digest>)
+                    && self.store.layout().has_blob(&d, None)
+                {
+                    let bytes = self.store.layout().read_blob(&d)?;
+                    let mt = media::sniff(&bytes);
+                    let desc =
+                        crate::transport::oci::manifest_descriptor(d, bytes.len() as u64, &mt)?;
+                    return self.load(name, &desc, platform);
+                }
+                return Ok(Local::Absent);
+            }
+        };
+        self.load(&full, &desc, platform)
+    }
+
+    /// Load the image under `top` (a manifest, or an index to choose `platform` from) from the store.
+    fn load(&self, name: &str, top: &Descriptor, platform: &Platform) -> Result<Local> {
+        let layout = self.store.layout();
+        let mut bytes = layout.read_blob(top.digest())?;
+        check_bytes(&bytes, top.digest(), None)
+            .with_context(|| format!("manifest of `{name}` in the store"))?;
+        let mut digest = top.digest().clone();
+        if media::is_index(&media::sniff(&bytes)) {
+            let idx: Value = serde_json::from_slice(&bytes)
+                .with_context(|| format!("`{name}`: the stored index is not JSON"))?;
+            let i = match crate::copy::platform::choose(&idx, &platform_override(platform)) {
+                Ok(i) => i,
+                Err(e) => {
+                    return Ok(Local::Unusable(format!(
+                        "`{name}` in the local store: {e:#}"
+                    )));
+                }
+            };
+            let child: Descriptor = serde_json::from_value(idx["manifests"][i].clone())
+                .with_context(|| format!("`{name}`: index entry {i} is not a descriptor"))?;
+            if !layout.has_blob(child.digest(), None) {
+                return Ok(Local::Unusable(format!(
+                    "`{name}` in the local store lacks its {platform} image {}",
+                    child.digest()
+                )));
+            }
+            bytes = layout.read_blob(child.digest())?;
+            check_bytes(&bytes, child.digest(), Some(child.size()))
+                .with_context(|| format!("`{name}`: stored manifest {}", child.digest()))?;
+            digest = child.digest().clone();
+        }
+        let manifest: Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("`{name}`: manifest {digest} is not JSON"))?;
+        let cfg_desc: Descriptor = serde_json::from_value(
+            manifest
+                .get("config")
+                .cloned()
+                .with_context(|| format!("`{name}`: manifest {digest} has no config"))?,
+        )
+        .with_context(|| format!("`{name}`: manifest {digest} has a bad config descriptor"))?;
+        if !layout.has_blob(cfg_desc.digest(), None) {
+            return Ok(Local::Unusable(format!(
+                "`{name}` in the local store lacks its config {}",
+                cfg_desc.digest()
+            )));
+        }
+        let cfg_bytes = layout.read_blob(cfg_desc.digest())?;
+        check_bytes(&cfg_bytes, cfg_desc.digest(), Some(cfg_desc.size()))
+            .with_context(|| format!("`{name}`: stored config"))?;
+        let config: Value = serde_json::from_slice(&cfg_bytes)
+            .with_context(|| format!("`{name}`: config {} is not JSON", cfg_desc.digest()))?;
+        if !config_matches(&config, platform) {
+            return Ok(Local::Unusable(format!(
+                "`{name}` in the local store is for {}, not {platform}",
+                config_platform(&config)
+            )));
+        }
+        let layers: Vec<Descriptor> = manifest
+            .get("layers")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .map(|d| serde_json::from_value(d.clone()))
+                    .collect::<std::result::Result<_, _>>()
+            })
+            .transpose()
+            .with_context(|| format!("`{name}`: manifest {digest} has a bad layer descriptor"))?
+            .unwrap_or_default();
+        let diff_ids: Vec<String> = config
+            .pointer("/rootfs/diff_ids")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|d| d.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if diff_ids.len() != layers.len() {
+            bail!(
+                "`{name}`: manifest {digest} lists {} layers but its config has {} diff_ids; the image is damaged",
+                layers.len(),
+                diff_ids.len()
+            );
+        }
+        let cache = LayerCache::new(self.store.root());
+        for (l, d) in layers.iter().zip(&diff_ids) {
+            if !layout.has_blob(l.digest(), Some(l.size())) && cache.get(d)?.is_none() {
+                return Ok(Local::Unusable(format!(
+                    "`{name}` in the local store lacks layer {}",
+                    l.digest()
+                )));
+            }
+        }
+        Ok(Local::Found(ResolvedBase {
+            name: name.to_string(),
+            manifest_digest: digest.to_string(),
+            config,
+            layers,
+            diff_ids,
+        }))
+    }
+
+    /// Every layer of `base` unpacked into `cache` (in parallel; each verified against its diff_id, which
+    /// is recorded in the store), as an [`ImageState`]. Layers already unpacked cost a stat.
+    pub fn image_state(&self, base: &ResolvedBase, cache: &LayerCache) -> Result<ImageState> {
+        let n = base.layers.len();
+        let dirs: Vec<Mutex<Option<Result<PathBuf>>>> = (0..n).map(|_| Mutex::new(None)).collect();
+        let next = AtomicUsize::new(0);
+        let work = || {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let r = self.unpack_one(&base.layers[i], &base.diff_ids[i], cache);
+                if let Ok(mut slot) = dirs[i].lock() {
+                    *slot = Some(r);
+                }
+            }
+        };
+        let todo = (0..n)
+            .filter(|&i| !matches!(cache.get(&base.diff_ids[i]), Ok(Some(_))))
+            .count();
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |c| c.get())
+            .min(todo);
+        if workers <= 1 {
+            work();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 0..workers {
+                    s.spawn(work);
+                }
+            });
+        }
+        let mut layers = Vec::with_capacity(n);
+        for (i, slot) in dirs.into_iter().enumerate() {
+            let dir = slot
+                .into_inner()
+                .map_err(|_| anyhow!("layer unpacking panicked"))?
+                .unwrap_or_else(|| Err(anyhow!("layer {i} was not unpacked")))
+                .with_context(|| {
+                    format!(
+                        "base image `{}`: layer {} of {n} ({})",
+                        base.name,
+                        i + 1,
+                        base.layers[i].digest()
+                    )
+                })?;
+            layers.push(Layer {
+                diff_id: base.diff_ids[i].clone(),
+                blob: base.layers[i].clone(),
+                dir,
+            });
+        }
+        Ok(ImageState {
+            layers,
+            config: base.config.clone(),
+        })
+    }
+
+    fn unpack_one(&self, blob: &Descriptor, diff_id: &str, cache: &LayerCache) -> Result<PathBuf> {
+        let path = self.store.layout().blob_path(blob.digest());
+        let dir = cache.get_or_unpack(diff_id, || {
+            let f = std::fs::File::open(&path).with_context(|| {
+                format!("layer blob {} is missing from the store", blob.digest())
+            })?;
+            Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
+        })?;
+        if let Ok(d) = diff_id.parse::<Digest>()
+            && self.store.diff_id_of(blob.digest()).as_ref() != Some(&d)
+            && self.store.layout().has_blob(blob.digest(), None)
+        {
+            self.store.record_diff_id(blob.digest(), &d)?;
+        }
+        Ok(dir)
+    }
+
+    /// Run `fut` on the build's runtime from a plain thread (or from a helper thread when called inside
+    /// a runtime, where blocking would panic).
+    fn block_on<F>(&self, fut: F) -> F::Output
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::scope(|s| match s.spawn(|| self.handle.block_on(fut)).join() {
+                Ok(v) => v,
+                Err(p) => std::panic::resume_unwind(p),
+            })
+        } else {
+            self.handle.block_on(fut)
+        }
+    }
+}
+
+/// The store name [`LocalDestination::open_named`] gives `name`.
+fn dst_name(name: &str, remote: bool) -> String {
+    let full = if remote {
+        names::qualify_remote(name)
+    } else {
+        names::qualify_local(name)
+    };
+    match full.split_once('@') {
+        Some((n, _)) if n.rsplit('/').next().is_some_and(|l| l.contains(':')) => n.to_string(),
+        Some((n, _)) => format!("{n}:latest"),
+        None => full,
+    }
+}
+
+fn strings(config: &Value, key: &str) -> Vec<String> {
+    config
+        .pointer(&format!("/config/{key}"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl ImageResolver for BaseResolver {
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &crate::plugin::frontend::Platform,
+    ) -> Result<Option<BaseImage>> {
+        if reference.trim() == "scratch" {
+            return Ok(None);
+        }
+        let p = Platform::new(
+            &platform.os,
+            &platform.architecture,
+            platform.variant.as_deref(),
+        );
+        let base = BaseResolver::resolve(self, reference, &p)?;
+        Ok(Some(BaseImage {
+            reference: base.name.clone(),
+            env: strings(&base.config, "Env"),
+            on_build: strings(&base.config, "OnBuild"),
+            shell: strings(&base.config, "Shell"),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn classifies_references() {
+        assert_eq!(
+            classify("alpine:3").unwrap(),
+            Source::Name("alpine:3".into())
+        );
+        assert_eq!(
+            classify("localhost:5000/app:1").unwrap(),
+            Source::Name("localhost:5000/app:1".into())
+        );
+        assert!(matches!(
+            classify("docker://quay.io/a/b:1").unwrap(),
+            Source::Docker(r) if r.registry == "quay.io" && r.repository == "a/b"
+        ));
+        assert_eq!(classify("lade:app").unwrap(), Source::Local("app".into()));
+        assert!(
+            matches!(classify("oci:/x:tag").unwrap(), Source::Files(s, _) if s == "oci:/x:tag")
+        );
+        assert!(classify("docker://").is_err());
+        assert!(classify("docker:alpine").is_err());
+    }
+
+    #[test]
+    fn names_file_images_like_pull() {
+        assert_eq!(
+            files_store_name(&transport::parse("oci:/a/base:v1").unwrap()),
+            "v1"
+        );
+        assert_eq!(
+            files_store_name(&transport::parse("docker-archive:/a/Base.tar").unwrap()),
+            "base"
+        );
+        assert_eq!(
+            files_store_name(&transport::parse("docker-archive:/a/b.tar:@1").unwrap()),
+            "b"
+        );
+        assert_eq!(dst_name("v1", false), "localhost/v1:latest");
+        assert_eq!(
+            dst_name("alpine@sha256:00", true),
+            "docker.io/library/alpine:latest"
+        );
+        assert_eq!(dst_name("h:5000/a:1", true), "h:5000/a:1");
+    }
+
+    #[test]
+    fn matches_platforms() {
+        let arm64: Platform = "linux/arm64".parse().unwrap();
+        let amd64: Platform = "linux/amd64".parse().unwrap();
+        let v7: Platform = "linux/arm/v7".parse().unwrap();
+        assert!(config_matches(
+            &json!({"os": "linux", "architecture": "arm64", "variant": "v8"}),
+            &arm64
+        ));
+        assert!(config_matches(
+            &json!({"os": "linux", "architecture": "aarch64"}),
+            &arm64
+        ));
+        assert!(!config_matches(
+            &json!({"os": "linux", "architecture": "amd64"}),
+            &arm64
+        ));
+        assert!(config_matches(
+            &json!({"os": "linux", "architecture": "x86_64"}),
+            &amd64
+        ));
+        assert!(!config_matches(
+            &json!({"os": "linux", "architecture": "arm", "variant": "v6"}),
+            &v7
+        ));
+        assert!(config_matches(
+            &json!({"os": "linux", "architecture": "arm"}),
+            &v7
+        ));
+        assert!(!config_matches(
+            &json!({"os": "windows", "architecture": "amd64"}),
+            &amd64
+        ));
+        assert_eq!(
+            config_platform(&json!({"os": "linux", "architecture": "arm", "variant": "v6"})),
+            "linux/arm/v6"
+        );
+    }
+
+    #[test]
+    fn reads_base_config_fields() {
+        let c = json!({"config": {"Env": ["A=1", "PATH=/bin"], "OnBuild": ["RUN true"], "Shell": ["/bin/bash", "-c"]}});
+        assert_eq!(strings(&c, "Env"), vec!["A=1", "PATH=/bin"]);
+        assert_eq!(strings(&c, "OnBuild"), vec!["RUN true"]);
+        assert_eq!(strings(&c, "Shell"), vec!["/bin/bash", "-c"]);
+        assert!(strings(&c, "Cmd").is_empty());
+    }
+}
