@@ -23,6 +23,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# An arm64 busybox for the multi-arch tests. busybox-static:arm64 cannot be installed next to the amd64 one
+# (same paths), so its .deb is unpacked into $ARM64_BUSYBOX_DIR instead.
+ARM64_BUSYBOX_DIR=/usr/local/lib/lade-test/busybox-arm64
+if [ ! -x "$ARM64_BUSYBOX_DIR/bin/busybox" ]; then
+  dpkg --print-foreign-architectures | grep -qx arm64 || { dpkg --add-architecture arm64; apt-get update -q >/dev/null; }
+  tmp=$(mktemp -d) && chmod 755 "$tmp"   # apt's _apt user downloads into it
+  (cd "$tmp" && apt-get download -q busybox-static:arm64 >/dev/null)
+  dpkg-deb -x "$tmp"/busybox-static_*_arm64.deb "$tmp/x"
+  install -D -m 0755 "$tmp/x/bin/busybox" "$ARM64_BUSYBOX_DIR/bin/busybox"
+  rm -rf "$tmp"
+fi
+
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
