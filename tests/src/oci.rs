@@ -104,7 +104,19 @@ pub fn busybox_static() -> Option<std::path::PathBuf> {
 /// symlink per common applet in /bin, /usr/bin -> ../bin, /etc/passwd and /etc/group with root, `app`
 /// (1000:1000) and nobody, /tmp (1777), and PATH in the config. Base image for build tests.
 pub fn busybox_image(layout: &Path, tag: &str) {
-    let busybox = busybox_static().expect("busybox-static is installed (scripts/setup.sh)");
+    busybox_image_for(layout, tag, "amd64");
+}
+
+/// Where scripts/setup.sh unpacks Debian's busybox-static:arm64.
+pub const ARM64_BUSYBOX: &str = "/usr/local/lib/lade-test/busybox-arm64/bin/busybox";
+
+/// [`busybox_image`] for `arch` (`amd64` or `arm64`), from that architecture's busybox-static.
+pub fn busybox_image_for(layout: &Path, tag: &str, arch: &str) {
+    let busybox = match arch {
+        "arm64" => Some(std::path::PathBuf::from(ARM64_BUSYBOX)).filter(|p| p.is_file()),
+        _ => busybox_static(),
+    }
+    .unwrap_or_else(|| panic!("busybox-static for {arch} is installed (scripts/setup.sh)"));
     let work = tempfile::tempdir().unwrap();
     let root = work.path().join("root");
     for d in ["bin", "etc", "tmp", "root", "home/app", "usr"] {
@@ -151,7 +163,7 @@ pub fn busybox_image(layout: &Path, tag: &str) {
         "--image",
         &img,
         "--architecture",
-        "amd64",
+        arch,
         "--os",
         "linux",
         "--config.env",
