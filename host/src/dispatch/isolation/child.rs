@@ -4,7 +4,7 @@
 
 use super::mounts::{Root, bind, fd_path, loopback_up, mount};
 use super::snapshot::RootfsSpec;
-use super::{ChildResult, ChildSpec, Emulator, Isolation, MountKind, Network, user};
+use super::{ChildResult, ChildSpec, Emulator, Isolation, MountKind, Network, StepMount, user};
 use anyhow::{Context, Result, bail};
 use std::ffi::CString;
 use std::io::{Read, Write};
@@ -223,7 +223,7 @@ pub(crate) fn setup_mounts(
     root_path: &Path,
     etc: &[(PathBuf, &'static str)],
     oci: bool,
-) -> Result<Root> {
+) -> Result<(Root, Vec<Option<ResolvedSource>>)> {
     let mut root = Root::open(root_path)?;
     let standard = ["/proc", "/dev", "/sys"];
     let mut targets = Vec::new();
@@ -235,18 +235,22 @@ pub(crate) fn setup_mounts(
         etc_fds.push((root.ensure_file(target)?, src.clone()));
     }
     let mut step_mounts = Vec::new();
+    let mut sources = Vec::new();
     for m in &cs.step.mounts {
-        let is_dir = match &m.kind {
-            MountKind::Bind { source, .. } => source.is_dir(),
-            MountKind::Tmpfs { .. } => true,
-            MountKind::Secret { .. } => false,
+        let resolved = resolve_source(m)?;
+        let is_dir = match (&m.kind, &resolved) {
+            (_, Some(r)) => r.is_dir,
+            (MountKind::Bind { source, .. }, _) => source.is_dir(),
+            (MountKind::Tmpfs { .. }, _) => true,
+            _ => false,
         };
         let fd = if is_dir {
             root.ensure_dir(&m.target)?
         } else {
             root.ensure_file(&m.target)?
         };
-        step_mounts.push((fd, m));
+        step_mounts.push((fd, m, resolved.as_ref().map(|r| fd_path(&r.fd))));
+        sources.push(resolved);
     }
     let mut emu = None;
     if let Some(Emulator::Interpreter(p)) = &cs.step.emulator {
@@ -259,7 +263,7 @@ pub(crate) fn setup_mounts(
     }
     if oci {
         // runc mounts /proc, /dev and /sys itself from the config; the rest too.
-        return Ok(root);
+        return Ok((root, sources));
     }
     let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     mount(
@@ -328,9 +332,13 @@ pub(crate) fn setup_mounts(
     for (fd, src) in &etc_fds {
         bind(src, &fd_path(fd), false)?;
     }
-    for (fd, m) in &step_mounts {
+    for (fd, m, resolved) in &step_mounts {
         let t = fd_path(fd);
         match &m.kind {
+            MountKind::Subdir { readonly, .. } | MountKind::Rootfs { readonly, .. } => {
+                let src = resolved.as_deref().expect("resolved above");
+                root.bind_at(Path::new(src), &m.target, fd, *readonly)?
+            }
             MountKind::Bind { source, readonly } => {
                 root.bind_at(source, &m.target, fd, *readonly)?
             }
@@ -350,7 +358,55 @@ pub(crate) fn setup_mounts(
     if let Some((fd, p)) = &emu {
         root.bind_at(p, &p.display().to_string(), fd, true)?;
     }
-    Ok(root)
+    Ok((root, sources))
+}
+
+/// The source of a [`MountKind::Subdir`] or [`MountKind::Rootfs`] mount, resolved inside its own root.
+pub(crate) struct ResolvedSource {
+    /// O_PATH fd of the source; binding `/proc/self/fd/N` binds exactly what was resolved.
+    pub fd: std::os::fd::OwnedFd,
+    pub is_dir: bool,
+    /// The source's real path (for runc, which takes paths).
+    pub path: PathBuf,
+}
+
+/// Mount a nested rootfs if the mount has one, then resolve the mount's subpath inside its root (creating it
+/// for `create`). None for the other kinds.
+fn resolve_source(m: &StepMount) -> Result<Option<ResolvedSource>> {
+    let (root_path, subpath, create) = match &m.kind {
+        MountKind::Subdir {
+            root,
+            subpath,
+            create,
+            ..
+        } => (root.clone(), subpath, *create),
+        MountKind::Rootfs {
+            rootfs, subpath, ..
+        } => (
+            mount_rootfs(rootfs)
+                .with_context(|| format!("mounting the source filesystem of {}", m.target))?,
+            subpath,
+            false,
+        ),
+        _ => return Ok(None),
+    };
+    let mut r = Root::open(&root_path)?;
+    let abs = format!("/{}", subpath.trim_start_matches('/'));
+    let fd = if create {
+        r.ensure_dir(&abs)?
+    } else {
+        r.open_path(&abs).with_context(|| {
+            format!(
+                "the mount source {abs} for {} is not there in its filesystem",
+                m.target
+            )
+        })?
+    };
+    let st = rustix::fs::fstat(&fd).with_context(|| format!("stat of mount source {abs}"))?;
+    let is_dir = rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+    let path =
+        std::fs::read_link(fd_path(&fd)).with_context(|| format!("locating mount source {abs}"))?;
+    Ok(Some(ResolvedSource { fd, is_dir, path }))
 }
 
 fn list_tree(dir: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
@@ -380,7 +436,7 @@ fn step_pid1(
     }
     mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
     let root_path = mount_rootfs(&cs.rootfs)?;
-    let root = setup_mounts(cs, &root_path, etc, false)?;
+    let (root, _sources) = setup_mounts(cs, &root_path, etc, false)?;
     std::fs::write(artifacts_file, serde_json::to_vec(&root.created)?)?;
     let cap_last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()

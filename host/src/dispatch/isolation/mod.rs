@@ -12,7 +12,7 @@ mod oci;
 mod snapshot;
 pub mod user;
 
-pub use snapshot::{RootfsMode, Snapshot};
+pub use snapshot::{RootfsMode, RootfsSpec, Snapshot};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -52,6 +52,23 @@ pub enum MountKind {
     Tmpfs { size: Option<u64> },
     /// A secret file, bound read-only; the mountpoint never reaches the layer.
     Secret { source: PathBuf },
+    /// `subpath` of the host directory `root`, resolved inside it by the step's setup (no symlink or `..` in
+    /// it can leave `root`); created as a directory (0755) when missing and `create` is set. For cache dirs a
+    /// step may have filled with symlinks, and context directories.
+    Subdir {
+        root: PathBuf,
+        subpath: String,
+        readonly: bool,
+        create: bool,
+    },
+    /// Another root filesystem (a [`Snapshot`]'s: a stage or image for `RUN --mount type=bind,from=`),
+    /// mounted privately for this step; its `subpath`, resolved inside it, is bound at the target. Writes
+    /// (when not read-only) land in that snapshot's own upper and are discarded with it.
+    Rootfs {
+        rootfs: RootfsSpec,
+        subpath: String,
+        readonly: bool,
+    },
 }
 
 /// One RUN --mount.
@@ -76,6 +93,35 @@ impl StepMount {
         StepMount {
             target: target.into(),
             kind: MountKind::Tmpfs { size: None },
+        }
+    }
+    /// `subpath` of `root` (resolved inside it) at `target`; see [`MountKind::Subdir`].
+    pub fn subdir(
+        root: impl Into<PathBuf>,
+        subpath: &str,
+        target: &str,
+        readonly: bool,
+        create: bool,
+    ) -> Self {
+        StepMount {
+            target: target.into(),
+            kind: MountKind::Subdir {
+                root: root.into(),
+                subpath: subpath.into(),
+                readonly,
+                create,
+            },
+        }
+    }
+    /// `subpath` of the snapshot `snap`'s root filesystem at `target`; `snap` must outlive the step.
+    pub fn rootfs(snap: &Snapshot, subpath: &str, target: &str, readonly: bool) -> Self {
+        StepMount {
+            target: target.into(),
+            kind: MountKind::Rootfs {
+                rootfs: snap.rootfs_spec(),
+                subpath: subpath.into(),
+                readonly,
+            },
         }
     }
     /// A secret at `/run/secrets/<id>`.

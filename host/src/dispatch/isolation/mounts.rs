@@ -103,6 +103,13 @@ impl Root {
         Ok(())
     }
 
+    /// Open an existing path inside the root (O_PATH), a final symlink resolved inside the root too.
+    pub fn open_path(&self, target: &str) -> Result<OwnedFd> {
+        let rel: PathBuf = rel_components(target)?.into_iter().collect();
+        self.open_in(&rel, OFlags::PATH)
+            .with_context(|| format!("opening {target}"))
+    }
+
     /// Open an existing directory inside the root (O_PATH).
     pub fn open_dir(&self, target: &str) -> Result<OwnedFd> {
         let rel: PathBuf = rel_components(target)?.into_iter().collect();

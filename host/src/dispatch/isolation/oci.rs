@@ -55,7 +55,7 @@ pub(crate) fn run(
     }
     mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
     let root_path = mount_rootfs(&cs.rootfs)?;
-    let root = setup_mounts(cs, &root_path, etc, true)?;
+    let (root, sources) = setup_mounts(cs, &root_path, etc, true)?;
     result.artifacts = root.created.clone();
     let step = &cs.step;
     let passwd =
@@ -117,8 +117,12 @@ pub(crate) fn run(
     for (src, target) in etc {
         mounts.push(bind_mount(target, src, false)?);
     }
-    for m in &step.mounts {
+    for (m, resolved) in step.mounts.iter().zip(&sources) {
         mounts.push(match &m.kind {
+            MountKind::Subdir { readonly, .. } | MountKind::Rootfs { readonly, .. } => {
+                let src = &resolved.as_ref().expect("resolved by setup_mounts").path;
+                bind_mount(&m.target, src, *readonly)?
+            }
             MountKind::Bind { source, readonly } => bind_mount(&m.target, source, *readonly)?,
             MountKind::Secret { source } => bind_mount(&m.target, source, true)?,
             MountKind::Tmpfs { size } => {

@@ -19,9 +19,9 @@ pub enum RootfsMode {
     Copy,
 }
 
-/// How the child mounts the rootfs.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) enum RootfsSpec {
+/// How the step runner mounts a rootfs (made by [`Snapshot`]; opaque to callers).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RootfsSpec {
     /// lowers top-most first, as overlayfs wants them.
     Overlay {
         lowers: Vec<PathBuf>,
