@@ -780,4 +780,196 @@ mod tests {
         assert_eq!(strings(&c, "Shell"), vec!["/bin/bash", "-c"]);
         assert!(strings(&c, "Cmd").is_empty());
     }
+
+    /// A one-layer image tagged `name` in a new store under `root`; returns (store, layer diff_id).
+    fn store_image(root: &std::path::Path, name: &str, arch: &str, file: &[u8]) -> (Store, String) {
+        let store = Store::open(root).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(file.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, "etc/hello", file).unwrap();
+        let layer = tar.into_inner().unwrap();
+        let diff_id = crate::transport::verify::sha256_digest(&layer).to_string();
+        let l = store.put_manifest(&layer, media::OCI_LAYER).unwrap();
+        let config = json!({"architecture": arch, "os": "linux",
+            "config": {"Env": ["PATH=/bin"], "OnBuild": ["RUN true"]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]}});
+        let cb = serde_json::to_vec(&config).unwrap();
+        let c = store.put_manifest(&cb, media::OCI_CONFIG).unwrap();
+        let m = json!({"schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
+            "config": c, "layers": [l]});
+        let mb = serde_json::to_vec(&m).unwrap();
+        let md = store.put_manifest(&mb, media::OCI_MANIFEST).unwrap();
+        store.tag(name, &md).unwrap();
+        (store, diff_id)
+    }
+
+    fn resolver(store: &Store, pull: PullPolicy, rt: &tokio::runtime::Runtime) -> BaseResolver {
+        let sys = SystemContext {
+            store_root: store.root().to_path_buf(),
+            retry_times: 0,
+            ..Default::default()
+        };
+        BaseResolver::new(store.clone(), sys, pull, rt.handle().clone())
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn never_uses_the_store_and_names_what_is_missing() {
+        let t = tempfile::tempdir().unwrap();
+        let host = Platform::host();
+        let (store, diff_id) = store_image(t.path(), "app:1", &host.architecture, b"hi\n");
+        let rt = runtime();
+        let r = resolver(&store, PullPolicy::Never, &rt);
+        let b = r.resolve("app:1", &host).unwrap();
+        assert_eq!(b.name, "localhost/app:1");
+        assert_eq!(b.diff_ids, vec![diff_id.clone()]);
+        // Memoised: the same Arc.
+        assert!(Arc::ptr_eq(&b, &r.resolve("app:1", &host).unwrap()));
+        let e = format!("{:#}", r.resolve("nothere:2", &host).unwrap_err());
+        assert!(
+            e.contains("`nothere:2`") && e.contains("--pull=never"),
+            "{e}"
+        );
+        let other: Platform = if host.architecture == "s390x" {
+            "linux/amd64"
+        } else {
+            "linux/s390x"
+        }
+        .parse()
+        .unwrap();
+        let e = format!("{:#}", r.resolve("app:1", &other).unwrap_err());
+        assert!(
+            e.contains(&format!("is for linux/{}", host.architecture))
+                && e.contains("--pull=never"),
+            "{e}"
+        );
+        // The frontend sees the base's Env and OnBuild.
+        let wp = crate::plugin::frontend::Platform {
+            os: host.os.clone(),
+            architecture: host.architecture.clone(),
+            variant: host.variant.clone(),
+            os_version: None,
+            os_features: vec![],
+        };
+        let img = ImageResolver::resolve(&r, "app:1", &wp).unwrap().unwrap();
+        assert_eq!(img.reference, "localhost/app:1");
+        assert_eq!(img.env, vec!["PATH=/bin"]);
+        assert_eq!(img.on_build, vec!["RUN true"]);
+        assert!(
+            ImageResolver::resolve(&r, "scratch", &wp)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn unpacks_layers_verified_and_records_diff_ids() {
+        let t = tempfile::tempdir().unwrap();
+        let host = Platform::host();
+        let (store, diff_id) = store_image(t.path(), "app:1", &host.architecture, b"hi\n");
+        let rt = runtime();
+        let r = resolver(&store, PullPolicy::Missing, &rt);
+        let b = r.resolve("app:1", &host).unwrap();
+        let cache = LayerCache::new(store.root());
+        let st = r.image_state(&b, &cache).unwrap();
+        assert_eq!(st.layers.len(), 1);
+        assert_eq!(
+            std::fs::read(st.layers[0].dir.join("etc/hello")).unwrap(),
+            b"hi\n"
+        );
+        assert_eq!(
+            store
+                .diff_id_of(b.layers[0].digest())
+                .map(|d| d.to_string()),
+            Some(diff_id.clone())
+        );
+        assert_eq!(st.config["config"]["Env"][0], "PATH=/bin");
+
+        // A layer that does not match its diff_id is refused, naming the image and the layer.
+        let t2 = tempfile::tempdir().unwrap();
+        let (store2, _) = store_image(t2.path(), "bad:1", &host.architecture, b"x\n");
+        let r2 = resolver(&store2, PullPolicy::Never, &rt);
+        let mut b2 = (*r2.resolve("bad:1", &host).unwrap()).clone();
+        b2.diff_ids[0] = format!("sha256:{}", "0".repeat(64));
+        let e = format!(
+            "{:#}",
+            r2.image_state(&b2, &LayerCache::new(store2.root()))
+                .unwrap_err()
+        );
+        assert!(
+            e.contains("localhost/bad:1") && e.contains("does not match its diff_id"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn newer_keeps_the_local_image_when_the_registry_is_unreachable_and_always_fails() {
+        let t = tempfile::tempdir().unwrap();
+        let host = Platform::host();
+        // Port 1 on loopback: connection refused at once.
+        let name = "127.0.0.1:1/app:1";
+        let (store, _) = store_image(t.path(), name, &host.architecture, b"hi\n");
+        let rt = runtime();
+        let b = resolver(&store, PullPolicy::Newer, &rt)
+            .resolve(name, &host)
+            .unwrap();
+        assert_eq!(b.name, name);
+        let e = format!(
+            "{:#}",
+            resolver(&store, PullPolicy::Always, &rt)
+                .resolve(name, &host)
+                .unwrap_err()
+        );
+        assert!(e.contains(name) && e.contains("pulling it"), "{e}");
+        let b = resolver(&store, PullPolicy::Missing, &rt)
+            .resolve(name, &host)
+            .unwrap();
+        assert_eq!(b.name, name);
+    }
+
+    #[test]
+    fn reads_file_transports_into_the_store() {
+        let t = tempfile::tempdir().unwrap();
+        let host = Platform::host();
+        let (store, _) = store_image(&t.path().join("a"), "app:1", &host.architecture, b"hi\n");
+        let rt = runtime();
+        let out = t.path().join("layout");
+        let spec: crate::build::output::OutputSpec =
+            format!("type=oci,dest={},name=v1", out.display())
+                .parse()
+                .unwrap();
+        let sys = SystemContext {
+            store_root: store.root().to_path_buf(),
+            ..Default::default()
+        };
+        crate::build::output::export(&store, "app:1", &spec, &sys, rt.handle()).unwrap();
+        let other = Store::open(&t.path().join("b")).unwrap();
+        let r = resolver(&other, PullPolicy::Never, &rt);
+        let b = r
+            .resolve(&format!("oci:{}:v1", out.display()), &host)
+            .unwrap();
+        assert_eq!(b.name, "localhost/v1:latest");
+        assert_eq!(other.resolve("v1").unwrap().0, "localhost/v1:latest");
+        let st = r.image_state(&b, &LayerCache::new(other.root())).unwrap();
+        assert_eq!(
+            std::fs::read(st.layers[0].dir.join("etc/hello")).unwrap(),
+            b"hi\n"
+        );
+        let e = format!(
+            "{:#}",
+            r.resolve(&format!("oci:{}:nope", out.display()), &host)
+                .unwrap_err()
+        );
+        assert!(e.contains("no image named `nope`"), "{e}");
+    }
 }
