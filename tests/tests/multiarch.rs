@@ -1,0 +1,290 @@
+//! Multi-arch builds: one command builds linux/amd64 and linux/arm64 (RUN under QEMU), pushes one index that
+//! skopeo reads per architecture; the same index can be assembled from per-platform builds with
+//! `lade manifest`; and each runner path (binfmt handler, injected qemu, neither) behaves as documented.
+
+use lade_tests::oci::{busybox_image_for, ARM64_BUSYBOX};
+use lade_tests::{lade, ok, require_peers, Registry};
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const CONTAINERFILE: &str = "\
+FROM localhost/base:1
+ARG TARGETARCH
+RUN uname -m > /arch && echo \"$TARGETARCH\" > /targetarch
+CMD [\"cat\", \"/arch\"]
+";
+
+fn need_root_and_arm64(test: &str) -> bool {
+    let root = rustix::process::geteuid().is_root();
+    let arm = Path::new(ARM64_BUSYBOX).is_file();
+    let qemu = lade_tests::which("qemu-aarch64-static").is_some();
+    if root && arm && qemu {
+        return true;
+    }
+    let why = format!(
+        "{test}: needs root (RUN steps), {ARM64_BUSYBOX} and qemu-aarch64-static (scripts/setup.sh): root={root} arm64-busybox={arm} qemu={qemu}"
+    );
+    assert!(!lade_tests::peers_required(), "{why}");
+    eprintln!("SKIPPED {why}");
+    false
+}
+
+struct Setup {
+    tmp: tempfile::TempDir,
+    root: PathBuf,
+    ctx: PathBuf,
+}
+
+/// A store holding `localhost/base:1`, an index over busybox images for amd64 and arm64, and a context.
+fn setup(containerfile: &str) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let layout = tmp.path().join("bases");
+    busybox_image_for(&layout, "amd64", "amd64");
+    busybox_image_for(&layout, "arm64", "arm64");
+    let l = |c: &mut Command| {
+        c.arg("--root").arg(&root);
+    };
+    let mut c = lade();
+    l(&mut c);
+    ok(c.args(["manifest", "create", "localhost/base:1"]));
+    for arch in ["amd64", "arm64"] {
+        let mut c = lade();
+        l(&mut c);
+        ok(c.args(["manifest", "add", "localhost/base:1"])
+            .arg(format!("oci:{}:{arch}", layout.display())));
+    }
+    let ctx = tmp.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(ctx.join("Containerfile"), containerfile).unwrap();
+    Setup { tmp, root, ctx }
+}
+
+impl Setup {
+    fn lade(&self) -> Command {
+        let mut c = lade();
+        c.arg("--root").arg(&self.root);
+        c
+    }
+
+    /// A file of an image, pulled from the registry by skopeo for `arch` and unpacked by umoci.
+    fn registry_file(&self, reference: &str, arch: &str, path: &str) -> String {
+        let out = self.tmp.path().join(format!("pull-{arch}-{}", rand_suffix()));
+        ok(Command::new("skopeo").args([
+            "copy",
+            "-q",
+            "--src-tls-verify=false",
+            "--override-arch",
+            arch,
+            &format!("docker://{reference}"),
+            &format!("oci:{}:x", out.display()),
+        ]));
+        let bundle = out.with_extension("bundle");
+        ok(Command::new("umoci")
+            .args(["raw", "unpack", "--rootless", "--image"])
+            .arg(format!("{}:x", out.display()))
+            .arg(&bundle));
+        fs::read_to_string(bundle.join(path.trim_start_matches('/'))).unwrap()
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+fn raw(reference: &str) -> Value {
+    let out = ok(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]));
+    serde_json::from_str(&out).unwrap()
+}
+
+/// (os, architecture, variant, mediaType) of every entry, sorted.
+fn platforms(index: &Value) -> Vec<(String, String, String, String)> {
+    let mut v: Vec<_> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let s = |p: &str| m.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+            (
+                s("/platform/os"),
+                s("/platform/architecture"),
+                s("/platform/variant"),
+                s("/mediaType"),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn two_platforms_in_one_command_make_one_index_with_the_right_images() {
+    require_peers!("skopeo", "umoci", "docker-registry");
+    if !need_root_and_arm64("two_platforms_in_one_command_make_one_index_with_the_right_images") {
+        return;
+    }
+    let s = setup(CONTAINERFILE);
+    let reg = Registry::start().unwrap();
+    ok(s.lade()
+        .args([
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--manifest",
+            "localhost/app:1",
+        ])
+        .arg(&s.ctx));
+    let pushed = format!("{}/app:1", reg.addr);
+    ok(s.lade().args([
+        "manifest",
+        "push",
+        "--all",
+        "--tls-verify=false",
+        "localhost/app:1",
+        &format!("docker://{pushed}"),
+    ]));
+    let index = raw(&pushed);
+    assert_eq!(
+        index["mediaType"], "application/vnd.oci.image.index.v1+json",
+        "{index}"
+    );
+    let archs: Vec<String> = platforms(&index).into_iter().map(|p| p.1).collect();
+    assert_eq!(archs, vec!["amd64", "arm64"]);
+    assert_eq!(s.registry_file(&pushed, "arm64", "/arch"), "aarch64\n");
+    assert_eq!(s.registry_file(&pushed, "amd64", "/arch"), "x86_64\n");
+    assert_eq!(s.registry_file(&pushed, "arm64", "/targetarch"), "arm64\n");
+    assert_eq!(s.registry_file(&pushed, "amd64", "/targetarch"), "amd64\n");
+
+    // The same index assembled from two separate builds, as two CI runners would.
+    for arch in ["amd64", "arm64"] {
+        ok(s.lade()
+            .args(["build", "--platform", &format!("linux/{arch}"), "-t"])
+            .arg(format!("localhost/app-{arch}:1"))
+            .arg(&s.ctx));
+    }
+    ok(s.lade().args(["manifest", "create", "localhost/merged:1"]));
+    for arch in ["amd64", "arm64"] {
+        ok(s.lade().args([
+            "manifest",
+            "add",
+            "localhost/merged:1",
+            &format!("localhost/app-{arch}:1"),
+        ]));
+    }
+    let merged = format!("{}/merged:1", reg.addr);
+    ok(s.lade().args([
+        "manifest",
+        "push",
+        "--all",
+        "--tls-verify=false",
+        "localhost/merged:1",
+        &format!("docker://{merged}"),
+    ]));
+    let m = raw(&merged);
+    assert_eq!(m["mediaType"], index["mediaType"]);
+    assert_eq!(platforms(&m), platforms(&index), "merged: {m}\none command: {index}");
+    assert_eq!(s.registry_file(&merged, "arm64", "/arch"), "aarch64\n");
+}
+
+#[test]
+fn without_binfmt_handlers_qemu_is_injected_or_the_error_names_the_fix() {
+    require_peers!("umoci");
+    if !need_root_and_arm64("without_binfmt_handlers_qemu_is_injected_or_the_error_names_the_fix") {
+        return;
+    }
+    // Only the step's own process is emulated when qemu is injected (no binfmt for its children), so the
+    // command is exec form and uses shell builtins alone.
+    let s = setup(
+        "FROM localhost/base:1\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"read -r a < /proc/sys/kernel/osrelease; echo injected > /how\"]\n",
+    );
+    // Injection: no handler may be used, qemu-aarch64-static is on PATH.
+    let qemu_dir = lade_tests::which("qemu-aarch64-static")
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let out = ok(s
+        .lade()
+        .env("PATH", &qemu_dir)
+        .args([
+            "build",
+            "--ignore-binfmt",
+            "--platform",
+            "linux/arm64",
+            "-t",
+            "localhost/inj:1",
+        ])
+        .arg(&s.ctx));
+    assert!(!out.is_empty());
+
+    // Neither: no handler and no qemu on PATH → a clear error naming the platform and the fix.
+    let empty = s.tmp.path().join("empty-path");
+    fs::create_dir_all(&empty).unwrap();
+    let err = lade_tests::fails(
+        s.lade()
+            .env("PATH", &empty)
+            .args([
+                "build",
+                "--ignore-binfmt",
+                "--platform",
+                "linux/arm64",
+                "--no-cache",
+                "-t",
+                "localhost/none:1",
+            ])
+            .arg(&s.ctx),
+        1,
+    );
+    assert!(err.contains("linux/arm64"), "{err}");
+    assert!(err.contains("qemu-user-static"), "{err}");
+}
+
+#[test]
+fn info_reports_the_runner_for_each_platform() {
+    let out = ok(lade().args(["info", "--format", "json"]));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let runners = v["runners"].as_array().unwrap();
+    let amd64 = runners
+        .iter()
+        .find(|r| r["platform"] == "linux/amd64")
+        .unwrap();
+    assert_eq!(amd64["runner"]["kind"], "native", "{v}");
+    let arm = runners
+        .iter()
+        .find(|r| r["platform"] == "linux/arm64")
+        .unwrap();
+    if v["binfmt"]["enabled"] == true
+        && v["binfmt"]["handlers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["name"] == "qemu-aarch64")
+    {
+        assert_eq!(arm["runner"]["kind"], "binfmt", "{v}");
+    }
+    // Ignoring handlers, with nothing on PATH: an error that names the fix.
+    let empty = tempfile::tempdir().unwrap();
+    let out = ok(lade()
+        .env("PATH", empty.path())
+        .args(["info", "--format", "json", "--ignore-binfmt"]));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let arm = v["runners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["platform"] == "linux/arm64")
+        .unwrap();
+    assert!(
+        arm["error"].as_str().unwrap().contains("qemu-user-static"),
+        "{v}"
+    );
+}
