@@ -5,6 +5,10 @@
 //! * [`BaseResolver::resolve`]: reference + platform → [`ResolvedBase`] (memoised for one build).
 //! * [`BaseResolver::image_state`]: every layer unpacked (in parallel, diff_ids verified) → [`ImageState`].
 //! * [`ImageResolver`] for the frontend: Env, OnBuild and Shell of the base, so ONBUILD triggers apply.
+//!
+//! `--pull` governs registries: `oci:`, `oci-archive:`, `docker-archive:` and `dir:` bases are local input,
+//! read into the store on every build (blobs the store already has are not copied again), whatever the
+//! policy. `lade:NAME` never pulls.
 
 use super::{ImageState, Layer};
 use crate::copy::{CopyOptions, MultiArch, copy_image};
@@ -223,7 +227,7 @@ impl BaseResolver {
         }
         let base = Arc::new(
             self.resolve_uncached(reference, platform)
-                .with_context(|| format!("base image `{reference}` ({platform})"))?,
+                .with_context(|| format!("base image `{reference}` for {platform}"))?,
         );
         *slot = Some(base.clone());
         Ok(base)
@@ -325,6 +329,15 @@ impl BaseResolver {
                 tracing::info!("{why}; pulling it");
                 self.pull_any(&candidates, platform)
             }
+            (PullPolicy::Always, _) => self.pull_any(&candidates, platform).map_err(|e| {
+                match self.local(local_name, platform) {
+                    Ok(Local::Found(b)) => e.context(format!(
+                        "--pull=always: it is in the local store as {}; use --pull=missing to build from that",
+                        b.name
+                    )),
+                    _ => e,
+                }
+            }),
             _ => self.pull_any(&candidates, platform),
         }
     }
@@ -522,9 +535,9 @@ impl BaseResolver {
                 diff_ids.len()
             );
         }
-        let cache = LayerCache::new(self.store.root());
-        for (l, d) in layers.iter().zip(&diff_ids) {
-            if !layout.has_blob(l.digest(), Some(l.size())) && cache.get(d)?.is_none() {
+        for l in &layers {
+            // The blob, not just its unpacked dir: the built image references it.
+            if !layout.has_blob(l.digest(), Some(l.size())) {
                 return Ok(Local::Unusable(format!(
                     "`{name}` in the local store lacks layer {}",
                     l.digest()
@@ -930,7 +943,10 @@ mod tests {
                 .resolve(name, &host)
                 .unwrap_err()
         );
-        assert!(e.contains(name) && e.contains("pulling it"), "{e}");
+        assert!(
+            e.contains(name) && e.contains("pulling it") && e.contains("--pull=missing"),
+            "{e}"
+        );
         let b = resolver(&store, PullPolicy::Missing, &rt)
             .resolve(name, &host)
             .unwrap();
