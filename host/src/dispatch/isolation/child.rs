@@ -236,8 +236,9 @@ pub(crate) fn setup_mounts(
     }
     let mut step_mounts = Vec::new();
     let mut sources = Vec::new();
+    let mut mounted = Vec::new();
     for m in &cs.step.mounts {
-        let resolved = resolve_source(m)?;
+        let resolved = resolve_source(m, &mut mounted)?;
         let is_dir = match (&m.kind, &resolved) {
             (_, Some(r)) => r.is_dir,
             (MountKind::Bind { source, .. }, _) => source.is_dir(),
@@ -370,9 +371,12 @@ pub(crate) struct ResolvedSource {
     pub path: PathBuf,
 }
 
-/// Mount a nested rootfs if the mount has one, then resolve the mount's subpath inside its root (creating it
-/// for `create`). None for the other kinds.
-fn resolve_source(m: &StepMount) -> Result<Option<ResolvedSource>> {
+/// Mount a nested rootfs if the mount has one (once per rootfs: `mounted` remembers them), then resolve the
+/// mount's subpath inside its root (creating it for `create`). None for the other kinds.
+fn resolve_source(
+    m: &StepMount,
+    mounted: &mut Vec<(RootfsSpec, PathBuf)>,
+) -> Result<Option<ResolvedSource>> {
     let (root_path, subpath, create) = match &m.kind {
         MountKind::Subdir {
             root,
@@ -382,12 +386,19 @@ fn resolve_source(m: &StepMount) -> Result<Option<ResolvedSource>> {
         } => (root.clone(), subpath, *create),
         MountKind::Rootfs {
             rootfs, subpath, ..
-        } => (
-            mount_rootfs(rootfs)
-                .with_context(|| format!("mounting the source filesystem of {}", m.target))?,
-            subpath,
-            false,
-        ),
+        } => {
+            let path = match mounted.iter().find(|(r, _)| r == rootfs) {
+                Some((_, p)) => p.clone(),
+                None => {
+                    let p = mount_rootfs(rootfs).with_context(|| {
+                        format!("mounting the source filesystem of {}", m.target)
+                    })?;
+                    mounted.push((rootfs.clone(), p.clone()));
+                    p
+                }
+            };
+            (path, subpath, false)
+        }
         _ => return Ok(None),
     };
     let mut r = Root::open(&root_path)?;
