@@ -185,7 +185,7 @@ fn rootfs_mount_shows_merged_layers_and_discards_writes() {
     fs::write(top.join("opt/msg"), "from-stage").unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &top.join("etc/passwd"),
+        top.join("etc/passwd"),
         rustix::fs::FileType::CharacterDevice,
         rustix::fs::Mode::empty(),
         0,

@@ -772,9 +772,24 @@ fn filtered_copy(ctx: &BuildContext, rel: &str, kind: FileKind, dest: &Path) -> 
     Ok(())
 }
 
-/// "Containerfile:7: RUN make: exit code 2" with a hint for crashes under emulation and the stderr tail.
+/// "Containerfile:7: RUN make: exit code 2", a hint for a crash under CPU emulation, and the stderr tail.
 fn failure_message(req: &RunRequest, spec: &StepSpec, out: &StepOutcome) -> String {
-    let shown = match &req.step.command {
+    let arch = req.image.config["architecture"].as_str().unwrap_or("");
+    let emulated = spec.emulator.is_some()
+        || (!arch.is_empty()
+            && crate::dispatch::platform::normalize_arch(arch, None).0
+                != Platform::host().architecture);
+    describe_failure(req.location, &req.step.command, arch, emulated, out)
+}
+
+fn describe_failure(
+    location: &str,
+    command: &Command,
+    arch: &str,
+    emulated: bool,
+    out: &StepOutcome,
+) -> String {
+    let shown = match command {
         Command::Shell(s) => s.clone(),
         Command::Exec(a) => serde_json::to_string(a).unwrap_or_default(),
     };
@@ -788,17 +803,11 @@ fn failure_message(req: &RunRequest, spec: &StepSpec, out: &StepOutcome) -> Stri
     if short.len() < shown.len() {
         short.push('…');
     }
-    let shown = short;
-    let mut msg = format!("{}: RUN {shown}: {}", req.location, out.describe());
+    let mut msg = format!("{location}: RUN {short}: {}", out.describe());
     let crash = matches!(
         out.signal,
         Some(libc::SIGSEGV | libc::SIGILL | libc::SIGBUS)
     );
-    let arch = req.image.config["architecture"].as_str().unwrap_or("");
-    let emulated = spec.emulator.is_some()
-        || (!arch.is_empty()
-            && crate::dispatch::platform::normalize_arch(arch, None).0
-                != Platform::host().architecture);
     if crash && emulated {
         msg.push_str(&format!(
             "\nhint: the command crashed while running under CPU emulation ({arch} on {}): some programs do not \
@@ -952,5 +961,47 @@ mod tests {
                 "{n}"
             );
         }
+    }
+
+    #[test]
+    fn failure_messages_name_location_status_tail_and_emulation() {
+        let out = StepOutcome {
+            exit_code: Some(2),
+            signal: None,
+            stderr_tail: (1..=30).map(|i| format!("line {i}\n")).collect(),
+        };
+        let m = describe_failure(
+            "Containerfile:7",
+            &Command::Shell("make all\nmore".into()),
+            "amd64",
+            false,
+            &out,
+        );
+        assert!(
+            m.starts_with("Containerfile:7: RUN make all…: exit code 2\n"),
+            "{m}"
+        );
+        assert!(
+            m.contains("line 30") && m.contains("line 11") && !m.contains("line 10\n"),
+            "{m}"
+        );
+        assert!(!m.contains("hint"), "{m}");
+        let segv = StepOutcome {
+            exit_code: None,
+            signal: Some(libc::SIGSEGV),
+            stderr_tail: String::new(),
+        };
+        let exec = Command::Exec(vec!["/bin/app".into()]);
+        let m = describe_failure("Containerfile:3", &exec, "arm64", true, &segv);
+        assert!(
+            m.contains("SIGSEGV") && m.contains("hint:") && m.contains("arm64"),
+            "{m}"
+        );
+        assert!(
+            m.starts_with("Containerfile:3: RUN [\"/bin/app\"]: killed by signal 11"),
+            "{m}"
+        );
+        // A native crash is the program's own bug: no emulation hint.
+        assert!(!describe_failure("F:1", &exec, "amd64", false, &segv).contains("hint"));
     }
 }
