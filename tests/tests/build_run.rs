@@ -421,17 +421,27 @@ fn cache_mount_persists_across_builds_with_its_owner_and_mode() {
         return;
     };
     let ctx = fx.context("ctx", &[]);
-    let file = "ARG BASE\nFROM $BASE\nARG N\n\
+    let file = "ARG BASE\n\
+        FROM $BASE AS seed\n\
+        RUN mkdir -p /opt/seed && echo seeded > /opt/seed/msg\n\
+        FROM $BASE\nARG N\n\
         RUN --mount=type=cache,target=/var/cache/counter \
             n=$(cat /var/cache/counter/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > /var/cache/counter/n; echo \"$N $n\" > /count\n\
         RUN --mount=type=cache,id=owned,target=/owned,uid=1000,gid=50,mode=0750 \
             stat -c '%u %g %a' /owned > /owned-stat && touch /owned/x\n\
         RUN --mount=type=cache,id=lk,target=/lk,sharing=locked --mount=type=cache,id=pv,target=/pv,sharing=private \
-            echo $N >> /lk/log && echo $N >> /pv/log && cat /lk/log | wc -l > /lk-count\n";
+            echo $N >> /lk/log && echo $N >> /pv/log && cat /lk/log | wc -l > /lk-count\n\
+        RUN --mount=type=cache,id=seeded,target=/seeded,from=seed,source=/opt/seed \
+            cat /seeded/msg > /seeded-got && echo $N >> /seeded/msg\n";
     let one = fx.build_ok("cache:1", file, &ctx, &["--build-arg", "N=first"]);
     assert_eq!(one.text("count"), "first 1");
     assert_eq!(one.text("owned-stat"), "1000 50 750");
     assert_eq!(one.text("lk-count"), "1");
+    assert_eq!(
+        one.text("seeded-got"),
+        "seeded",
+        "from= did not seed the new cache"
+    );
     let two = fx.build_ok("cache:2", file, &ctx, &["--build-arg", "N=second"]);
     assert_eq!(
         two.text("count"),
@@ -439,8 +449,13 @@ fn cache_mount_persists_across_builds_with_its_owner_and_mode() {
         "the cache mount did not keep its content"
     );
     assert_eq!(two.text("lk-count"), "2");
+    assert_eq!(
+        two.text("seeded-got"),
+        "seeded\nfirst",
+        "a seeded cache must be seeded once, then persist"
+    );
     for img in [&one, &two] {
-        img.assert_not_committed(&["/var/cache/counter", "/owned", "/lk", "/pv"]);
+        img.assert_not_committed(&["/var/cache/counter", "/owned", "/lk", "/pv", "/seeded"]);
     }
 }
 

@@ -17,12 +17,13 @@ impl StatCache {
         Ok(sha256_hex(&ctx.read_file(rel)?))
     }
 }
-use crate::context::{BuildContext, FileKind, confine};
+use crate::context::{BuildContext, FileKind, Stat, confine};
 use crate::dispatch::isolation::{
     Emulator, Isolation, MountKind, Network, RootfsMode, Snapshot, StepMount, StepOutcome,
     StepSpec, run_step,
 };
 use crate::dispatch::platform::Platform;
+use crate::layer::{DiffSource, UnpackOptions, unpack_tar, write_tar};
 use crate::plugin::frontend::{
     CacheSharing, Command, KeyValue, Mount, MountType, NetworkMode, RunStep, SecurityMode,
     SourceRef,
@@ -274,12 +275,7 @@ fn context_digest(ctx: &BuildContext, source: &str, statcache: &StatCache) -> Re
     let entry = |path: &str, kind: FileKind| -> Result<String> {
         Ok(match kind {
             FileKind::File => statcache.digest(ctx, path)?,
-            FileKind::Symlink => ctx
-                .dir()
-                .read_link(path)
-                .with_context(|| format!("reading link {path} in the build context"))?
-                .display()
-                .to_string(),
+            FileKind::Symlink => link_target(ctx, path)?.display().to_string(),
             _ => String::new(),
         })
     };
@@ -585,9 +581,9 @@ fn sibling(path: &Path, ext: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Create the cache dir with the mount's mode and owner, when it does not exist yet (made under a temp name
-/// and renamed, so no one sees it half set up).
-fn ensure_cache_dir(dir: &Path, m: &Mount) -> Result<()> {
+/// Create the cache dir with the mount's mode and owner when it does not exist yet, filled by `seed` first;
+/// it is made under a temp name and renamed, so no one sees it half set up.
+fn ensure_cache_dir(dir: &Path, m: &Mount, seed: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     match std::fs::symlink_metadata(dir) {
         Ok(md) if md.is_dir() => return Ok(()),
         Ok(_) => bail!("{} is not a directory", dir.display()),
@@ -598,31 +594,85 @@ fn ensure_cache_dir(dir: &Path, m: &Mount) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix(".new-")
         .tempdir_in(parent)
-        .with_context(|| format!("creating a dir in {}", parent.display()))?
-        .keep();
-    std::os::unix::fs::chown(&tmp, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)))?;
+        .with_context(|| format!("creating a dir in {}", parent.display()))?;
+    seed(tmp.path())?;
+    std::os::unix::fs::chown(
+        tmp.path(),
+        Some(m.uid.unwrap_or(0)),
+        Some(m.gid.unwrap_or(0)),
+    )?;
     std::fs::set_permissions(
-        &tmp,
+        tmp.path(),
         std::fs::Permissions::from_mode(m.mode.unwrap_or(0o755) & 0o7777),
     )?;
-    match std::fs::rename(&tmp, dir) {
+    match std::fs::rename(tmp.path(), dir) {
         Ok(()) => Ok(()),
-        // Another build made it first (a shared user): theirs stands.
-        Err(_) if dir.is_dir() => {
-            let _ = std::fs::remove_dir(&tmp);
-            Ok(())
-        }
+        // Another build made it first (a shared user): theirs stands, ours is removed with `tmp`.
+        Err(_) if dir.is_dir() => Ok(()),
         Err(e) => Err(e).with_context(|| format!("creating {}", dir.display())),
     }
 }
 
+/// Fill a new cache dir `dest` from `source` (a subpath) of a stage or image: its layers are merged in a
+/// scratch dir under `scratch`, then the subpath, resolved inside that root, is copied with its metadata.
+fn seed_cache(
+    req: &RunRequest,
+    from: &SourceRef,
+    source: &str,
+    dest: &Path,
+    scratch: &Path,
+) -> Result<()> {
+    let lowers = match from {
+        SourceRef::Stage(n) => (req.stage)(*n)?.lowers(),
+        SourceRef::Image(r) => (req.image_from)(r)?.lowers(),
+    };
+    let merged = tempfile::tempdir_in(scratch).context("creating a scratch dir")?;
+    for l in &lowers {
+        through_tar(DiffSource::OverlayUpper(l), merged.path(), scratch)
+            .with_context(|| format!("merging layer {}", l.display()))?;
+    }
+    let sub = confine(source)?;
+    let real = resolve_in(merged.path(), &sub)
+        .with_context(|| format!("source={source} is not in the from= filesystem"))?;
+    if !real.is_dir() {
+        bail!("source={source} is not a directory in the from= filesystem");
+    }
+    through_tar(DiffSource::Tree(&real), dest, scratch)
+}
+
+/// Copy a tree (or apply an overlay-form layer) onto `dest` through lade's layer writer and safe unpacker.
+fn through_tar(source: DiffSource<'_>, dest: &Path, scratch: &Path) -> Result<()> {
+    use std::io::Seek;
+    let mut file = tempfile::tempfile_in(scratch).context("creating a temp file")?;
+    write_tar(source, &mut file, None)?;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    unpack_tar(file, dest, &UnpackOptions::default())?;
+    Ok(())
+}
+
+/// The real path of `rel` inside `root`, every symlink resolved inside `root` (as chroot would).
+fn resolve_in(root: &Path, rel: &str) -> Result<PathBuf> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let fd = rustix::fs::openat2(
+        &dir,
+        if rel.is_empty() { "." } else { rel },
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )?;
+    Ok(std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ))?)
+}
+
 fn add_cache(req: &RunRequest, m: &Mount, spec: &mut StepSpec, held: &mut Held) -> Result<()> {
     let target = target_of(m)?;
-    if m.from.is_some() {
-        bail!(
-            "type=cache with from= is not supported yet by lade; drop from= to start from an empty cache"
-        );
-    }
     let id = m.id.clone().unwrap_or_else(|| target.to_string());
     std::fs::create_dir_all(req.cache_mounts_dir)
         .with_context(|| format!("creating {}", req.cache_mounts_dir.display()))?;
@@ -653,10 +703,16 @@ fn add_cache(req: &RunRequest, m: &Mount, spec: &mut StepSpec, held: &mut Held) 
         }
     };
     held.locks.extend(lock);
-    ensure_cache_dir(&dir, m).with_context(|| format!("preparing the cache {id:?}"))?;
-    let sub = match &m.source {
-        Some(s) => confine(s)?,
-        None => String::new(),
+    let scratch = held.tmp.path().to_path_buf();
+    ensure_cache_dir(&dir, m, |new| match &m.from {
+        Some(from) => seed_cache(req, from, m.source.as_deref().unwrap_or(""), new, &scratch),
+        None => Ok(()),
+    })
+    .with_context(|| format!("preparing the cache {id:?}"))?;
+    // With from=, source= names what seeds the cache; without, a subdir of the cache to mount.
+    let sub = match (&m.from, &m.source) {
+        (None, Some(s)) => confine(s)?,
+        _ => String::new(),
     };
     spec.mounts
         .push(StepMount::subdir(&dir, &sub, target, !m.read_write, true));
@@ -694,7 +750,7 @@ fn add_bind(req: &RunRequest, m: &Mount, spec: &mut StepSpec, held: &mut Held) -
             .with_context(|| format!("locating {}", ctx.root_path().display()))?
     } else {
         let dest = held.next_path("context");
-        filtered_copy(ctx, &rel, top.kind, &dest)?;
+        filtered_copy(ctx, &rel, top, &dest)?;
         dest
     };
     if readonly {
@@ -711,17 +767,27 @@ fn add_bind(req: &RunRequest, m: &Mount, spec: &mut StepSpec, held: &mut Held) -
     Ok(())
 }
 
+/// A context symlink's target as written (absolute ones included; it is never followed here).
+fn link_target(ctx: &BuildContext, rel: &str) -> Result<PathBuf> {
+    let t = rustix::fs::readlinkat(ctx.dir(), rel, Vec::new())
+        .with_context(|| format!("reading link {rel} in the build context"))?;
+    let bytes = t.into_bytes();
+    Ok(PathBuf::from(
+        <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes),
+    ))
+}
+
 /// Materialise `rel` of the context (what the ignore rules let through) at the same relative path under
 /// `dest`: hard links when the filesystem allows, copies otherwise.
-fn filtered_copy(ctx: &BuildContext, rel: &str, kind: FileKind, dest: &Path) -> Result<()> {
+fn filtered_copy(ctx: &BuildContext, rel: &str, top: Stat, dest: &Path) -> Result<()> {
     std::fs::create_dir_all(dest)?;
     let dest_dir = cap_std::fs::Dir::open_ambient_dir(dest, cap_std::ambient_authority())?;
     let parent = Path::new(rel).parent().unwrap_or(Path::new(""));
     if !parent.as_os_str().is_empty() {
         dest_dir.create_dir_all(parent)?;
     }
-    let mut entries = vec![(rel.to_string(), kind, 0o755)];
-    if kind == FileKind::Directory {
+    let mut entries = vec![(rel.to_string(), top.kind, top.mode)];
+    if top.kind == FileKind::Directory {
         entries.extend(
             ctx.walk(rel)?
                 .into_iter()
@@ -741,14 +807,12 @@ fn filtered_copy(ctx: &BuildContext, rel: &str, kind: FileKind, dest: &Path) -> 
                         }
                     })?;
                 }
-                if let Some(st) = ctx.stat(at)? {
-                    dest_dir.set_permissions(
-                        at,
-                        cap_std::fs::Permissions::from_std(std::fs::Permissions::from_mode(
-                            st.mode & 0o7777,
-                        )),
-                    )?;
-                }
+                dest_dir.set_permissions(
+                    at,
+                    cap_std::fs::Permissions::from_std(std::fs::Permissions::from_mode(
+                        mode & 0o7777,
+                    )),
+                )?;
             }
             FileKind::File => {
                 if ctx.dir().hard_link(&path, &dest_dir, &path).is_err() {
@@ -762,7 +826,7 @@ fn filtered_copy(ctx: &BuildContext, rel: &str, kind: FileKind, dest: &Path) -> 
                 }
             }
             FileKind::Symlink => {
-                let t = ctx.dir().read_link(&path)?;
+                let t = link_target(ctx, &path)?;
                 std::os::unix::fs::symlink(&t, dest.join(&path))
                     .with_context(|| format!("copying the link {path} from the build context"))?;
             }
