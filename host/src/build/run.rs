@@ -436,15 +436,32 @@ fn mount_type_name(k: MountType) -> &'static str {
     }
 }
 
-fn target_of(m: &Mount) -> Result<&str> {
+/// The mount's target, absolute: a relative one is under the config's WorkingDir, as BuildKit does it.
+fn target_of(req: &RunRequest, m: &Mount) -> Result<String> {
     let t = m
         .target
         .as_deref()
         .context("the mount needs a target (target=/path)")?;
-    if !t.starts_with('/') {
-        bail!("target={t}: the mount target must be an absolute path");
+    Ok(absolute_target(
+        t,
+        req.image.config["config"]["WorkingDir"]
+            .as_str()
+            .unwrap_or(""),
+    ))
+}
+
+fn absolute_target(t: &str, workdir: &str) -> String {
+    if t.starts_with('/') {
+        t.to_string()
+    } else {
+        let w = workdir.trim_end_matches('/');
+        let w = if w.starts_with('/') {
+            w.to_string()
+        } else {
+            format!("/{w}")
+        };
+        format!("{}/{t}", w.trim_end_matches('/'))
     }
-    Ok(t)
 }
 
 fn add_mount(req: &RunRequest, m: &Mount, spec: &mut StepSpec, held: &mut Held) -> Result<()> {
@@ -453,7 +470,7 @@ fn add_mount(req: &RunRequest, m: &Mount, spec: &mut StepSpec, held: &mut Held) 
             "RUN --mount type=ssh is not supported yet by lade; fetch with a secret mount (type=secret) instead"
         ),
         MountType::Tmpfs => spec.mounts.push(StepMount {
-            target: target_of(m)?.into(),
+            target: target_of(req, m)?,
             kind: MountKind::Tmpfs { size: m.size },
         }),
         MountType::Secret => add_secret(req, m, spec, held)?,
@@ -495,10 +512,7 @@ fn add_secret(req: &RunRequest, m: &Mount, spec: &mut StepSpec, held: &mut Held)
         }
     }
     let target = match &m.target {
-        Some(t) => {
-            target_of(m)?;
-            t.clone()
-        }
+        Some(_) => target_of(req, m)?,
         None => format!("/run/secrets/{id}"),
     };
     let p = held.next_path("secret");
@@ -672,7 +686,7 @@ fn resolve_in(root: &Path, rel: &str) -> Result<PathBuf> {
 }
 
 fn add_cache(req: &RunRequest, m: &Mount, spec: &mut StepSpec, held: &mut Held) -> Result<()> {
-    let target = target_of(m)?;
+    let target = &target_of(req, m)?;
     let id = m.id.clone().unwrap_or_else(|| target.to_string());
     std::fs::create_dir_all(req.cache_mounts_dir)
         .with_context(|| format!("creating {}", req.cache_mounts_dir.display()))?;
@@ -720,7 +734,7 @@ fn add_cache(req: &RunRequest, m: &Mount, spec: &mut StepSpec, held: &mut Held) 
 }
 
 fn add_bind(req: &RunRequest, m: &Mount, spec: &mut StepSpec, held: &mut Held) -> Result<()> {
-    let target = target_of(m)?;
+    let target = &target_of(req, m)?;
     let readonly = !m.read_write;
     let source = m.source.as_deref().unwrap_or("");
     let lowers = match &m.from {
@@ -1012,6 +1026,14 @@ mod tests {
         );
         // A build arg named PATH is a PATH.
         assert_eq!(environment(&bare, &[kv("PATH", "/a")]), ["PATH=/a"]);
+    }
+
+    #[test]
+    fn relative_mount_targets_are_under_the_workdir() {
+        assert_eq!(absolute_target("/abs", "/w"), "/abs");
+        assert_eq!(absolute_target("cache", "/src/app/"), "/src/app/cache");
+        assert_eq!(absolute_target("cache", ""), "/cache");
+        assert_eq!(absolute_target("a/b", "/"), "/a/b");
     }
 
     #[test]
