@@ -160,6 +160,7 @@ fn from_an_umoci_layout_to_oci_archives_and_a_rootfs() {
     let p = Project::new(
         "FROM oci:{BASE}:base\nCOPY hello.txt /hello.txt\nLABEL stage=out\nENV FROM_BUILD=1\n",
     );
+    let rootfs_tar = p.path("rootfs.tar");
     let (oci, oci_tar, docker_tar, rootfs, iidfile) = (
         p.path("out-oci"),
         p.path("out.oci.tar"),
@@ -183,6 +184,8 @@ fn from_an_umoci_layout_to_oci_archives_and_a_rootfs() {
         ),
         "--output",
         &format!("type=local,dest={}", rootfs.display()),
+        "--output",
+        &format!("type=tar,dest={}", rootfs_tar.display()),
     ]));
     let id = iid(&iidfile);
     assert!(p.images().contains("localhost/app"), "{}", p.images());
@@ -269,6 +272,27 @@ fn from_an_umoci_layout_to_oci_archives_and_a_rootfs() {
         "hello from the context\n"
     );
     assert!(rootfs.join("bin/busybox").is_file());
+
+    // type=tar: the same tree, as GNU tar extracts it.
+    let extracted = p.path("extracted");
+    fs::create_dir_all(&extracted).unwrap();
+    ok(Command::new("tar")
+        .arg("-C")
+        .arg(&extracted)
+        .arg("-xf")
+        .arg(&rootfs_tar));
+    assert_eq!(
+        fs::read_to_string(extracted.join("hello.txt")).unwrap(),
+        "hello from the context\n"
+    );
+    assert_eq!(
+        fs::read(extracted.join("bin/busybox")).unwrap(),
+        fs::read(rootfs.join("bin/busybox")).unwrap()
+    );
+    assert_eq!(
+        fs::read_link(extracted.join("usr/bin")).unwrap(),
+        Path::new("../bin")
+    );
 
     // A second build into the same non-empty rootfs dir is refused, naming it.
     let err = fails(
