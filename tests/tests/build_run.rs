@@ -238,6 +238,56 @@ fn rootfs_mount_shows_merged_layers_and_discards_writes() {
     }
 }
 
+#[test]
+fn mountpoints_behind_symlinks_are_removed_in_both_modes() {
+    if !need_root("mountpoints_behind_symlinks_are_removed_in_both_modes") {
+        return;
+    }
+    let l = busybox_lowers();
+    // Debian's layout: /var/run -> /run.
+    let top = l.store.path().join("lade/layers/varrun");
+    fs::create_dir_all(top.join("var")).unwrap();
+    fs::create_dir_all(top.join("run")).unwrap();
+    std::os::unix::fs::symlink("../run", top.join("var/run")).unwrap();
+    let mut lowers = l.lowers.clone();
+    lowers.push(top);
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    fs::write(secret.path(), "x").unwrap();
+    for mode in [RootfsMode::Overlay, RootfsMode::Copy] {
+        let snap = Snapshot::prepare(&l.steps(), &lowers, mode).unwrap();
+        let mut s = spec(
+            "cat /var/run/secrets/tok > /dev/null && ls /var/run/cache > /dev/null && echo ok > /ok",
+        );
+        s.mounts = vec![
+            StepMount {
+                target: "/var/run/secrets/tok".into(),
+                kind: lade::dispatch::isolation::MountKind::Secret {
+                    source: secret.path().to_path_buf(),
+                },
+            },
+            StepMount::tmpfs("/var/run/cache"),
+        ];
+        let out = run_step(&snap, &s).unwrap();
+        assert!(
+            out.success(),
+            "{mode:?}: {}: {}",
+            out.describe(),
+            out.stderr_tail
+        );
+        let (blob, _) = snap
+            .commit(&l.cache, &l.tmp(), &DiffOptions::default())
+            .unwrap();
+        let names = tar_names(blob.path());
+        assert!(names.contains(&"ok".to_string()), "{names:?}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("run/") || n.starts_with("var/")),
+            "{mode:?}: a mountpoint behind /var/run -> /run reached the layer: {names:?}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // `lade build` end to end.
 

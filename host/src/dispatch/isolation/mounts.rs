@@ -12,7 +12,9 @@ use std::path::{Component, Path, PathBuf};
 /// The rootfs being set up.
 pub(crate) struct Root {
     fd: OwnedFd,
-    /// Paths (relative) this setup created.
+    /// The root's real path, to turn what was created into paths relative to it.
+    real: PathBuf,
+    /// Paths (relative, as they really are: symlinks on the way resolved) this setup created.
     pub created: Vec<PathBuf>,
 }
 
@@ -36,10 +38,23 @@ impl Root {
             Mode::empty(),
         )
         .with_context(|| format!("opening rootfs {}", path.display()))?;
+        let real = std::fs::read_link(fd_path(&fd))
+            .with_context(|| format!("locating rootfs {}", path.display()))?;
         Ok(Root {
             fd,
+            real,
             created: Vec::new(),
         })
+    }
+
+    /// Record `fd` (just created at the logical path `logical`) by where it really is inside the root: a
+    /// symlink on the way (`/var/run` -> `/run`) must not hide it from the cleanup.
+    fn record_created(&mut self, fd: &OwnedFd, logical: &Path) {
+        let real = std::fs::read_link(fd_path(fd))
+            .ok()
+            .and_then(|p| p.strip_prefix(&self.real).ok().map(Path::to_path_buf));
+        self.created
+            .push(real.unwrap_or_else(|| logical.to_path_buf()));
     }
 
     fn open_in(&self, rel: &Path, flags: OFlags) -> rustix::io::Result<OwnedFd> {
@@ -69,8 +84,9 @@ impl Root {
                 Err(Errno::NOENT) => {
                     rustix::fs::mkdirat(&fd, &c, Mode::from_raw_mode(0o755))
                         .with_context(|| format!("creating mountpoint {}", next.display()))?;
-                    self.created.push(next.clone());
-                    self.open_in(&next, OFlags::PATH | OFlags::DIRECTORY)?
+                    let new = self.open_in(&next, OFlags::PATH | OFlags::DIRECTORY)?;
+                    self.record_created(&new, &next);
+                    new
                 }
                 Err(e) => {
                     return Err(e)
@@ -145,8 +161,9 @@ impl Root {
         )
         .with_context(|| format!("creating mountpoint {}", rel.display()))?;
         drop(f);
-        self.created.push(rel.clone());
-        Ok(self.open_in(&rel, OFlags::PATH)?)
+        let new = self.open_in(&rel, OFlags::PATH)?;
+        self.record_created(&new, &rel);
+        Ok(new)
     }
 }
 
