@@ -1011,3 +1011,41 @@ fn comparer_reports_every_kind_of_difference() {
         .collect();
     assert_eq!(items, ["config.Env", "config.User"]);
 }
+
+/// Heredocs, which buildah 1.28 predates (it reads `<<EOF` as a word): lade alone builds the fixture, and
+/// the result is checked against the Dockerfile reference — a RUN heredoc is the script the shell runs, a
+/// heredoc after a command is its stdin, a COPY heredoc is a root-owned 0644 file whose content is expanded
+/// unless the delimiter is quoted, and `<<-` strips leading tabs.
+#[test]
+fn heredocs_against_the_reference() {
+    let Some(env) = env() else { return };
+    let case = "17-heredoc";
+    let work = env.work.join(case);
+    let ctx = work.join("context");
+    prepare_context(case, &ctx);
+    let tag = format!("compat-{case}");
+    Tool::Lade.build(env, &tag, &ctx.join("Containerfile"), &ctx, &[]);
+    let (_, rootfs) = Tool::Lade.export(env, &tag, &work.join("lade"));
+    let tree = scan(&rootfs);
+    let file = |path: &str, mode: u32, content: &str| {
+        let e = tree
+            .get(path)
+            .unwrap_or_else(|| panic!("/{path} is missing from lade's image"));
+        assert_eq!(
+            (e.kind, e.mode, e.uid, e.gid, &e.content),
+            (
+                "file",
+                mode,
+                0,
+                0,
+                &Content::Bytes(content.as_bytes().to_vec())
+            ),
+            "/{path}"
+        );
+    };
+    file("run-heredoc", 0o644, "hello world\n0\nfirst\n");
+    file("from-stdin", 0o644, "first\n");
+    file("etc/greeting", 0o644, "hello world\n");
+    file("quoted", 0o644, "raw $NAME\nindented\n");
+    file("usr/local/bin/script", 0o755, "#!/bin/sh\necho script\n");
+}
