@@ -255,12 +255,9 @@ impl BaseResolver {
             }
             Source::Docker(r) => {
                 let r = r.with_default_tag();
-                self.by_policy(&r.to_string(), vec![r.clone()], platform)
+                self.by_policy(&r.to_string(), &|| Ok(vec![r.clone()]), platform)
             }
-            Source::Name(n) => {
-                let candidates = self.candidates(&n)?;
-                self.by_policy(&n, candidates, platform)
-            }
+            Source::Name(n) => self.by_policy(&n, &|| self.candidates(&n), platform),
         }
     }
 
@@ -288,11 +285,12 @@ impl BaseResolver {
             .collect())
     }
 
-    /// The `--pull` decision for a registry image known locally as `local_name`.
+    /// The `--pull` decision for a registry image known locally as `local_name`; `candidates` (where to
+    /// pull from) is only worked out when the registry is asked.
     fn by_policy(
         &self,
         local_name: &str,
-        candidates: Vec<Reference>,
+        candidates: &dyn Fn() -> Result<Vec<Reference>>,
         platform: &Platform,
     ) -> Result<ResolvedBase> {
         let local = if self.pull == PullPolicy::Always {
@@ -313,10 +311,10 @@ impl BaseResolver {
                  (`lade pull {local_name}`) or use --pull=missing",
                 self.store.root().display()
             ),
-            (PullPolicy::Newer, Local::Found(b)) => match self.remote_digest(&candidates, platform)
+            (PullPolicy::Newer, Local::Found(b)) => match candidates().and_then(|c| self.remote_digest(&c, platform))
             {
                 Ok(Some(d)) if d == b.manifest_digest => Ok(b),
-                Ok(_) => self.pull_any(&candidates, platform),
+                Ok(_) => self.pull_any(&candidates()?, platform),
                 Err(e) => {
                     tracing::warn!(
                         "--pull=newer: cannot reach the registry for `{local_name}` ({e:#}); using the local image {}",
@@ -327,9 +325,9 @@ impl BaseResolver {
             },
             (_, Local::Unusable(why)) => {
                 tracing::info!("{why}; pulling it");
-                self.pull_any(&candidates, platform)
+                self.pull_any(&candidates()?, platform)
             }
-            (PullPolicy::Always, _) => self.pull_any(&candidates, platform).map_err(|e| {
+            (PullPolicy::Always, _) => self.pull_any(&candidates()?, platform).map_err(|e| {
                 match self.local(local_name, platform) {
                     Ok(Local::Found(b)) => e.context(format!(
                         "--pull=always: it is in the local store as {}; use --pull=missing to build from that",
@@ -338,7 +336,7 @@ impl BaseResolver {
                     _ => e,
                 }
             }),
-            _ => self.pull_any(&candidates, platform),
+            _ => self.pull_any(&candidates()?, platform),
         }
     }
 
