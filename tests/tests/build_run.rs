@@ -2,7 +2,7 @@
 //! rootfs), and `lade build` end to end: every `--mount` kind, secrets kept out of every layer and the
 //! history, failure messages, `--network none`. Bases are made here from busybox-static (umoci).
 
-use lade::dispatch::isolation::{RootfsMode, Snapshot, StepMount, StepSpec, run_step};
+use lade::dispatch::isolation::{Isolation, RootfsMode, Snapshot, StepMount, StepSpec, run_step};
 use lade::layer::{DiffOptions, DiffSource, LayerCache, write_diff};
 use lade_tests::{lade, lade_bin, oci, ok, peer, run};
 use serde_json::Value;
@@ -193,7 +193,15 @@ fn rootfs_mount_shows_merged_layers_and_discards_writes() {
     .unwrap();
     let mut stage = l.lowers.clone();
     stage.push(top.clone());
-    for mode in [RootfsMode::Overlay, RootfsMode::Copy] {
+    let runc = lade_tests::peer("runc").is_some();
+    for (mode, isolation) in [
+        (RootfsMode::Overlay, Isolation::Namespaces),
+        (RootfsMode::Copy, Isolation::Namespaces),
+        (RootfsMode::Overlay, Isolation::Oci),
+    ] {
+        if isolation == Isolation::Oci && !runc {
+            continue;
+        }
         let other = Snapshot::prepare(&l.steps(), &stage, mode).unwrap();
         let snap = Snapshot::prepare(&l.steps(), &l.lowers, RootfsMode::Overlay).unwrap();
         let mut s = spec(
@@ -206,20 +214,21 @@ fn rootfs_mount_shows_merged_layers_and_discards_writes() {
             StepMount::rootfs(&other, "/opt", "/w", false),
             StepMount::rootfs(&other, "opt/msg", "/file-mount", true),
         ];
+        s.isolation = isolation;
         let out = run_step(&snap, &s).unwrap();
         assert!(
             out.success(),
-            "{mode:?}: {}: {}",
+            "{mode:?} {isolation:?}: {}: {}",
             out.describe(),
             out.stderr_tail
         );
         let up = snap.upper();
         let read = |n: &str| fs::read_to_string(up.join(n)).unwrap().trim().to_string();
-        assert_eq!(read("got"), "from-stage", "{mode:?}");
-        assert_eq!(read("whiteout"), "hidden", "{mode:?}");
-        assert_eq!(read("ro-state"), "readonly", "{mode:?}");
-        assert_eq!(read("rw-state"), "scribble", "{mode:?}");
-        assert_eq!(read("file-got"), "from-stage", "{mode:?}");
+        assert_eq!(read("got"), "from-stage", "{mode:?} {isolation:?}");
+        assert_eq!(read("whiteout"), "hidden", "{mode:?} {isolation:?}");
+        assert_eq!(read("ro-state"), "readonly", "{mode:?} {isolation:?}");
+        assert_eq!(read("rw-state"), "scribble", "{mode:?} {isolation:?}");
+        assert_eq!(read("file-got"), "from-stage", "{mode:?} {isolation:?}");
         // Writes went to the mounted snapshot's own changes, never to a layer.
         assert!(!top.join("opt/scribble").exists());
         for d in &l.lowers {
@@ -232,7 +241,7 @@ fn rootfs_mount_shows_merged_layers_and_discards_writes() {
         for never in ["stage/", "w/", "file-mount"] {
             assert!(
                 !names.iter().any(|n| n == never),
-                "{mode:?}: {never} reached the layer: {names:?}"
+                "{mode:?} {isolation:?}: {never} reached the layer: {names:?}"
             );
         }
     }
