@@ -1,1 +1,749 @@
-//! (being written)
+//! Runs a plan: each required stage on its own thread (a stage waits only for the stages it depends on, and
+//! at most `jobs` run at once), each step looked up in the layer cache before it runs, and the target stage
+//! committed into the store.
+
+use super::base::{BaseResolver, ResolvedBase};
+use super::cache::{BuildCache, LayerRecord, Parts};
+use super::copystep::{self, CopyRequest, CopySource};
+use super::progress::{Progress, StepId};
+use super::run::{self, RunRequest, Secrets};
+use super::statcache::StatCache;
+use super::{ImageState, Layer, config};
+use crate::context::BuildContext;
+use crate::dispatch::isolation::{Emulator, Isolation, Network};
+use crate::dispatch::platform::Platform;
+use crate::layer::{Compression, DiffOptions, DiffSource, LayerCache, write_diff};
+use crate::plugin::frontend::{Instruction, Plan, SourceRef, Stage, StageBase, Step};
+use crate::store::Store;
+use crate::transport::{Descriptor, Digest};
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The image format to write.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImageFormat {
+    #[default]
+    Oci,
+    Docker,
+}
+
+/// Everything about a build except the plan and its inputs.
+pub struct BuildOptions {
+    pub platform: Platform,
+    /// Prefix for stage names in progress lines (the platform, when several are built at once).
+    pub label: Option<String>,
+    /// Look steps up in the layer cache (`--layers`, minus `--no-cache`).
+    pub use_cache: bool,
+    pub cache_ttl: Option<Duration>,
+    pub format: ImageFormat,
+    pub compression: Compression,
+    /// `--timestamp` / SOURCE_DATE_EPOCH: every created time, and file times clamped to it.
+    pub epoch: Option<i64>,
+    /// Applied to the committed image: `--label`, `--env`, `--unsetenv`, `--annotation`.
+    pub labels: Vec<(String, String)>,
+    pub env: Vec<(String, String)>,
+    pub unset_env: Vec<String>,
+    pub annotations: Vec<(String, String)>,
+    pub secrets: Secrets,
+    pub network: Option<Network>,
+    pub isolation: Isolation,
+    /// Stages running at once.
+    pub jobs: usize,
+    /// The definition's name as shown (`Containerfile`), for messages and `--explain-cache` slots.
+    pub file_name: String,
+    /// Ignore registered binfmt handlers when choosing how to run foreign-platform steps.
+    pub ignore_binfmt: bool,
+}
+
+/// A committed image.
+#[derive(Debug)]
+pub struct Built {
+    /// `sha256:<hex>` of the config (the image ID).
+    pub config_digest: String,
+    pub manifest: Descriptor,
+}
+
+/// What a finished stage hands to the stages that use it.
+struct StageOut {
+    state: ImageState,
+    key: String,
+}
+
+type Slot = Option<std::result::Result<Arc<StageOut>, String>>;
+
+struct Exec<'a> {
+    plan: &'a Plan,
+    ctx: &'a BuildContext,
+    resolver: &'a BaseResolver,
+    store: &'a Store,
+    opts: &'a BuildOptions,
+    progress: &'a Progress,
+    layers: LayerCache,
+    cache: BuildCache,
+    stat: StatCache,
+    tmp: PathBuf,
+    steps_dir: PathBuf,
+    cache_mounts: PathBuf,
+    results: Vec<(Mutex<Slot>, Condvar)>,
+    running: (Mutex<usize>, Condvar),
+    abort: AtomicBool,
+    /// The first real failure (later ones are usually "a stage it needs failed").
+    first_error: Mutex<Option<anyhow::Error>>,
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Run `plan` (already parsed, base images resolvable through `resolver`) and commit its target stage into
+/// `store`, tagged with `tags`.
+pub fn execute(
+    plan: &Plan,
+    ctx: &BuildContext,
+    resolver: &BaseResolver,
+    store: &Store,
+    opts: &BuildOptions,
+    progress: &Progress,
+    tags: &[String],
+) -> Result<Built> {
+    let root = store.root().to_path_buf();
+    let meta = root.join("lade");
+    let ex = Exec {
+        plan,
+        ctx,
+        resolver,
+        store,
+        opts,
+        progress,
+        layers: LayerCache::new(&root),
+        cache: BuildCache::new(&root, opts.cache_ttl),
+        stat: StatCache::open(&meta.join("statcache.json")),
+        tmp: meta.join("tmp"),
+        steps_dir: meta.join("steps"),
+        cache_mounts: meta.join("cache-mounts"),
+        results: plan
+            .stages
+            .iter()
+            .map(|_| (Mutex::new(None), Condvar::new()))
+            .collect(),
+        running: (Mutex::new(0), Condvar::new()),
+        abort: AtomicBool::new(false),
+        first_error: Mutex::new(None),
+    };
+    for d in [&ex.tmp, &ex.steps_dir, &ex.cache_mounts] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    // Blobs written before the final tag must survive a concurrent `lade prune`.
+    let _guard = store.writer_guard()?;
+    std::thread::scope(|s| {
+        for &i in &plan.required {
+            let ex = &ex;
+            std::thread::Builder::new()
+                .name(format!("stage-{i}"))
+                .spawn_scoped(s, move || ex.stage_thread(i))
+                .expect("spawning a stage thread");
+        }
+    });
+    if let Err(e) = ex.stat.save() {
+        tracing::warn!("could not save the context stat cache: {e:#}");
+    }
+    if let Some(e) = ex.first_error.lock().expect("lock").take() {
+        return Err(e);
+    }
+    let target = ex.wait(plan.target)?;
+    ex.commit(&target.state, tags)
+}
+
+impl Exec<'_> {
+    fn stage_name(&self, i: u32) -> String {
+        let name = match self
+            .plan
+            .stages
+            .get(i as usize)
+            .and_then(|s| s.name.clone())
+        {
+            Some(n) => n,
+            None => format!("{}", i + 1),
+        };
+        match &self.opts.label {
+            Some(l) => format!("{l} {name}"),
+            None => name,
+        }
+    }
+
+    fn stage_thread(&self, i: u32) {
+        let result = self.run_stage(i);
+        if let Err(e) = &result {
+            let mut first = self.first_error.lock().expect("lock");
+            if first.is_none() && !self.abort.swap(true, Ordering::SeqCst) {
+                *first = Some(anyhow!("{e:#}"));
+            }
+        }
+        let (slot, cv) = &self.results[i as usize];
+        *slot.lock().expect("lock") = Some(result.map(Arc::new).map_err(|e| format!("{e:#}")));
+        cv.notify_all();
+    }
+
+    /// The result of stage `i`, waiting for it.
+    fn wait(&self, i: u32) -> Result<Arc<StageOut>> {
+        let (slot, cv) = self
+            .results
+            .get(i as usize)
+            .ok_or_else(|| anyhow!("the plan names stage {i}, which does not exist"))?;
+        let mut g = slot.lock().expect("lock");
+        loop {
+            if let Some(r) = &*g {
+                return r.clone().map_err(|_| {
+                    anyhow!(
+                        "stage {} failed, so this stage cannot run",
+                        self.stage_name(i)
+                    )
+                });
+            }
+            g = cv.wait(g).expect("lock");
+        }
+    }
+
+    fn acquire(&self) {
+        let (n, cv) = &self.running;
+        let mut g = n.lock().expect("lock");
+        while *g >= self.opts.jobs.max(1) {
+            g = cv.wait(g).expect("lock");
+        }
+        *g += 1;
+    }
+
+    fn release(&self) {
+        let (n, cv) = &self.running;
+        *n.lock().expect("lock") -= 1;
+        cv.notify_one();
+    }
+
+    fn run_stage(&self, i: u32) -> Result<StageOut> {
+        let stage = &self.plan.stages[i as usize];
+        // Wait for every dependency before taking a job slot, so waiting stages never hold one.
+        for &d in &stage.depends_on {
+            self.wait(d)?;
+        }
+        self.acquire();
+        let r = self.run_stage_steps(stage);
+        self.release();
+        r
+    }
+
+    fn platform_of(&self, stage: &Stage) -> Result<Platform> {
+        match &stage.platform {
+            Some(p) => p.parse().with_context(|| {
+                format!(
+                    "{}:{}: FROM --platform={p} is not a platform",
+                    stage.location.file, stage.location.line
+                )
+            }),
+            None => Ok(self.opts.platform.clone()),
+        }
+    }
+
+    fn image_state(&self, base: &ResolvedBase) -> Result<ImageState> {
+        self.resolver.image_state(base, &self.layers)
+    }
+
+    fn from_image(&self, reference: &str, platform: &Platform) -> Result<(ImageState, String)> {
+        let base = self.resolver.resolve(reference, platform)?;
+        let state = self.image_state(&base)?;
+        Ok((state, base.manifest_digest.clone()))
+    }
+
+    fn run_stage_steps(&self, stage: &Stage) -> Result<StageOut> {
+        let platform = self.platform_of(stage)?;
+        let name = self.stage_name(stage.index);
+        let (mut state, mut key) = match &stage.base {
+            StageBase::Scratch => (
+                ImageState {
+                    layers: vec![],
+                    config: config::initial(None, &platform, false),
+                },
+                super::cache::key(&vec![
+                    ("base".into(), "scratch".into()),
+                    ("platform".into(), platform.to_string()),
+                ]),
+            ),
+            StageBase::Stage(s) => {
+                let out = self.wait(*s)?;
+                let mut st = out.state.clone();
+                st.config = config::initial(Some(&out.state.config), &platform, true);
+                (st, out.key.clone())
+            }
+            StageBase::Image(r) => {
+                let (mut st, digest) = self.from_image(r, &platform).with_context(|| {
+                    format!("{}:{}: FROM {r}", stage.location.file, stage.location.line)
+                })?;
+                st.config = config::initial(Some(&st.config), &platform, false);
+                let key = super::cache::key(&vec![
+                    ("base".into(), digest),
+                    ("platform".into(), platform.to_string()),
+                ]);
+                (st, key)
+            }
+        };
+        let emulator = self.emulator_for(&platform)?;
+        let total = stage.steps.len();
+        for (n, step) in stage.steps.iter().enumerate() {
+            if self.abort.load(Ordering::SeqCst) {
+                bail!("stopped: another stage failed");
+            }
+            let id = StepId {
+                stage: &name,
+                n: n + 1,
+                total,
+            };
+            let location = format!("{}:{}", step.location.file, step.location.line);
+            self.progress.step_started(&id, step.original.trim());
+            let started = Instant::now();
+            let layer = self
+                .step(
+                    &mut state,
+                    &mut key,
+                    stage,
+                    n,
+                    step,
+                    &id,
+                    &location,
+                    emulator.as_ref(),
+                )
+                .with_context(|| format!("{location}: {}", step.original.trim()))?;
+            self.progress
+                .step_finished(&id, started.elapsed(), layer.as_deref());
+        }
+        Ok(StageOut { state, key })
+    }
+
+    /// How RUN steps of `platform` execute here: natively, through a binfmt handler (its interpreter made
+    /// reachable inside the rootfs when the handler lacks the F flag), or not at all.
+    fn emulator_for(&self, platform: &Platform) -> Result<Option<Emulator>> {
+        use crate::dispatch::runner::{Runner, choose_runner};
+        let host = Platform::host();
+        if host.can_run(platform) {
+            return Ok(None);
+        }
+        let binfmt = crate::dispatch::binfmt::BinfmtInfo::system()?;
+        let path = std::env::var("PATH").unwrap_or_default();
+        match choose_runner(&host, platform, &binfmt, self.opts.ignore_binfmt, &path)? {
+            Runner::Native => Ok(None),
+            Runner::Binfmt {
+                fix_binary: true, ..
+            } => Ok(None),
+            Runner::Binfmt { interpreter, .. } => Ok(Some(Emulator::Interpreter(interpreter))),
+            Runner::Inject { qemu_path } => bail!(
+                "RUN for {platform} needs an emulator: {} is on this host but no binfmt_misc handler is registered, \
+                 and this version of lade cannot inject it into the step; register the handlers \
+                 (Debian: apt-get install binfmt-support qemu-user-static; update-binfmts --enable)",
+                qemu_path.display()
+            ),
+        }
+    }
+
+    fn created(&self) -> String {
+        config::rfc3339(self.opts.epoch.unwrap_or_else(now_secs))
+    }
+
+    /// One step. Returns the diff_id of the layer it added, if any.
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &self,
+        state: &mut ImageState,
+        key: &mut String,
+        stage: &Stage,
+        n: usize,
+        step: &Step,
+        id: &StepId,
+        location: &str,
+        emulator: Option<&Emulator>,
+    ) -> Result<Option<String>> {
+        let instruction = serde_json::to_string(&step.instruction)?;
+        let mut parts: Parts = vec![
+            ("parent".into(), key.clone()),
+            ("instruction".into(), instruction),
+        ];
+        let slot = format!(
+            "{}|{}|{}",
+            self.opts.file_name,
+            stage
+                .name
+                .clone()
+                .unwrap_or_else(|| stage.index.to_string()),
+            n
+        );
+        match &step.instruction {
+            Instruction::Run(run_step) => {
+                // The step runs on the image as it is now; `state` itself gets the new layer afterwards.
+                let image = state.clone();
+                let stage_state =
+                    |i: u32| -> Result<ImageState> { Ok(self.wait(i)?.state.clone()) };
+                let image_state = |r: &str| -> Result<ImageState> {
+                    Ok(self.from_image(r, &self.opts.platform)?.0)
+                };
+                let req = RunRequest {
+                    step: run_step,
+                    image: &image,
+                    build_args: &step.build_args,
+                    context: self.ctx,
+                    stage: &stage_state,
+                    image_from: &image_state,
+                    secrets: &self.opts.secrets,
+                    steps_dir: &self.steps_dir,
+                    cache_mounts_dir: &self.cache_mounts,
+                    network: self.opts.network,
+                    isolation: self.opts.isolation,
+                    emulator: emulator.cloned(),
+                    location,
+                };
+                parts.extend(run::key_inputs(&req, &self.stat)?);
+                self.layer_step(state, key, parts, &slot, id, step, |tmp, opts| {
+                    let snap = run::run(&req)?;
+                    let (blob, dir) = snap.commit(&self.layers, tmp, opts)?;
+                    Ok((blob, dir))
+                })
+            }
+            Instruction::Copy(c) | Instruction::Add(c) => {
+                let add = matches!(step.instruction, Instruction::Add(_));
+                let from_state;
+                let from_view;
+                let source = match &c.from {
+                    None => CopySource::Context(self.ctx),
+                    Some(SourceRef::Stage(i)) => {
+                        from_state = self.wait(*i)?;
+                        from_view = from_state.state.view();
+                        CopySource::Image(&from_view)
+                    }
+                    Some(SourceRef::Image(r)) => {
+                        let (st, digest) = self.from_image(r, &self.opts.platform)?;
+                        parts.push(("from image".into(), digest));
+                        from_view = st.view();
+                        CopySource::Image(&from_view)
+                    }
+                };
+                if let Some(SourceRef::Stage(i)) = &c.from {
+                    parts.push(("from stage".into(), self.wait(*i)?.key.clone()));
+                }
+                let dest = state.view();
+                let workdir = config::workdir(&state.config);
+                let req = CopyRequest {
+                    step: c,
+                    add,
+                    source,
+                    dest: &dest,
+                    workdir: &workdir,
+                    statcache: &self.stat,
+                    tmp_dir: &self.tmp,
+                    location,
+                };
+                let prepared = copystep::prepare(&req)?;
+                parts.push(("inputs".into(), prepared.digest.clone()));
+                for (path, digest) in &prepared.inputs {
+                    parts.push((format!("file {path}"), digest.clone()));
+                }
+                self.layer_step(state, key, parts, &slot, id, step, |tmp, opts| {
+                    let tree = tempfile::Builder::new()
+                        .prefix("copy-")
+                        .tempdir_in(&self.steps_dir)
+                        .context("creating a dir for the COPY layer")?;
+                    let out = tree.path().join("tree");
+                    std::fs::create_dir(&out)?;
+                    prepared.apply(&req, &out)?;
+                    let blob = write_diff(DiffSource::Tree(&out), tmp, opts)?;
+                    let dir = self.layers.adopt(&blob.diff_id, &out)?;
+                    Ok((blob, dir))
+                })
+            }
+            other => {
+                config::apply(&mut state.config, other)?;
+                *key = super::cache::key(&parts);
+                if !matches!(other, Instruction::Arg(_)) {
+                    let created = self.created();
+                    config::add_history(
+                        &mut state.config,
+                        &created,
+                        &config::created_by(step),
+                        true,
+                    );
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// A step that makes a layer: a cache hit reuses the recorded layer, a miss runs `make` and records it.
+    #[allow(clippy::too_many_arguments)]
+    fn layer_step(
+        &self,
+        state: &mut ImageState,
+        key: &mut String,
+        parts: Parts,
+        slot: &str,
+        id: &StepId,
+        step: &Step,
+        make: impl FnOnce(&std::path::Path, &DiffOptions) -> Result<(crate::layer::LayerBlob, PathBuf)>,
+    ) -> Result<Option<String>> {
+        let k = super::cache::key(&parts);
+        let cached = if self.opts.use_cache {
+            self.cache
+                .get(&k)
+                .and_then(|rec| rec.layer)
+                .map(|l| self.cached_layer(&l))
+                .transpose()?
+                .flatten()
+        } else {
+            None
+        };
+        let layer = match cached {
+            Some(layer) => {
+                self.progress.cache(id, &k, true, None);
+                layer
+            }
+            None => {
+                let why = if self.opts.use_cache {
+                    self.cache.explain(slot, &parts)
+                } else {
+                    "--no-cache".into()
+                };
+                self.progress.cache(id, &k, false, Some(&why));
+                let opts = DiffOptions {
+                    compression: self.opts.compression,
+                    epoch: self.opts.epoch,
+                };
+                let (blob, dir) = make(&self.tmp, &opts)?;
+                let digest: Digest = blob.digest.parse()?;
+                let diff_id: Digest = blob.diff_id.parse()?;
+                let record = LayerRecord {
+                    diff_id: blob.diff_id.clone(),
+                    digest: blob.digest.clone(),
+                    size: blob.size,
+                    media_type: blob.media_type().to_string(),
+                };
+                self.store.layout().adopt_blob(&digest, blob.file)?;
+                self.store.record_diff_id(&digest, &diff_id)?;
+                self.cache.put(&k, Some(record.clone()))?;
+                Layer {
+                    diff_id: record.diff_id,
+                    blob: descriptor(&record.media_type, &record.digest, record.size)?,
+                    dir,
+                }
+            }
+        };
+        if let Err(e) = self.cache.remember(slot, &parts) {
+            tracing::debug!("could not remember the step's inputs for --explain-cache: {e:#}");
+        }
+        let diff_id = layer.diff_id.clone();
+        config::add_layer(&mut state.config, &diff_id);
+        let created = self.created();
+        config::add_history(
+            &mut state.config,
+            &created,
+            &config::created_by(step),
+            false,
+        );
+        state.layers.push(layer);
+        *key = k;
+        Ok(Some(diff_id))
+    }
+
+    /// The layer of a cache record, if its blob is still in the store (its unpacked dir is remade if needed).
+    fn cached_layer(&self, rec: &LayerRecord) -> Result<Option<Layer>> {
+        let digest: Digest = rec.digest.parse()?;
+        if !self.store.layout().has_blob(&digest, Some(rec.size)) {
+            return Ok(None);
+        }
+        let path = self.store.layout().blob_path(&digest);
+        let dir = self.layers.get_or_unpack(&rec.diff_id, || {
+            Ok(Box::new(std::fs::File::open(&path)?) as Box<dyn std::io::Read>)
+        })?;
+        Ok(Some(Layer {
+            diff_id: rec.diff_id.clone(),
+            blob: descriptor(&rec.media_type, &rec.digest, rec.size)?,
+            dir,
+        }))
+    }
+
+    /// Write config and manifest of `state` into the store and name it.
+    fn commit(&self, state: &ImageState, tags: &[String]) -> Result<Built> {
+        let mut cfg = state.config.clone();
+        for (k, v) in &self.opts.env {
+            config::set_env(&mut cfg, k, v);
+        }
+        for k in &self.opts.unset_env {
+            config::unset_env(&mut cfg, k);
+        }
+        for (k, v) in &self.opts.labels {
+            config::set_label(&mut cfg, k, v);
+        }
+        cfg["created"] = json!(self.created());
+        let docker = self.opts.format == ImageFormat::Docker;
+        let (manifest_mt, config_mt) = if docker {
+            (
+                "application/vnd.docker.distribution.manifest.v2+json",
+                "application/vnd.docker.container.image.v1+json",
+            )
+        } else {
+            (
+                "application/vnd.oci.image.manifest.v1+json",
+                "application/vnd.oci.image.config.v1+json",
+            )
+        };
+        let config_bytes = serde_json::to_vec(&cfg)?;
+        let config_digest = self.store.layout().put_bytes(&config_bytes)?;
+        let mut layers = Vec::new();
+        for l in &state.layers {
+            let mt = layer_media_type(l.blob.media_type().as_ref(), docker)?;
+            layers.push(json!({
+                "mediaType": mt,
+                "digest": l.blob.digest().to_string(),
+                "size": l.blob.size(),
+            }));
+        }
+        let mut manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": manifest_mt,
+            "config": {
+                "mediaType": config_mt,
+                "digest": config_digest.to_string(),
+                "size": config_bytes.len(),
+            },
+            "layers": layers,
+        });
+        if !self.opts.annotations.is_empty() {
+            if docker {
+                bail!(
+                    "--annotation needs the OCI format (Docker manifests have no annotations); drop --format docker"
+                );
+            }
+            let a: BTreeMap<&str, &str> = self
+                .opts
+                .annotations
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            manifest["annotations"] = json!(a);
+        }
+        let bytes = serde_json::to_vec(&manifest)?;
+        let desc = self.store.put_manifest(&bytes, manifest_mt)?;
+        if tags.is_empty() {
+            self.store.layout().add_untagged(&desc)?;
+        }
+        for t in tags {
+            self.store
+                .tag(t, &desc)
+                .with_context(|| format!("naming the image {t}"))?;
+        }
+        Ok(Built {
+            config_digest: config_digest.to_string(),
+            manifest: desc,
+        })
+    }
+}
+
+/// Write an index over `built` (one image per platform) and name it with each of `names`. An existing list of
+/// that name keeps its entries for other platforms; entries for these platforms are replaced.
+pub fn commit_index(
+    store: &Store,
+    built: &[Built],
+    platforms: &[Platform],
+    names: &[String],
+    docker: bool,
+) -> Result<Descriptor> {
+    let index_mt = if docker {
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    } else {
+        "application/vnd.oci.image.index.v1+json"
+    };
+    let mut entries: Vec<Value> = Vec::new();
+    if let Some(first) = names.first()
+        && let Ok((_, d)) = store.resolve(first)
+        && crate::transport::media::is_index(d.media_type().as_ref())
+        && let Ok(old) = serde_json::from_slice::<Value>(&store.layout().read_blob(d.digest())?)
+    {
+        entries = old["manifests"].as_array().cloned().unwrap_or_default();
+    }
+    for (b, p) in built.iter().zip(platforms) {
+        let mut platform = json!({"architecture": p.architecture, "os": p.os});
+        if let Some(v) = &p.variant {
+            platform["variant"] = json!(v);
+        }
+        entries.retain(|e| e["platform"] != platform);
+        entries.push(json!({
+            "mediaType": b.manifest.media_type().to_string(),
+            "digest": b.manifest.digest().to_string(),
+            "size": b.manifest.size(),
+            "platform": platform,
+        }));
+    }
+    let index = json!({"schemaVersion": 2, "mediaType": index_mt, "manifests": entries});
+    let bytes = serde_json::to_vec(&index)?;
+    let desc = store.put_manifest(&bytes, index_mt)?;
+    if names.is_empty() {
+        store.layout().add_untagged(&desc)?;
+    }
+    for n in names {
+        store
+            .tag(n, &desc)
+            .with_context(|| format!("naming the manifest list {n}"))?;
+    }
+    Ok(desc)
+}
+
+fn descriptor(media_type: &str, digest: &str, size: u64) -> Result<Descriptor> {
+    Ok(Descriptor::new(
+        media_type.into(),
+        size,
+        digest
+            .parse::<Digest>()
+            .with_context(|| format!("bad digest {digest}"))?,
+    ))
+}
+
+/// A layer's media type in the output format (the blob's compression decides; a base image's layers may
+/// come in either family).
+fn layer_media_type(current: &str, docker: bool) -> Result<&'static str> {
+    let zstd = current.ends_with("zstd");
+    let plain = current.ends_with(".tar") || current.ends_with("tar");
+    Ok(match (docker, zstd, plain) {
+        (true, true, _) => bail!(
+            "a zstd layer cannot go into a Docker-format image; use --format oci or --compression-format gzip"
+        ),
+        (true, false, true) => "application/vnd.docker.image.rootfs.diff.tar",
+        (true, false, false) => "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        (false, true, _) => "application/vnd.oci.image.layer.v1.tar+zstd",
+        (false, false, true) => "application/vnd.oci.image.layer.v1.tar",
+        (false, false, false) => "application/vnd.oci.image.layer.v1.tar+gzip",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_media_types_follow_format_and_compression() {
+        let g = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+        assert_eq!(
+            layer_media_type(g, false).unwrap(),
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        assert_eq!(
+            layer_media_type("application/vnd.oci.image.layer.v1.tar+gzip", true).unwrap(),
+            g
+        );
+        assert!(layer_media_type("application/vnd.oci.image.layer.v1.tar+zstd", true).is_err());
+        assert_eq!(
+            layer_media_type("application/vnd.oci.image.layer.v1.tar", false).unwrap(),
+            "application/vnd.oci.image.layer.v1.tar"
+        );
+    }
+}

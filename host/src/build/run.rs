@@ -10,13 +10,7 @@
 //! mountpoints it created, and secret values only ever live in a private temp dir or the step's environment.
 
 use crate::build::ImageState;
-// TEMPORARY until build::statcache lands: same API, hashes every time.
-pub struct StatCache;
-impl StatCache {
-    pub fn digest(&self, ctx: &BuildContext, rel: &str) -> Result<String> {
-        Ok(sha256_hex(&ctx.read_file(rel)?))
-    }
-}
+use crate::build::statcache::StatCache;
 use crate::context::{BuildContext, FileKind, Stat, confine};
 use crate::dispatch::isolation::{
     Emulator, Isolation, MountKind, Network, RootfsMode, Snapshot, StepMount, StepOutcome,
