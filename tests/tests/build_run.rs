@@ -371,7 +371,10 @@ impl Fx {
 
     /// The image `tag`, exported with `lade push` to an OCI layout and read back from its files.
     fn image(&self, tag: &str) -> Image {
-        let dir = self.work.path().join(format!("export-{tag}"));
+        let dir = self
+            .work
+            .path()
+            .join(format!("export-{}", tag.replace(':', "-")));
         let _ = fs::remove_dir_all(&dir);
         ok(lade()
             .arg("--root")
