@@ -344,9 +344,21 @@ impl Fx {
         ctx: &Path,
         extra: &[&str],
     ) -> std::process::Output {
+        self.build_with_env(tag, containerfile, ctx, extra, &[])
+    }
+
+    fn build_with_env(
+        &self,
+        tag: &str,
+        containerfile: &str,
+        ctx: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> std::process::Output {
         let file = self.work.path().join(format!("{tag}.Containerfile"));
         fs::write(&file, containerfile).unwrap();
         run(lade()
+            .envs(env.iter().copied())
             .arg("--root")
             .arg(&self.root)
             .args(["build", "-t", tag, "-f"])
@@ -767,4 +779,56 @@ fn network_none_has_only_loopback() {
         "lo",
         "RUN --network=none was not applied"
     );
+}
+
+#[test]
+fn every_mount_kind_works_in_copy_mode_and_under_runc() {
+    let Some(fx) = fixture("every_mount_kind_works_in_copy_mode_and_under_runc") else {
+        return;
+    };
+    let ctx = fx.context("ctx", &[("data/a", "ctxdata\n")]);
+    let value = "runc-and-copy-secret-5d1e";
+    let secret = fx.work.path().join("tok");
+    fs::write(&secret, value).unwrap();
+    let file = "ARG BASE\nFROM $BASE AS s\nRUN echo stage > /m\nFROM $BASE\nARG V\n\
+        RUN --mount=type=secret,id=tok --mount=type=cache,target=/c --mount=type=bind,source=data,target=/d \
+            --mount=type=bind,from=s,target=/s --mount=type=tmpfs,target=/t \
+            sha256sum /run/secrets/tok | cut -d' ' -f1 > /out; cat /d/a /s/m >> /out; echo $V >> /c/log; \
+            cat /c/log | wc -l >> /out; echo t > /t/x; ls /sys/class/net >> /out\n";
+    let sum = sha256_of(value.as_bytes());
+    let secret_arg = format!("id=tok,src={}", secret.display());
+    let mut count = 0;
+    for (name, extra, env) in [
+        ("copy", vec![], vec![("LADE_NO_OVERLAY", "1")]),
+        ("runc", vec!["--isolation", "oci"], vec![]),
+    ] {
+        if name == "runc" && peer("runc").is_none() {
+            continue;
+        }
+        count += 1;
+        let mut args = vec!["--network", "none", "--secret", &secret_arg, "--build-arg"];
+        let v = format!("V={name}");
+        args.push(&v);
+        args.extend(extra);
+        let tag = format!("kinds:{name}");
+        let out = fx.build_with_env(&tag, file, &ctx, &args, &env);
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let img = fx.image(&tag);
+        assert_eq!(
+            img.text("out"),
+            format!("{sum}\nctxdata\nstage\n{count}\nlo"),
+            "{name}"
+        );
+        img.assert_not_committed(&["/run/secrets", "/c", "/d", "/s", "/t"]);
+        for l in &img.layers {
+            assert!(
+                !l.windows(value.len()).any(|w| w == value.as_bytes()),
+                "{name}: the secret is in a layer"
+            );
+        }
+    }
 }
