@@ -832,3 +832,31 @@ fn every_mount_kind_works_in_copy_mode_and_under_runc() {
         }
     }
 }
+
+#[test]
+fn locked_and_private_caches_are_never_used_by_two_steps_at_once() {
+    let Some(fx) = fixture("locked_and_private_caches_are_never_used_by_two_steps_at_once") else {
+        return;
+    };
+    let ctx = fx.context("ctx", &[]);
+    // Stages a and b are independent, so the executor runs them at the same time; each step marks the cache
+    // busy for a while and records whether it found the other one's mark.
+    for sharing in ["locked", "private"] {
+        let step = format!(
+            "RUN --mount=type=cache,id=c-{sharing},target=/c,sharing={sharing} \
+             if test -e /c/busy; then echo COLLISION; else echo clean; fi > /result; \
+             touch /c/busy; sleep 2; rm -f /c/busy; echo done >> /c/log\n"
+        );
+        let file = format!(
+            "ARG BASE\nFROM $BASE AS a\n{step}FROM $BASE AS b\n{step}FROM $BASE\n\
+             RUN --mount=type=bind,from=a,source=/result,target=/ra --mount=type=bind,from=b,source=/result,target=/rb \
+             cat /ra /rb > /results\n"
+        );
+        let img = fx.build_ok(&format!("sharing:{sharing}"), &file, &ctx, &[]);
+        assert_eq!(
+            img.text("results"),
+            "clean\nclean",
+            "sharing={sharing}: two steps used one cache dir at once"
+        );
+    }
+}

@@ -156,7 +156,7 @@ pub struct StepSpec {
     /// A qemu-user-static binary to run the command under (the `Inject` runner), or a binfmt interpreter
     /// without the F flag to make reachable inside the rootfs at the same path.
     pub emulator: Option<Emulator>,
-    /// The binary to re-exec for the step (default: this executable).
+    /// The binary to re-exec for the step (default: this executable, through /proc/self/exe).
     #[serde(skip)]
     pub helper: Option<PathBuf>,
 }
@@ -166,7 +166,14 @@ pub struct StepSpec {
 pub enum Emulator {
     /// Bind this host binary at the same path inside the rootfs (binfmt handler without F).
     Interpreter(PathBuf),
+    /// No binfmt handler: bind this host qemu-user-static binary at [`INJECTED_QEMU`] inside the rootfs and run
+    /// the command under it. Only the step's own program is emulated; programs it executes are not (that
+    /// needs a binfmt handler), so this suits exec-form steps and shell builtins.
+    Inject(PathBuf),
 }
+
+/// Where an injected qemu-user-static appears inside the rootfs during a step (never committed).
+pub const INJECTED_QEMU: &str = "/.lade-qemu-static";
 
 impl StepSpec {
     pub fn new(argv: Vec<String>) -> Self {
@@ -267,7 +274,9 @@ pub fn run_step(snap: &Snapshot, spec: &StepSpec) -> Result<StepOutcome> {
     std::fs::write(&spec_path, serde_json::to_vec(&child)?).context("writing the step spec")?;
     let helper = match &spec.helper {
         Some(h) => h.clone(),
-        None => std::env::current_exe().context("finding the lade binary to run the step")?,
+        // This very binary, even when its file was replaced or deleted since lade started (an upgrade or a
+        // rebuild during a long build): /proc/self/exe in the child names the inode it was forked from.
+        None => PathBuf::from("/proc/self/exe"),
     };
     let mut proc = Command::new(&helper)
         .arg("__run-step")
