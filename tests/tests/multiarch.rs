@@ -2,8 +2,8 @@
 //! skopeo reads per architecture; the same index can be assembled from per-platform builds with
 //! `lade manifest`; and each runner path (binfmt handler, injected qemu, neither) behaves as documented.
 
-use lade_tests::oci::{busybox_image_for, ARM64_BUSYBOX};
-use lade_tests::{lade, ok, require_peers, Registry};
+use lade_tests::oci::{ARM64_BUSYBOX, busybox_image_for};
+use lade_tests::{Registry, lade, ok, require_peers};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -71,7 +71,10 @@ impl Setup {
 
     /// A file of an image, pulled from the registry by skopeo for `arch` and unpacked by umoci.
     fn registry_file(&self, reference: &str, arch: &str, path: &str) -> String {
-        let out = self.tmp.path().join(format!("pull-{arch}-{}", rand_suffix()));
+        let out = self
+            .tmp
+            .path()
+            .join(format!("pull-{arch}-{}", rand_suffix()));
         ok(Command::new("skopeo").args([
             "copy",
             "-q",
@@ -113,7 +116,12 @@ fn platforms(index: &Value) -> Vec<(String, String, String, String)> {
         .unwrap()
         .iter()
         .map(|m| {
-            let s = |p: &str| m.pointer(p).and_then(Value::as_str).unwrap_or("").to_string();
+            let s = |p: &str| {
+                m.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
             (
                 s("/platform/os"),
                 s("/platform/architecture"),
@@ -191,7 +199,11 @@ fn two_platforms_in_one_command_make_one_index_with_the_right_images() {
     ]));
     let m = raw(&merged);
     assert_eq!(m["mediaType"], index["mediaType"]);
-    assert_eq!(platforms(&m), platforms(&index), "merged: {m}\none command: {index}");
+    assert_eq!(
+        platforms(&m),
+        platforms(&index),
+        "merged: {m}\none command: {index}"
+    );
     assert_eq!(s.registry_file(&merged, "arm64", "/arch"), "aarch64\n");
 }
 
@@ -212,7 +224,7 @@ fn without_binfmt_handlers_qemu_is_injected_or_the_error_names_the_fix() {
         .parent()
         .unwrap()
         .to_path_buf();
-    let out = ok(s
+    let out = s
         .lade()
         .env("PATH", &qemu_dir)
         .args([
@@ -223,8 +235,33 @@ fn without_binfmt_handlers_qemu_is_injected_or_the_error_names_the_fix() {
             "-t",
             "localhost/inj:1",
         ])
-        .arg(&s.ctx));
-    assert!(!out.is_empty());
+        .arg(&s.ctx)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("linux/arm64: RUN steps run under")
+            && stderr.contains("qemu-aarch64-static injected into the step"),
+        "the build must say which runner it picked: {stderr}"
+    );
+    let layout = s.tmp.path().join("inj-out");
+    ok(s.lade()
+        .args(["push", "localhost/inj:1"])
+        .arg(format!("oci:{}:x", layout.display())));
+    let bundle = s.tmp.path().join("inj-bundle");
+    ok(Command::new("umoci")
+        .args(["raw", "unpack", "--rootless", "--image"])
+        .arg(format!("{}:x", layout.display()))
+        .arg(&bundle));
+    assert_eq!(
+        fs::read_to_string(bundle.join("how")).unwrap(),
+        "injected\n"
+    );
+    assert!(
+        !bundle.join(".lade-qemu-static").exists(),
+        "the injected emulator must not be committed"
+    );
 
     // Neither: no handler and no qemu on PATH → a clear error naming the platform and the fix.
     let empty = s.tmp.path().join("empty-path");
@@ -273,9 +310,10 @@ fn info_reports_the_runner_for_each_platform() {
     }
     // Ignoring handlers, with nothing on PATH: an error that names the fix.
     let empty = tempfile::tempdir().unwrap();
-    let out = ok(lade()
-        .env("PATH", empty.path())
-        .args(["info", "--format", "json", "--ignore-binfmt"]));
+    let out =
+        ok(lade()
+            .env("PATH", empty.path())
+            .args(["info", "--format", "json", "--ignore-binfmt"]));
     let v: Value = serde_json::from_str(&out).unwrap();
     let arm = v["runners"]
         .as_array()

@@ -335,18 +335,25 @@ impl Exec<'_> {
         }
         let binfmt = crate::dispatch::binfmt::BinfmtInfo::system()?;
         let path = std::env::var("PATH").unwrap_or_default();
-        match choose_runner(&host, platform, &binfmt, self.opts.ignore_binfmt, &path)? {
+        let runner = choose_runner(&host, platform, &binfmt, self.opts.ignore_binfmt, &path)?;
+        self.progress.message(&match &runner {
+            Runner::Native => format!("{platform}: RUN steps run natively"),
+            Runner::Binfmt { interpreter, .. } => format!(
+                "{platform}: RUN steps run under the binfmt_misc handler {}",
+                interpreter.display()
+            ),
+            Runner::Inject { qemu_path } => format!(
+                "{platform}: RUN steps run under {} injected into the step (no binfmt_misc handler)",
+                qemu_path.display()
+            ),
+        });
+        match runner {
             Runner::Native => Ok(None),
             Runner::Binfmt {
                 fix_binary: true, ..
             } => Ok(None),
             Runner::Binfmt { interpreter, .. } => Ok(Some(Emulator::Interpreter(interpreter))),
-            Runner::Inject { qemu_path } => bail!(
-                "RUN for {platform} needs an emulator: {} is on this host but no binfmt_misc handler is registered, \
-                 and this version of lade cannot inject it into the step; register the handlers \
-                 (Debian: apt-get install binfmt-support qemu-user-static; update-binfmts --enable)",
-                qemu_path.display()
-            ),
+            Runner::Inject { qemu_path } => Ok(Some(Emulator::Inject(qemu_path))),
         }
     }
 

@@ -254,8 +254,16 @@ pub(crate) fn setup_mounts(
         sources.push(resolved);
     }
     let mut emu = None;
-    if let Some(Emulator::Interpreter(p)) = &cs.step.emulator {
-        emu = Some((root.ensure_file(&p.display().to_string())?, p.clone()));
+    match &cs.step.emulator {
+        Some(Emulator::Interpreter(p)) => {
+            let target = p.display().to_string();
+            emu = Some((root.ensure_file(&target)?, p.clone(), target));
+        }
+        Some(Emulator::Inject(p)) => {
+            let target = super::INJECTED_QEMU.to_string();
+            emu = Some((root.ensure_file(&target)?, p.clone(), target));
+        }
+        None => {}
     }
     // The upper of an overlay holds everything the setup created or copied up; all of it is removed later
     // when it is still empty.
@@ -356,8 +364,8 @@ pub(crate) fn setup_mounts(
             MountKind::Secret { source } => root.bind_at(source, &m.target, fd, true)?,
         }
     }
-    if let Some((fd, p)) = &emu {
-        root.bind_at(p, &p.display().to_string(), fd, true)?;
+    if let Some((fd, p, target)) = &emu {
+        root.bind_at(p, target, fd, true)?;
     }
     Ok((root, sources))
 }
@@ -518,9 +526,21 @@ fn step_pid1(
             bail!("setuid {}: {}", id.uid, std::io::Error::last_os_error());
         }
     }
-    let argv: Vec<CString> = cs
-        .step
-        .argv
+    // An injected qemu runs the program: `qemu -0 ARGV0 PROGRAM ARGS...`.
+    let (exe, argv) = match &cs.step.emulator {
+        Some(Emulator::Inject(_)) => {
+            let mut a = vec![
+                super::INJECTED_QEMU.to_string(),
+                "-0".into(),
+                cs.step.argv[0].clone(),
+                exe.display().to_string(),
+            ];
+            a.extend(cs.step.argv[1..].iter().cloned());
+            (PathBuf::from(super::INJECTED_QEMU), a)
+        }
+        _ => (exe, cs.step.argv.clone()),
+    };
+    let argv: Vec<CString> = argv
         .iter()
         .map(|a| CString::new(a.as_str()))
         .collect::<Result<_, _>>()
