@@ -554,7 +554,8 @@ fn bind_mounts_from_context_and_stage_are_read_only_and_invalidate_the_cache() {
         FROM $BASE\n\
         RUN --mount=type=bind,source=data,target=/data cat /data/a.txt > /got-context; \
             test -e /data/ignored.txt && echo visible > /ignored || echo absent > /ignored; \
-            (touch /data/new) 2>/dev/null && echo writable > /ro || echo readonly > /ro\n\
+            (touch /data/new) 2>/dev/null && echo writable > /ro || echo readonly > /ro; \
+            cat /proc/sys/kernel/random/uuid > /nonce\n\
         RUN --mount=type=bind,from=tools,source=/opt/tool,target=/t cat /t/msg > /got-stage\n\
         RUN --mount=type=bind,source=data,target=/data,rw echo scribble > /data/a.txt && cat /data/a.txt > /rw\n";
     let img = fx.build_ok("bind:1", file, &ctx, &[]);
@@ -581,6 +582,24 @@ fn bind_mounts_from_context_and_stage_are_read_only_and_invalidate_the_cache() {
         img.text("got-context"),
         "version-2",
         "stale cache hit for a bind-mounted file"
+    );
+    let nonce = img.text("nonce");
+    // An ignored file and an unrelated one are no input of the step: it is a cache hit (same nonce).
+    fs::write(ctx.join("data/ignored.txt"), "changed").unwrap();
+    fs::write(ctx.join("elsewhere.txt"), "new").unwrap();
+    let img = fx.build_ok("bind:3", file, &ctx, &[]);
+    assert_eq!(
+        img.text("nonce"),
+        nonce,
+        "a change outside the step's inputs reran it"
+    );
+    // A file added to the mounted dir is an input.
+    fs::write(ctx.join("data/added.txt"), "x").unwrap();
+    let img = fx.build_ok("bind:4", file, &ctx, &[]);
+    assert_ne!(
+        img.text("nonce"),
+        nonce,
+        "a file added to a bind-mounted dir did not rerun the step"
     );
 }
 
