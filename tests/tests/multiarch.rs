@@ -326,3 +326,60 @@ fn info_reports_the_runner_for_each_platform() {
         "{v}"
     );
 }
+
+#[test]
+fn pull_and_copy_choose_the_host_platform_unless_told_otherwise() {
+    require_peers!("umoci", "skopeo");
+    if !Path::new(ARM64_BUSYBOX).is_file() {
+        assert!(
+            !lade_tests::peers_required(),
+            "{ARM64_BUSYBOX} is missing (scripts/setup.sh)"
+        );
+        eprintln!("SKIPPED: {ARM64_BUSYBOX} is missing");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let layout = tmp.path().join("bases");
+    busybox_image_for(&layout, "amd64", "amd64");
+    busybox_image_for(&layout, "arm64", "arm64");
+    let l = || {
+        let mut c = lade();
+        c.arg("--root").arg(&root);
+        c
+    };
+    ok(l().args(["manifest", "create", "localhost/multi:1"]));
+    for arch in ["amd64", "arm64"] {
+        ok(l()
+            .args(["manifest", "add", "localhost/multi:1"])
+            .arg(format!("oci:{}:{arch}", layout.display())));
+    }
+    let index = tmp.path().join("index");
+    ok(l()
+        .args(["manifest", "push", "--all", "localhost/multi:1"])
+        .arg(format!("oci:{}:multi", index.display())));
+    let arch_of = |dest: &Path| -> String {
+        let out = ok(Command::new("skopeo").args([
+            "inspect",
+            "--config",
+            &format!("oci:{}:x", dest.display()),
+        ]));
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["architecture"].as_str().unwrap().to_string()
+    };
+    let src = format!("oci:{}:multi", index.display());
+    for (flags, want) in [
+        (vec![], "amd64"),
+        (vec!["--arch", "arm64"], "arm64"),
+        (vec!["--platform", "linux/arm64"], "arm64"),
+        (vec!["--override-arch", "amd64"], "amd64"),
+    ] {
+        let dest = tmp.path().join(format!("out-{}", rand_suffix()));
+        ok(lade()
+            .args(["copy", "-q"])
+            .args(&flags)
+            .arg(&src)
+            .arg(format!("oci:{}:x", dest.display())));
+        assert_eq!(arch_of(&dest), want, "copy {flags:?}");
+    }
+}

@@ -49,15 +49,18 @@ pub struct EngineFlags {
     /// Blobs copied at once
     #[arg(long, default_value_t = 6, value_name = "N")]
     pub jobs: usize,
-    /// Choose the image for this OS from an index
-    #[arg(long, value_name = "OS")]
+    /// Choose the image for this OS from an index (default: the host's)
+    #[arg(long, visible_alias = "os", value_name = "OS")]
     pub override_os: Option<String>,
-    /// Choose the image for this architecture from an index
-    #[arg(long, value_name = "ARCH")]
+    /// Choose the image for this architecture from an index (default: the host's)
+    #[arg(long, visible_alias = "arch", value_name = "ARCH")]
     pub override_arch: Option<String>,
     /// Choose the image for this variant from an index
-    #[arg(long, value_name = "VARIANT")]
+    #[arg(long, visible_alias = "variant", value_name = "VARIANT")]
     pub override_variant: Option<String>,
+    /// Choose the image for this platform from an index: OS/ARCH[/VARIANT] (the three flags above win)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
     /// Print nothing but errors
     #[arg(short, long)]
     pub quiet: bool,
@@ -83,10 +86,13 @@ impl EngineFlags {
     }
 
     fn platform(&self) -> PlatformOverride {
+        let mut parts = self.platform.as_deref().unwrap_or("").splitn(3, '/');
+        let mut part = || parts.next().filter(|s| !s.is_empty()).map(String::from);
+        let (os, arch, variant) = (part(), part(), part());
         PlatformOverride {
-            os: self.override_os.clone(),
-            arch: self.override_arch.clone(),
-            variant: self.override_variant.clone(),
+            os: self.override_os.clone().or(os),
+            arch: self.override_arch.clone().or(arch),
+            variant: self.override_variant.clone().or(variant),
         }
     }
 
