@@ -879,3 +879,44 @@ fn locked_and_private_caches_are_never_used_by_two_steps_at_once() {
         );
     }
 }
+
+#[test]
+fn run_gets_env_args_user_workdir_and_shell_from_the_image() {
+    let Some(fx) = fixture("run_gets_env_args_user_workdir_and_shell_from_the_image") else {
+        return;
+    };
+    let ctx = fx.context("ctx", &[]);
+    let file = "ARG BASE\nFROM $BASE\nENV A=image\nARG A=arg\nARG B=argb\nWORKDIR /w/sub\nUSER app\n\
+        RUN echo \"$A $B $(id -u):$(id -g) $(pwd) $HOME $PATH\" > /tmp/env-out; echo \"$HTTP_PROXY\" > /tmp/proxy\n\
+        SHELL [\"/bin/sh\", \"-c\", \"echo shell-form >> /tmp/shell; eval \\\"$0\\\"\"]\n\
+        RUN echo ran > /tmp/ran\n\
+        RUN [\"/bin/sh\", \"-c\", \"echo exec-form > /tmp/exec\"]\n";
+    let img = fx.build_ok(
+        "env:1",
+        file,
+        &ctx,
+        &["--build-arg", "HTTP_PROXY=http://proxy.invalid:3128"],
+    );
+    assert_eq!(
+        img.text("tmp/env-out"),
+        "image argb 1000:1000 /w/sub /home/app /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "image ENV must win over ARG; USER, WORKDIR, HOME and PATH come from the image"
+    );
+    assert_eq!(
+        img.text("tmp/proxy"),
+        "http://proxy.invalid:3128",
+        "proxy args reach RUN's environment"
+    );
+    assert_eq!(
+        img.text("tmp/shell"),
+        "shell-form",
+        "the shell form must run through SHELL, the exec form must not"
+    );
+    assert_eq!(img.text("tmp/ran"), "ran");
+    assert_eq!(img.text("tmp/exec"), "exec-form");
+    let history = img.config["history"].to_string();
+    assert!(
+        !history.contains("proxy.invalid"),
+        "a proxy arg reached the history: {history}"
+    );
+}
