@@ -601,6 +601,18 @@ fn bind_mounts_from_context_and_stage_are_read_only_and_invalidate_the_cache() {
         nonce,
         "a file added to a bind-mounted dir did not rerun the step"
     );
+    // from= an image reference: its merged layers, read-only.
+    let file = format!(
+        "ARG BASE\nFROM $BASE\nRUN --mount=type=bind,from={},source=/bin,target=/b ls /b > /listing\n",
+        fx.base
+    );
+    let img = fx.build_ok("bind:image", &file, &ctx, &[]);
+    let listing = img.text("listing");
+    assert!(
+        listing.lines().any(|l| l == "busybox") && listing.lines().any(|l| l == "sh"),
+        "{listing}"
+    );
+    img.assert_not_committed(&["/b"]);
 }
 
 #[test]
