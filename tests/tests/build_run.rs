@@ -171,6 +171,65 @@ fn subdir_mount_resolves_inside_its_root_and_leaves_no_mountpoint() {
     assert!(err.contains("/no/such"), "{err}");
 }
 
+/// A tmpfs mounted on the host for a test, unmounted when dropped.
+struct HostTmpfs(PathBuf);
+
+impl HostTmpfs {
+    fn mount(at: &Path) -> HostTmpfs {
+        fs::create_dir_all(at).unwrap();
+        ok(Command::new("mount").args(["-t", "tmpfs", "tmpfs"]).arg(at));
+        HostTmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for HostTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn read_only_binds_do_not_carry_writable_submounts() {
+    if !need_root("read_only_binds_do_not_carry_writable_submounts") {
+        return;
+    }
+    let l = busybox_lowers();
+    let host = tempfile::tempdir().unwrap();
+    let ctx = host.path().join("ctx");
+    fs::create_dir_all(ctx.join("inner")).unwrap();
+    let inner = HostTmpfs::mount(&ctx.join("inner"));
+    let runc = lade_tests::peer("runc").is_some();
+    for isolation in [Isolation::Namespaces, Isolation::Oci] {
+        if isolation == Isolation::Oci && !runc {
+            continue;
+        }
+        let snap = Snapshot::prepare(&l.steps(), &l.lowers, RootfsMode::Auto).unwrap();
+        let mut s = spec(
+            "(echo x > /ro/inner/escaped) 2>/dev/null && echo writable > /state || echo readonly > /state",
+        );
+        s.isolation = isolation;
+        s.mounts = vec![StepMount::subdir(&ctx, "", "/ro", true, false)];
+        let out = run_step(&snap, &s).unwrap();
+        assert!(
+            out.success(),
+            "{isolation:?}: {}: {}",
+            out.describe(),
+            out.stderr_tail
+        );
+        assert_eq!(
+            fs::read_to_string(snap.upper().join("state"))
+                .unwrap()
+                .trim(),
+            "readonly",
+            "{isolation:?}"
+        );
+        assert!(
+            !inner.0.join("escaped").exists(),
+            "{isolation:?}: a read-only bind let the step write into a host mount below it"
+        );
+    }
+}
+
 #[test]
 fn rootfs_mount_shows_merged_layers_and_discards_writes() {
     if !need_root("rootfs_mount_shows_merged_layers_and_discards_writes") {

@@ -336,7 +336,7 @@ pub(crate) fn setup_mounts(
     )
     .is_err()
     {
-        root.bind_at(Path::new("/sys"), "/sys", &targets[2].0, true)?;
+        root.bind_at(Path::new("/sys"), "/sys", &targets[2].0, true, true)?;
     }
     for (fd, src) in &etc_fds {
         bind(src, &fd_path(fd), false)?;
@@ -346,10 +346,10 @@ pub(crate) fn setup_mounts(
         match &m.kind {
             MountKind::Subdir { readonly, .. } | MountKind::Rootfs { readonly, .. } => {
                 let src = resolved.as_deref().expect("resolved above");
-                root.bind_at(Path::new(src), &m.target, fd, *readonly)?
+                root.bind_at(Path::new(src), &m.target, fd, *readonly, false)?
             }
             MountKind::Bind { source, readonly } => {
-                root.bind_at(source, &m.target, fd, *readonly)?
+                root.bind_at(source, &m.target, fd, *readonly, false)?
             }
             MountKind::Tmpfs { size } => {
                 let data = size.map(|s| format!("size={s}"));
@@ -361,11 +361,11 @@ pub(crate) fn setup_mounts(
                     data.as_deref(),
                 )?
             }
-            MountKind::Secret { source } => root.bind_at(source, &m.target, fd, true)?,
+            MountKind::Secret { source } => root.bind_at(source, &m.target, fd, true, false)?,
         }
     }
     if let Some((fd, p, target)) = &emu {
-        root.bind_at(p, target, fd, true)?;
+        root.bind_at(p, target, fd, true, false)?;
     }
     Ok((root, sources))
 }

@@ -100,8 +100,17 @@ impl Root {
 
     /// Bind `src` on the mountpoint `fd` (at `target` inside the root); read-only when asked. The remount goes
     /// through a fresh open of `target`, which now resolves to the new mount rather than the file under it.
-    pub fn bind_at(&self, src: &Path, target: &str, fd: &OwnedFd, readonly: bool) -> Result<()> {
-        bind(src, &fd_path(fd), false)?;
+    /// Only `recursive` binds carry the mounts below `src` along; the read-only flag applies to the top mount
+    /// only, so a read-only bind of a host directory is flat: nothing mounted inside it becomes writable.
+    pub fn bind_at(
+        &self,
+        src: &Path,
+        target: &str,
+        fd: &OwnedFd,
+        readonly: bool,
+        recursive: bool,
+    ) -> Result<()> {
+        bind_with(src, &fd_path(fd), recursive)?;
         if readonly {
             let rel: PathBuf = rel_components(target)?.into_iter().collect();
             let now = self
@@ -210,17 +219,17 @@ pub(crate) fn mount(
     Ok(())
 }
 
-/// A bind mount (recursive), made read-only when asked.
-pub(crate) fn bind(src: &Path, target: &str, readonly: bool) -> Result<()> {
+/// A bind mount, with the mounts below `src` when `recursive`.
+fn bind_with(src: &Path, target: &str, recursive: bool) -> Result<()> {
     let s = src.as_os_str().as_bytes();
     let src_s = std::str::from_utf8(s).context("a non-UTF-8 mount source")?;
-    mount(
-        Some(src_s),
-        target,
-        None,
-        libc::MS_BIND | libc::MS_REC,
-        None,
-    )?;
+    let rec = if recursive { libc::MS_REC } else { 0 };
+    mount(Some(src_s), target, None, libc::MS_BIND | rec, None)
+}
+
+/// A bind mount (recursive), made read-only when asked.
+pub(crate) fn bind(src: &Path, target: &str, readonly: bool) -> Result<()> {
+    bind_with(src, target, true)?;
     if readonly {
         mount(
             None,

@@ -30,7 +30,7 @@ const CAPS: &[&str] = &[
 
 fn bind_mount(dest: &str, src: &Path, ro: bool) -> Result<Mount> {
     let mut options = vec![
-        "rbind".to_string(),
+        "bind".to_string(),
         if ro { "ro" } else { "rw" }.to_string(),
     ];
     options.push("nosuid".into());
