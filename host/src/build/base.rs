@@ -209,6 +209,12 @@ impl BaseResolver {
     /// `reference` for `platform`, from the store or pulled into it (see the module docs). The same
     /// (reference, platform) resolves once per build, even when several stages ask at once.
     pub fn resolve(&self, reference: &str, platform: &Platform) -> Result<Arc<ResolvedBase>> {
+        self.resolve_memo(reference, platform)
+            .with_context(|| format!("base image `{}` for {platform}", reference.trim()))
+    }
+
+    /// [`BaseResolver::resolve`] without naming the reference in the error (the frontend's caller does).
+    fn resolve_memo(&self, reference: &str, platform: &Platform) -> Result<Arc<ResolvedBase>> {
         let reference = reference.trim();
         let slot = {
             let mut memo = self
@@ -225,10 +231,7 @@ impl BaseResolver {
         if let Some(b) = &*slot {
             return Ok(b.clone());
         }
-        let base = Arc::new(
-            self.resolve_uncached(reference, platform)
-                .with_context(|| format!("base image `{reference}` for {platform}"))?,
-        );
+        let base = Arc::new(self.resolve_uncached(reference, platform)?);
         *slot = Some(base.clone());
         Ok(base)
     }
@@ -685,7 +688,8 @@ impl ImageResolver for BaseResolver {
             &platform.architecture,
             platform.variant.as_deref(),
         );
-        let base = BaseResolver::resolve(self, reference, &p)?;
+        // The caller names the reference ("resolving base image `X`").
+        let base = self.resolve_memo(reference, &p)?;
         Ok(Some(BaseImage {
             reference: base.name.clone(),
             env: strings(&base.config, "Env"),
