@@ -581,3 +581,45 @@ fn push_and_registry_output_to_a_loopback_registry() {
     ]);
     assert_eq!(stored, pushed);
 }
+
+/// The frontend sees the base's config through the resolver: its ENV expands in the child, and its
+/// ONBUILD triggers run. The base is found in the store by short name, and as `lade:NAME`.
+#[test]
+fn a_local_base_gives_the_frontend_its_env_and_onbuild_triggers() {
+    require_peers!("umoci");
+    let p = Project::new(
+        "FROM oci:{BASE}:base\nENV GREETING=hello\nONBUILD LABEL triggered=yes\nLABEL parent=1\n",
+    );
+    ok(&mut p.build(&["-t", "parent:1"]));
+    let child_cfg = |name: &str| -> Value {
+        let m = p.stored_manifest(name);
+        let hex = m["config"]["digest"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap()
+            .to_string();
+        serde_json::from_slice(&fs::read(p.root.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+    };
+    for (from, tag) in [
+        ("parent:1", "child:1"),
+        ("lade:localhost/parent:1", "child:2"),
+    ] {
+        p.containerfile(&format!(
+            "FROM {from}\nLABEL greeting=\"$GREETING world\"\n"
+        ));
+        ok(&mut p.build(&["--pull=never", "-t", tag]));
+        let cfg = child_cfg(&format!("localhost/{tag}"));
+        let labels = &cfg["config"]["Labels"];
+        assert_eq!(labels["greeting"], "hello world", "{from}: {cfg}");
+        assert_eq!(
+            labels["triggered"], "yes",
+            "{from}: the ONBUILD trigger ran: {cfg}"
+        );
+        assert_eq!(labels["parent"], "1", "{from}: {cfg}");
+    }
+    // `lade:` never pulls: an absent image is an error naming it.
+    p.containerfile("FROM lade:localhost/absent:1\n");
+    let err = fails(&mut p.build(&["-t", "child:3"]), 1);
+    assert!(err.contains("localhost/absent:1"), "{err}");
+}
