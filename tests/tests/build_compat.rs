@@ -43,7 +43,22 @@ struct Deliberate {
     reason: &'static str,
 }
 
-const DELIBERATE: &[Deliberate] = &[];
+const DELIBERATE: &[Deliberate] = &[
+    Deliberate {
+        case: "02-env-arg",
+        item: "config.Env",
+        lade: r#"["PATH=/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","BASE_ENV=overridden-from-base","GREETING=hello world","NAME=default-value","LEGACY=legacy form value","COMBINED=cli-given-fallback","SINGLE=$NAME","ESCAPED=$NAME","GLOBAL_SEEN=not-in-scope","FROM_ARG=cli","LATE=late-default"]"#,
+        reason: "same variables and values; only the order differs: buildah 1.28 moves a redefined variable \
+                 (PATH, BASE_ENV from the base) to the end, Docker (BuildKit's addEnv) and lade replace it in place",
+    },
+    Deliberate {
+        case: "04-cmd-entrypoint-shell",
+        item: "config.Entrypoint",
+        lade: r#"["/bin/sh","-e","-c","echo shell-form entrypoint"]"#,
+        reason: "the Dockerfile reference: SHELL applies to the shell form of RUN, CMD and ENTRYPOINT; buildah \
+                 1.28 ignores SHELL for ENTRYPOINT and writes /bin/sh -c",
+    },
+];
 
 /// The label buildah stamps on every image it commits; it names the tool, not the build.
 const BUILDAH_LABEL: &str = "io.buildah.version";
