@@ -991,3 +991,61 @@ fn run_gets_env_args_user_workdir_and_shell_from_the_image() {
         "a proxy arg reached the history: {history}"
     );
 }
+
+#[test]
+fn a_crash_under_emulation_gets_a_hint_and_a_native_one_does_not() {
+    let Some(fx) = fixture("a_crash_under_emulation_gets_a_hint_and_a_native_one_does_not") else {
+        return;
+    };
+    let ctx = fx.context("ctx", &[]);
+    // A child shell killed by SIGSEGV: the step's shell exits 139.
+    let file = "ARG BASE\nFROM $BASE\nRUN sh -c 'kill -SEGV $$'; exit $?\n";
+    let out = fx.build("crash:native", file, &ctx, &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(":3") && err.contains("exit code 139"), "{err}");
+    assert!(
+        !err.contains("hint: the command crashed"),
+        "a native crash got the emulation hint: {err}"
+    );
+    let emulated = Path::new(oci::ARM64_BUSYBOX).is_file()
+        && Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists();
+    if !emulated {
+        assert!(
+            !lade_tests::peers_required(),
+            "arm64 busybox (scripts/setup.sh) and a qemu-aarch64 binfmt_misc handler are needed"
+        );
+        eprintln!(
+            "\n*** SKIPPED the emulated half: no arm64 busybox or no qemu-aarch64 binfmt handler ***\n"
+        );
+        return;
+    }
+    let layout = fx.work.path().join("arm64");
+    oci::busybox_image_for(&layout, "1", "arm64");
+    let out = run(lade()
+        .arg("--root")
+        .arg(&fx.root)
+        .args([
+            "build",
+            "--platform",
+            "linux/arm64",
+            "-t",
+            "crash:arm64",
+            "-f",
+        ])
+        .arg({
+            let f = fx.work.path().join("crash-arm64.Containerfile");
+            fs::write(&f, file).unwrap();
+            f
+        })
+        .arg("--build-arg")
+        .arg(format!("BASE=oci:{}:1", layout.display()))
+        .arg(&ctx));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exit code 139"), "{err}");
+    assert!(
+        err.contains("hint: the command crashed while running under CPU emulation (arm64"),
+        "{err}"
+    );
+}

@@ -876,10 +876,12 @@ fn describe_failure(
         short.push('…');
     }
     let mut msg = format!("{location}: RUN {short}: {}", out.describe());
-    let crash = matches!(
-        out.signal,
-        Some(libc::SIGSEGV | libc::SIGILL | libc::SIGBUS)
-    );
+    // Killed by the signal, or a shell reporting its child was (exit code 128 + signal).
+    let crash_signals = [libc::SIGSEGV, libc::SIGILL, libc::SIGBUS];
+    let crash = out.signal.is_some_and(|s| crash_signals.contains(&s))
+        || out
+            .exit_code
+            .is_some_and(|c| crash_signals.iter().any(|s| c == 128 + s));
     if crash && emulated {
         msg.push_str(&format!(
             "\nhint: the command crashed while running under CPU emulation ({arch} on {}): some programs do not \
@@ -1083,5 +1085,13 @@ mod tests {
         );
         // A native crash is the program's own bug: no emulation hint.
         assert!(!describe_failure("F:1", &exec, "amd64", false, &segv).contains("hint"));
+        // A shell reports its child's SIGILL as exit code 132.
+        let sh = StepOutcome {
+            exit_code: Some(132),
+            signal: None,
+            stderr_tail: "Illegal instruction".into(),
+        };
+        let m = describe_failure("F:2", &Command::Shell("./app".into()), "arm64", true, &sh);
+        assert!(m.contains("exit code 132") && m.contains("hint:"), "{m}");
     }
 }
