@@ -798,27 +798,77 @@ mod tests {
 
     /// A one-layer image tagged `name` in a new store under `root`; returns (store, layer diff_id).
     fn store_image(root: &std::path::Path, name: &str, arch: &str, file: &[u8]) -> (Store, String) {
+        let (store, mut diffs) = store_layers(root, name, arch, &[("etc/hello", file)]);
+        (store, diffs.remove(0))
+    }
+
+    /// An image of one layer per (path, content), tagged `name`; returns the store and the diff_ids.
+    fn store_layers(
+        root: &std::path::Path,
+        name: &str,
+        arch: &str,
+        files: &[(&str, &[u8])],
+    ) -> (Store, Vec<String>) {
         let store = Store::open(root).unwrap();
-        let mut tar = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_ustar();
-        h.set_size(file.len() as u64);
-        h.set_mode(0o644);
-        h.set_cksum();
-        tar.append_data(&mut h, "etc/hello", file).unwrap();
-        let layer = tar.into_inner().unwrap();
-        let diff_id = crate::transport::verify::sha256_digest(&layer).to_string();
-        let l = store.put_manifest(&layer, media::OCI_LAYER).unwrap();
+        let (mut descs, mut diffs) = (vec![], vec![]);
+        for (path, data) in files {
+            let mut tar = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, path, *data).unwrap();
+            let layer = tar.into_inner().unwrap();
+            diffs.push(crate::transport::verify::sha256_digest(&layer).to_string());
+            descs.push(store.put_manifest(&layer, media::OCI_LAYER).unwrap());
+        }
         let config = json!({"architecture": arch, "os": "linux",
             "config": {"Env": ["PATH=/bin"], "OnBuild": ["RUN true"]},
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]}});
+            "rootfs": {"type": "layers", "diff_ids": diffs}});
         let cb = serde_json::to_vec(&config).unwrap();
         let c = store.put_manifest(&cb, media::OCI_CONFIG).unwrap();
         let m = json!({"schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
-            "config": c, "layers": [l]});
+            "config": c, "layers": descs});
         let mb = serde_json::to_vec(&m).unwrap();
         let md = store.put_manifest(&mb, media::OCI_MANIFEST).unwrap();
         store.tag(name, &md).unwrap();
-        (store, diff_id)
+        (store, diffs)
+    }
+
+    #[test]
+    fn unpacks_many_layers_in_parallel_in_order() {
+        let t = tempfile::tempdir().unwrap();
+        let host = Platform::host();
+        let files: Vec<(String, Vec<u8>)> = (0..6)
+            .map(|i| (format!("d{i}/f"), format!("layer {i}\n").into_bytes()))
+            .collect();
+        let refs: Vec<(&str, &[u8])> = files
+            .iter()
+            .map(|(p, d)| (p.as_str(), d.as_slice()))
+            .collect();
+        let (store, diffs) = store_layers(t.path(), "many:1", &host.architecture, &refs);
+        let rt = runtime();
+        let r = resolver(&store, PullPolicy::Never, &rt);
+        let b = r.resolve("many:1", &host).unwrap();
+        let cache = LayerCache::new(store.root());
+        let st = r.image_state(&b, &cache).unwrap();
+        assert_eq!(
+            st.layers
+                .iter()
+                .map(|l| l.diff_id.clone())
+                .collect::<Vec<_>>(),
+            diffs
+        );
+        for (i, l) in st.layers.iter().enumerate() {
+            assert_eq!(
+                std::fs::read(l.dir.join(format!("d{i}/f"))).unwrap(),
+                format!("layer {i}\n").as_bytes()
+            );
+            assert_eq!(&l.blob, &b.layers[i]);
+        }
+        // A second call reuses the unpacked dirs.
+        let again = r.image_state(&b, &cache).unwrap();
+        assert_eq!(again.lowers(), st.lowers());
     }
 
     fn resolver(store: &Store, pull: PullPolicy, rt: &tokio::runtime::Runtime) -> BaseResolver {
