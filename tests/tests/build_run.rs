@@ -692,6 +692,26 @@ fn tmpfs_mount_is_a_tmpfs_and_is_not_committed() {
     img.assert_not_committed(&["/scratch"]);
 }
 
+/// Regular files under `dir` (symlinks not followed) whose content holds `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                todo.push(e.path());
+            } else if t.is_file()
+                && fs::read(e.path()).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+            {
+                found.push(e.path());
+            }
+        }
+    }
+    found
+}
+
 fn sha256_of(bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("v");
@@ -774,6 +794,9 @@ fn secret_is_visible_during_run_but_in_no_layer_and_no_history() {
             .as_array()
             .is_some_and(|h| !h.is_empty())
     );
+    // Nor anywhere in the store: unpacked layers, step dirs, caches.
+    let leaks = files_containing(&fx.root, value.as_bytes());
+    assert!(leaks.is_empty(), "the secret value is in {leaks:?}");
 
     // required=true without such a secret fails, naming the id and what to pass.
     let out = fx.build(

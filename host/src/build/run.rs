@@ -7,14 +7,15 @@
 //!   Containerfile location, the exit status and the stderr tail.
 //!
 //! Secrets, tmpfs, cache and bind mountpoints are never committed: the isolation layer removes the
-//! mountpoints it created, and secret values only ever live in a private temp dir or the step's environment.
+//! mountpoints it created, and secret values only ever live in a private dir in RAM (/dev/shm, when the host
+//! has it) or the step's environment.
 
 use crate::build::ImageState;
 use crate::build::statcache::StatCache;
 use crate::context::{BuildContext, FileKind, Stat, confine};
 use crate::dispatch::isolation::{
     Emulator, Isolation, MountKind, Network, RootfsMode, Snapshot, StepMount, StepOutcome,
-    StepSpec, run_step,
+    StepSpec, private_ram_dir, run_step,
 };
 use crate::dispatch::platform::Platform;
 use crate::layer::{DiffSource, UnpackOptions, unpack_tar, write_tar};
@@ -349,6 +350,8 @@ struct Held {
     snapshots: Vec<Snapshot>,
     locks: Vec<File>,
     tmp: tempfile::TempDir,
+    /// Secret values and heredoc files, in RAM when the host has /dev/shm.
+    private: tempfile::TempDir,
     counter: usize,
 }
 
@@ -356,6 +359,13 @@ impl Held {
     fn next_path(&mut self, prefix: &str) -> PathBuf {
         self.counter += 1;
         self.tmp.path().join(format!("{prefix}-{}", self.counter))
+    }
+
+    fn next_private(&mut self, prefix: &str) -> PathBuf {
+        self.counter += 1;
+        self.private
+            .path()
+            .join(format!("{prefix}-{}", self.counter))
     }
 }
 
@@ -398,6 +408,7 @@ pub fn run(req: &RunRequest) -> Result<Snapshot> {
         snapshots: Vec::new(),
         locks: Vec::new(),
         tmp,
+        private: private_ram_dir("lade-secrets-", req.steps_dir)?,
         counter: 0,
     };
     for m in &step.mounts {
@@ -405,7 +416,7 @@ pub fn run(req: &RunRequest) -> Result<Snapshot> {
             .with_context(|| format!("{loc}: RUN --mount type={}", mount_type_name(m.kind)))?;
     }
     for f in &step.files {
-        let p = held.next_path("file");
+        let p = held.next_private("file");
         write_private(&p, f.content.as_bytes(), f.mode & 0o7777, 0, 0)
             .with_context(|| format!("{loc}: writing the heredoc file {}", f.path))?;
         spec.mounts.push(StepMount::bind(&p, &f.path, true));
@@ -509,7 +520,7 @@ fn add_secret(req: &RunRequest, m: &Mount, spec: &mut StepSpec, held: &mut Held)
         Some(_) => target_of(req, m)?,
         None => format!("/run/secrets/{id}"),
     };
-    let p = held.next_path("secret");
+    let p = held.next_private("secret");
     write_private(
         &p,
         &value,

@@ -260,10 +260,9 @@ pub fn run_step(snap: &Snapshot, spec: &StepSpec) -> Result<StepOutcome> {
     if spec.argv.is_empty() {
         bail!("RUN with an empty command");
     }
-    let scratch = tempfile::Builder::new()
-        .prefix("run-")
-        .tempdir_in(snap.dir())
-        .context("creating the step scratch dir")?;
+    // The spec holds the step's environment, secrets given as variables included: keep it in RAM.
+    let scratch =
+        private_ram_dir("lade-run-", snap.dir()).context("creating the step scratch dir")?;
     let child = ChildSpec {
         step: spec.clone(),
         rootfs: snap.rootfs_spec(),
@@ -331,6 +330,23 @@ pub fn run_step(snap: &Snapshot, spec: &StepSpec) -> Result<StepOutcome> {
         signal: result.signal,
         stderr_tail,
     })
+}
+
+/// A new private (0700) directory in RAM (`/dev/shm`), so what is written there never reaches a disk; in
+/// `fallback` where there is no such tmpfs.
+pub fn private_ram_dir(prefix: &str, fallback: &Path) -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut b = tempfile::Builder::new();
+    b.prefix(prefix)
+        .permissions(std::fs::Permissions::from_mode(0o700));
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir()
+        && let Ok(d) = b.tempdir_in(shm)
+    {
+        return Ok(d);
+    }
+    b.tempdir_in(fallback)
+        .with_context(|| format!("creating a private dir in {}", fallback.display()))
 }
 
 /// Read an absolute path inside `root` (symlinks resolved inside it), e.g. the image's /etc/passwd.

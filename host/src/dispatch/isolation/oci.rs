@@ -29,10 +29,7 @@ const CAPS: &[&str] = &[
 ];
 
 fn bind_mount(dest: &str, src: &Path, ro: bool) -> Result<Mount> {
-    let mut options = vec![
-        "bind".to_string(),
-        if ro { "ro" } else { "rw" }.to_string(),
-    ];
+    let mut options = vec!["bind".to_string(), if ro { "ro" } else { "rw" }.to_string()];
     options.push("nosuid".into());
     Ok(MountBuilder::default()
         .destination(dest)
