@@ -63,14 +63,15 @@ fn prepare_etc_files(cs: &ChildSpec) -> Result<[(PathBuf, &'static str); 3]> {
 }
 
 fn run(cs: &ChildSpec, result: &mut ChildResult) -> Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        // Both isolations mount the rootfs here first, which needs CAP_SYS_ADMIN.
+        bail!(
+            "RUN needs root: lade does not set up a rootless user namespace (from /etc/subuid) yet; run the build as root (e.g. with sudo)"
+        );
+    }
     let etc = prepare_etc_files(cs)?;
     if cs.step.isolation == Isolation::Oci {
         return super::oci::run(cs, &etc, result);
-    }
-    if !rustix::process::geteuid().is_root() {
-        bail!(
-            "RUN isolation without root needs a user namespace, which this lade build does not set up yet; run as root or use --isolation oci with rootless runc"
-        );
     }
     let mut flags = libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
     if cs.step.network == Network::None {
