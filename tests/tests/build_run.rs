@@ -614,11 +614,19 @@ fn bind_mounts_from_context_and_stage_are_read_only_and_invalidate_the_cache() {
         RUN --mount=type=bind,source=data,target=/data cat /data/a.txt > /got-context; \
             test -e /data/ignored.txt && echo visible > /ignored || echo absent > /ignored; \
             (touch /data/new) 2>/dev/null && echo writable > /ro || echo readonly > /ro; \
-            cat /proc/sys/kernel/random/uuid > /nonce\n\
+            cat /proc/sys/kernel/random/uuid > /nonce; readlink /data/rel > /rel-link; head -n1 /data/abs > /abs-link\n\
         RUN --mount=type=bind,from=tools,source=/opt/tool,target=/t cat /t/msg > /got-stage\n\
         RUN --mount=type=bind,source=data,target=/data,rw echo scribble > /data/a.txt && cat /data/a.txt > /rw\n";
+    std::os::unix::fs::symlink("a.txt", ctx.join("data/rel")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", ctx.join("data/abs")).unwrap();
     let img = fx.build_ok("bind:1", file, &ctx, &[]);
     assert_eq!(img.text("got-context"), "version-1");
+    assert_eq!(img.text("rel-link"), "a.txt");
+    assert_eq!(
+        img.text("abs-link"),
+        "root:x:0:0:root:/root:/bin/sh",
+        "an absolute link in a bind-mounted context must resolve in the step's root, not the host's"
+    );
     assert_eq!(
         img.text("ignored"),
         "absent",
