@@ -624,10 +624,17 @@ fn ensure_cache_dir(dir: &Path, m: &Mount, seed: impl FnOnce(&Path) -> Result<()
         tmp.path(),
         std::fs::Permissions::from_mode(m.mode.unwrap_or(0o755) & 0o7777),
     )?;
-    match std::fs::rename(tmp.path(), dir) {
+    // NOREPLACE: a plain rename would replace an empty dir another shared user just made and mounted.
+    match rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        tmp.path(),
+        rustix::fs::CWD,
+        dir,
+        rustix::fs::RenameFlags::NOREPLACE,
+    ) {
         Ok(()) => Ok(()),
         // Another build made it first (a shared user): theirs stands, ours is removed with `tmp`.
-        Err(_) if dir.is_dir() => Ok(()),
+        Err(rustix::io::Errno::EXIST) if dir.is_dir() => Ok(()),
         Err(e) => Err(e).with_context(|| format!("creating {}", dir.display())),
     }
 }
