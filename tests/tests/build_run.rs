@@ -1079,4 +1079,55 @@ fn a_crash_under_emulation_gets_a_hint_and_a_native_one_does_not() {
         err.contains("hint: the command crashed while running under CPU emulation (arm64"),
         "{err}"
     );
+    // The step's own shell killed by a signal: under qemu-user as pid 1 that used to hang forever (pid 1
+    // cannot die of a signal sent inside its namespace). Bounded, so a regression fails instead of hanging.
+    let f = fx.work.path().join("crash-pid1.Containerfile");
+    fs::write(
+        &f,
+        "ARG BASE\nFROM $BASE\nRUN echo about to crash >&2; kill -SEGV $$\n",
+    )
+    .unwrap();
+    let mut cmd = lade();
+    cmd.arg("--root")
+        .arg(&fx.root)
+        .args([
+            "build",
+            "--platform",
+            "linux/arm64",
+            "-t",
+            "crash:pid1",
+            "-f",
+        ])
+        .arg(&f)
+        .arg("--build-arg")
+        .arg(format!("BASE=oci:{}:1", layout.display()))
+        .arg(&ctx)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut err = String::new();
+        stderr.read_to_string(&mut err).unwrap();
+        err
+    });
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(180) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a RUN killed by a signal under emulation hung the build");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let err = reader.join().unwrap();
+    assert!(!status.success());
+    assert!(err.contains("killed by signal 11 (SIGSEGV)"), "{err}");
+    assert!(
+        err.contains("about to crash") && err.contains("hint: the command crashed"),
+        "{err}"
+    );
 }

@@ -22,15 +22,14 @@ pub use secrets::{SecretSource, Secrets};
 use crate::build::ImageState;
 use crate::context::BuildContext;
 use crate::dispatch::isolation::{
-    Emulator, Isolation, Network, RootfsMode, Snapshot, StepMount, StepOutcome, StepSpec,
-    private_ram_dir, run_step,
+    Emulator, Isolation, Network, PrivateDir, RootfsMode, Snapshot, StepMount, StepOutcome,
+    StepSpec, run_step,
 };
 use crate::dispatch::platform::Platform;
 use crate::plugin::frontend::{Command, KeyValue, NetworkMode, RunStep, SecurityMode};
 use anyhow::{Context, Result, bail};
 use mounts::{add_mount, mount_type_name, write_private};
 use std::fs::File;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The PATH a step gets when neither the image nor a build arg sets one (as buildah and Docker).
@@ -121,9 +120,9 @@ pub fn environment(config: &serde_json::Value, build_args: &[KeyValue]) -> Vec<S
 struct Held {
     snapshots: Vec<Snapshot>,
     locks: Vec<File>,
-    tmp: tempfile::TempDir,
+    tmp: PrivateDir,
     /// Secret values and heredoc files, in RAM when the host has /dev/shm.
-    private: tempfile::TempDir,
+    private: PrivateDir,
     counter: usize,
 }
 
@@ -169,18 +168,16 @@ pub fn run(req: &RunRequest) -> Result<Snapshot> {
     };
     spec.isolation = req.isolation;
     spec.emulator = req.emulator.clone();
+    // qemu-user as pid 1 cannot die of a signal, so a crashing emulated program would hang: give it an init.
+    spec.init = emulated(req);
     std::fs::create_dir_all(req.steps_dir)
         .with_context(|| format!("creating {}", req.steps_dir.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix("run-mounts-")
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir_in(req.steps_dir)
-        .context("creating the step's private temp dir")?;
     let mut held = Held {
         snapshots: Vec::new(),
         locks: Vec::new(),
-        tmp,
-        private: private_ram_dir("lade-secrets-", req.steps_dir)?,
+        tmp: PrivateDir::new(req.steps_dir, "run-mounts-")
+            .context("creating the step's private temp dir")?,
+        private: PrivateDir::in_ram("lade-secrets-", req.steps_dir)?,
         counter: 0,
     };
     for m in &step.mounts {
@@ -198,19 +195,25 @@ pub fn run(req: &RunRequest) -> Result<Snapshot> {
     let outcome = run_step(&snap, &spec).with_context(|| format!("{loc}: RUN could not start"))?;
     drop(held);
     if !outcome.success() {
-        bail!("{}", failure_message(req, &spec, &outcome));
+        bail!("{}", failure_message(req, &outcome));
     }
     Ok(snap)
 }
 
 /// "Containerfile:7: RUN make: exit code 2", a hint for a crash under CPU emulation, and the stderr tail.
-fn failure_message(req: &RunRequest, spec: &StepSpec, out: &StepOutcome) -> String {
+fn failure_message(req: &RunRequest, out: &StepOutcome) -> String {
     let arch = req.image.config["architecture"].as_str().unwrap_or("");
-    let emulated = spec.emulator.is_some()
+    describe_failure(req.location, &req.step.command, arch, emulated(req), out)
+}
+
+/// Whether the step runs under CPU emulation: an emulator to inject, or an image for another architecture
+/// (run by a binfmt_misc handler).
+fn emulated(req: &RunRequest) -> bool {
+    let arch = req.image.config["architecture"].as_str().unwrap_or("");
+    req.emulator.is_some()
         || (!arch.is_empty()
             && crate::dispatch::platform::normalize_arch(arch, None).0
-                != Platform::host().architecture);
-    describe_failure(req.location, &req.step.command, arch, emulated, out)
+                != Platform::host().architecture)
 }
 
 fn describe_failure(

@@ -8,6 +8,7 @@ use super::{ChildResult, ChildSpec, Emulator, Isolation, MountKind, Network, Ste
 use anyhow::{Context, Result, bail};
 use std::ffi::CString;
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -91,6 +92,8 @@ fn run(cs: &ChildSpec, result: &mut ChildResult) -> Result<()> {
     }
     // Errors of the step's pid 1 before exec come back through this pipe; exec closes it.
     let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    // With `init`, pid 1 reports the command's status through this pipe (it cannot die of its signal).
+    let (status_rd, status_wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     let artifacts_file = cs.scratch.join("artifacts.json");
     // SAFETY: this process is single-threaded (the hidden subcommand runs no other threads), so the child may
     // allocate and take locks freely.
@@ -100,15 +103,21 @@ fn run(cs: &ChildSpec, result: &mut ChildResult) -> Result<()> {
     }
     if pid == 0 {
         drop(rd);
-        let err = step_pid1(cs, &etc, &artifacts_file).unwrap_err();
+        drop(status_rd);
+        let err = step_pid1(cs, &etc, &artifacts_file, status_wr).unwrap_err();
         let mut f = std::fs::File::from(wr);
         let _ = f.write_all(format!("{err:#}").as_bytes());
         // SAFETY: leaving the child without running the parent's destructors.
         unsafe { libc::_exit(125) };
     }
     drop(wr);
+    drop(status_wr);
     let mut msg = String::new();
     std::fs::File::from(rd).read_to_string(&mut msg).ok();
+    let mut reported = String::new();
+    std::fs::File::from(status_rd)
+        .read_to_string(&mut reported)
+        .ok();
     let mut status = 0;
     // SAFETY: waiting for our own child.
     while unsafe { libc::waitpid(pid, &mut status, 0) } < 0 {
@@ -122,12 +131,52 @@ fn run(cs: &ChildSpec, result: &mut ChildResult) -> Result<()> {
     if !msg.is_empty() {
         bail!("{msg}");
     }
+    if !reported.is_empty() {
+        status = reported
+            .trim()
+            .parse()
+            .with_context(|| format!("the step's init reported {reported:?}"))?;
+    }
     if libc::WIFEXITED(status) {
         result.exit_code = Some(libc::WEXITSTATUS(status));
     } else if libc::WIFSIGNALED(status) {
         result.signal = Some(libc::WTERMSIG(status));
     }
     Ok(())
+}
+
+/// pid 1 when `init` is set: run the command as pid 2, reap every process until it exits, and report its raw
+/// wait status through `status`. A pid 1 can never die of a signal sent from inside its namespace, which
+/// makes qemu-user (as pid 1) hang forever when the emulated program should die of one.
+fn init_and_exec(
+    exec: impl FnOnce() -> Result<std::convert::Infallible>,
+    status: OwnedFd,
+) -> Result<std::convert::Infallible> {
+    // SAFETY: single-threaded; the child only execs (or reports an error and exits).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        bail!("fork: {}", std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        drop(status);
+        return exec();
+    }
+    let mut st = 0;
+    loop {
+        // SAFETY: reaping children of this process.
+        let w = unsafe { libc::waitpid(-1, &mut st, 0) };
+        if w == pid {
+            break;
+        }
+        if w < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            bail!("waitpid: {}", std::io::Error::last_os_error());
+        }
+    }
+    let mut f = std::fs::File::from(status);
+    let _ = f.write_all(st.to_string().as_bytes());
+    drop(f);
+    // SAFETY: leaving without running destructors, as after a failed exec.
+    unsafe { libc::_exit(0) }
 }
 
 /// Mount the rootfs at its mountpoint and return the path to pivot into.
@@ -446,6 +495,7 @@ fn step_pid1(
     cs: &ChildSpec,
     etc: &[(PathBuf, &'static str)],
     artifacts_file: &Path,
+    status: OwnedFd,
 ) -> Result<std::convert::Infallible> {
     // SAFETY: prctl with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
@@ -556,13 +606,20 @@ fn step_pid1(
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|c| c.as_ptr()).collect();
     envp_p.push(std::ptr::null());
     let exe_c = CString::new(exe.as_os_str().as_bytes())?;
-    // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
-    unsafe { libc::execve(exe_c.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
-    bail!(
-        "executing {}: {}",
-        exe.display(),
-        std::io::Error::last_os_error()
-    )
+    let exec = || -> Result<std::convert::Infallible> {
+        // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
+        unsafe { libc::execve(exe_c.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
+        bail!(
+            "executing {}: {}",
+            exe.display(),
+            std::io::Error::last_os_error()
+        )
+    };
+    if cs.step.init {
+        return init_and_exec(exec, status);
+    }
+    drop(status);
+    exec()
 }
 
 fn find_executable(cmd: &str, path_var: &str) -> Result<PathBuf> {

@@ -9,9 +9,11 @@
 pub mod child;
 mod mounts;
 mod oci;
+mod private;
 mod snapshot;
 pub mod user;
 
+pub use private::PrivateDir;
 pub use snapshot::{RootfsMode, RootfsSpec, Snapshot};
 
 use anyhow::{Context, Result, bail};
@@ -156,6 +158,12 @@ pub struct StepSpec {
     /// A qemu-user-static binary to run the command under (the `Inject` runner), or a binfmt interpreter
     /// without the F flag to make reachable inside the rootfs at the same path.
     pub emulator: Option<Emulator>,
+    /// Run the command as pid 2 under a minimal init that reaps and reports its status, instead of as pid 1.
+    /// Needed under qemu-user: as pid 1 it cannot die of a signal, so a crashing emulated program would hang
+    /// the step. Native steps leave it off, so the command is pid 1 as in buildah and Docker. lade's own
+    /// namespaces only (runc always makes the command pid 1).
+    #[serde(default)]
+    pub init: bool,
     /// The binary to re-exec for the step (default: this executable, through /proc/self/exe).
     #[serde(skip)]
     pub helper: Option<PathBuf>,
@@ -189,6 +197,7 @@ impl StepSpec {
             resolv_conf: None,
             hosts: None,
             emulator: None,
+            init: false,
             helper: None,
         }
     }
@@ -262,7 +271,7 @@ pub fn run_step(snap: &Snapshot, spec: &StepSpec) -> Result<StepOutcome> {
     }
     // The spec holds the step's environment, secrets given as variables included: keep it in RAM.
     let scratch =
-        private_ram_dir("lade-run-", snap.dir()).context("creating the step scratch dir")?;
+        PrivateDir::in_ram("lade-run-", snap.dir()).context("creating the step scratch dir")?;
     let child = ChildSpec {
         step: spec.clone(),
         rootfs: snap.rootfs_spec(),
@@ -330,23 +339,6 @@ pub fn run_step(snap: &Snapshot, spec: &StepSpec) -> Result<StepOutcome> {
         signal: result.signal,
         stderr_tail,
     })
-}
-
-/// A new private (0700) directory in RAM (`/dev/shm`), so what is written there never reaches a disk; in
-/// `fallback` where there is no such tmpfs.
-pub fn private_ram_dir(prefix: &str, fallback: &Path) -> Result<tempfile::TempDir> {
-    use std::os::unix::fs::PermissionsExt;
-    let mut b = tempfile::Builder::new();
-    b.prefix(prefix)
-        .permissions(std::fs::Permissions::from_mode(0o700));
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir()
-        && let Ok(d) = b.tempdir_in(shm)
-    {
-        return Ok(d);
-    }
-    b.tempdir_in(fallback)
-        .with_context(|| format!("creating a private dir in {}", fallback.display()))
 }
 
 /// Read an absolute path inside `root` (symlinks resolved inside it), e.g. the image's /etc/passwd.
