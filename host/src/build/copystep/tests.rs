@@ -1,0 +1,1 @@
+//! Unit tests of COPY/ADD over temp contexts and layer dirs.
