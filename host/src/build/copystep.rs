@@ -19,12 +19,12 @@ use crate::context::{BuildContext, FileKind, IgnoreMatcher, Pattern, confine};
 use crate::layer::{UnpackOptions, WhiteoutMode, unpack_tar};
 use crate::plugin::frontend::CopyStep;
 use anyhow::{Context, Result, anyhow, bail};
+use cap_std::fs::MetadataExt as _;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::{File, FileTimes, Metadata};
 use std::io::{BufRead, BufReader, Read, Write};
-use cap_std::fs::MetadataExt as _;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -97,6 +97,7 @@ struct Extract {
 }
 
 /// What [`prepare`] selected: the key material for the layer cache and the plan [`PreparedCopy::apply`] follows.
+#[derive(Debug)]
 pub struct PreparedCopy {
     /// sha256 over every input: paths, modes, owners, link targets, contents and the step's flags.
     pub digest: String,
@@ -191,7 +192,11 @@ enum Item {
         label: String,
         keep: String,
     },
-    Inline { name: String, content: String, mode: u32 },
+    Inline {
+        name: String,
+        content: String,
+        mode: u32,
+    },
     /// A fetched URL.
     Download {
         url: String,
@@ -237,9 +242,9 @@ fn image_glob(view: &RootView, pattern: &str) -> Result<Vec<(String, Resolved)>>
         }
         current = next;
         if !last {
-            current.retain(|p| {
-                matches!(view.resolve(&format!("/{p}"), true), Ok(Some(r)) if r.meta.is_dir())
-            });
+            current.retain(
+                |p| matches!(view.resolve(&format!("/{p}"), true), Ok(Some(r)) if r.meta.is_dir()),
+            );
         }
     }
     let mut out = Vec::new();
@@ -252,7 +257,11 @@ fn image_glob(view: &RootView, pattern: &str) -> Result<Vec<(String, Resolved)>>
 }
 
 /// Download `url` into `tmp_dir`, checking `--checksum`.
-fn fetch(url: &str, checksum: Option<&str>, tmp_dir: &Path) -> Result<(tempfile::NamedTempFile, String)> {
+fn fetch(
+    url: &str,
+    checksum: Option<&str>,
+    tmp_dir: &Path,
+) -> Result<(tempfile::NamedTempFile, String)> {
     let mut tmp = tempfile::Builder::new()
         .prefix("add-url-")
         .tempfile_in(tmp_dir)
@@ -294,13 +303,20 @@ fn is_tar_header(b: &[u8]) -> bool {
         return false;
     }
     let field = String::from_utf8_lossy(&b[148..156]);
-    let Ok(want) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8) else {
+    let Ok(want) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+    else {
         return false;
     };
     let sum: u32 = b[..512]
         .iter()
         .enumerate()
-        .map(|(i, x)| if (148..156).contains(&i) { b' ' as u32 } else { *x as u32 })
+        .map(|(i, x)| {
+            if (148..156).contains(&i) {
+                b' ' as u32
+            } else {
+                *x as u32
+            }
+        })
         .sum();
     sum == want
 }
@@ -345,7 +361,13 @@ impl Plan {
     /// a non-directory ancestor gives way to a directory (so nothing is ever written through a link).
     fn insert(&mut self, path: String, node: Node) {
         let mut anc = String::new();
-        for c in path.split('/').collect::<Vec<_>>().split_last().map(|x| x.1).unwrap_or(&[]) {
+        for c in path
+            .split('/')
+            .collect::<Vec<_>>()
+            .split_last()
+            .map(|x| x.1)
+            .unwrap_or(&[])
+        {
             anc = join(&anc, c);
             if self
                 .nodes
@@ -390,14 +412,17 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
     } else {
         Some(IgnoreMatcher::parse(&step.exclude.join("\n"), None).context("--exclude")?)
     };
-    let excluded = |rel: &str, is_dir: bool| excludes.as_ref().is_some_and(|m| m.is_ignored(rel, is_dir));
+    let excluded =
+        |rel: &str, is_dir: bool| excludes.as_ref().is_some_and(|m| m.is_ignored(rel, is_dir));
 
     // 1. The sources, globbed.
     let mut items = Vec::new();
     let mut downloads = Vec::new();
     for src in &step.sources {
         if req.add && is_git(src) {
-            bail!("ADD of a git repository ({src}) is not supported yet; clone it in a RUN step or a previous stage");
+            bail!(
+                "ADD of a git repository ({src}) is not supported yet; clone it in a RUN step or a previous stage"
+            );
         }
         if req.add && is_url(src) {
             if matches!(req.source, CopySource::Image(_)) {
@@ -427,7 +452,9 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                 let clean = confine(src).with_context(|| {
                     format!("source `{src}` is outside the build context (only paths inside it can be copied)")
                 })?;
-                let entries = ctx.glob(&clean).with_context(|| format!("source `{src}`"))?;
+                let entries = ctx
+                    .glob(&clean)
+                    .with_context(|| format!("source `{src}`"))?;
                 if entries.is_empty() {
                     bail!(
                         "source `{src}` not found in the build context {} (or excluded by its ignore file)",
@@ -439,7 +466,7 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                     if n > 1 && excluded(&e.path, e.stat.kind == FileKind::Directory) {
                         continue;
                     }
-                    let keep = parents_keep(&clean, &e.path);
+                    let keep = parents_keep(src, &e.path);
                     items.push(Item::Context { rel: e.path, keep });
                 }
             }
@@ -556,7 +583,11 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
     };
     for item in items {
         match item {
-            Item::Inline { name, content, mode } => {
+            Item::Inline {
+                name,
+                content,
+                mode,
+            } => {
                 let target = single_target(basename(&name), &name);
                 let digest = crate::layer::sha256_hex(content.as_bytes());
                 plan.inputs.push((format!("<<{name}"), digest.clone()));
@@ -581,7 +612,11 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                 if into_dir && name.is_empty() {
                     bail!("cannot tell a file name from {url}: give a destination file name");
                 }
-                let target = if into_dir { join(&dest_path, &name) } else { dest_path.clone() };
+                let target = if into_dir {
+                    join(&dest_path, &name)
+                } else {
+                    dest_path.clone()
+                };
                 plan.inputs.push((url, digest.clone()));
                 plan.insert(
                     target,
@@ -605,8 +640,14 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                     format!("source `{rel}`: following it inside the build context")
                 })?;
                 if md.is_dir() {
-                    let top = if step.parents { join(&dest_path, &keep) } else { dest_path.clone() };
-                    if !plan.nodes.contains_key(&top) && (step.parents || view.resolve(&format!("/{top}"), false)?.is_none()) {
+                    let top = if step.parents {
+                        join(&dest_path, &keep)
+                    } else {
+                        dest_path.clone()
+                    };
+                    if !plan.nodes.contains_key(&top)
+                        && (step.parents || view.resolve(&format!("/{top}"), false)?.is_none())
+                    {
                         plan.insert(
                             top.clone(),
                             Node {
@@ -620,7 +661,11 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                         );
                     }
                     for e in ctx.walk(&rel)? {
-                        let sub = e.path.strip_prefix(&format!("{rel}/")).unwrap_or(&e.path).to_string();
+                        let sub = e
+                            .path
+                            .strip_prefix(&format!("{rel}/"))
+                            .unwrap_or(&e.path)
+                            .to_string();
                         let sub = if rel.is_empty() { e.path.clone() } else { sub };
                         if excluded(&sub, e.stat.kind == FileKind::Directory) {
                             continue;
@@ -641,7 +686,11 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                                 (Kind::Symlink(t.clone()), t)
                             }
                             FileKind::Other => {
-                                tracing::warn!("{}: skipping {} (not a file, dir or symlink)", req.location, e.path);
+                                tracing::warn!(
+                                    "{}: skipping {} (not a file, dir or symlink)",
+                                    req.location,
+                                    e.path
+                                );
                                 continue;
                             }
                         };
@@ -651,7 +700,11 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                             target,
                             Node {
                                 kind,
-                                mode: if is_link { 0o777 } else { apply_mode(emd.mode(), is_dir) },
+                                mode: if is_link {
+                                    0o777
+                                } else {
+                                    apply_mode(emd.mode(), is_dir)
+                                },
                                 uid: ctx_owner.0,
                                 gid: ctx_owner.1,
                                 mtime: (emd.mtime(), emd.mtime_nsec() as u32),
@@ -699,8 +752,14 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                 };
                 let own = |m: &Metadata| owner.unwrap_or((m.uid(), m.gid()));
                 if found.meta.is_dir() {
-                    let top = if step.parents { join(&dest_path, &keep) } else { dest_path.clone() };
-                    if !plan.nodes.contains_key(&top) && (step.parents || view.resolve(&format!("/{top}"), false)?.is_none()) {
+                    let top = if step.parents {
+                        join(&dest_path, &keep)
+                    } else {
+                        dest_path.clone()
+                    };
+                    if !plan.nodes.contains_key(&top)
+                        && (step.parents || view.resolve(&format!("/{top}"), false)?.is_none())
+                    {
                         let (uid, gid) = own(&found.meta);
                         plan.insert(
                             top.clone(),
@@ -718,7 +777,9 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                     while let Some((dir, sub)) = stack.pop() {
                         for name in from.read_dir(&dir)? {
                             let p = format!("{}/{name}", dir.trim_end_matches('/'));
-                            let Some(r) = from.resolve(&p, false)? else { continue };
+                            let Some(r) = from.resolve(&p, false)? else {
+                                continue;
+                            };
                             let s = join(&sub, &name);
                             if excluded(&s, r.meta.is_dir()) {
                                 continue;
@@ -777,7 +838,13 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
             Kind::File(_) => "f",
             Kind::Symlink(_) => "l",
         };
-        h.update(format!("{path}\0{kind}\0{:o}\0{}:{}\0{}\n", n.mode, n.uid, n.gid, n.digest).as_bytes());
+        h.update(
+            format!(
+                "{path}\0{kind}\0{:o}\0{}:{}\0{}\n",
+                n.mode, n.uid, n.gid, n.digest
+            )
+            .as_bytes(),
+        );
     }
     for x in &plan.extracts {
         h.update(format!("extract\0{}\0{}\n", x.dir, x.digest).as_bytes());
@@ -824,7 +891,10 @@ fn image_node(
             .into_owned();
         (Kind::Symlink(t.clone()), 0o777, t)
     } else {
-        tracing::warn!("{location}: skipping {} (not a file, dir or symlink)", r.path);
+        tracing::warn!(
+            "{location}: skipping {} (not a file, dir or symlink)",
+            r.path
+        );
         return Ok(None);
     };
     Ok(Some(Node {
@@ -967,7 +1037,12 @@ impl PreparedCopy {
         for path in implicit.iter().rev() {
             let p = out.join(path);
             let (mode, uid, gid, mtime) = match req.dest.resolve(&format!("/{path}"), false)? {
-                Some(r) if r.meta.is_dir() => (r.meta.mode() & 0o7777, r.meta.uid(), r.meta.gid(), mtime_of(&r.meta)),
+                Some(r) if r.meta.is_dir() => (
+                    r.meta.mode() & 0o7777,
+                    r.meta.uid(),
+                    r.meta.gid(),
+                    mtime_of(&r.meta),
+                ),
                 _ => (0o755, 0, 0, (now.as_secs() as i64, now.subsec_nanos())),
             };
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
@@ -998,7 +1073,8 @@ fn write_file(req: &CopyRequest, p: &Path, n: &Node, d: &Data) -> Result<()> {
         }
         Data::Host(h) => {
             let mut src = File::open(h).with_context(|| format!("opening {}", h.display()))?;
-            std::io::copy(&mut src, &mut dst).with_context(|| format!("copying {}", h.display()))?;
+            std::io::copy(&mut src, &mut dst)
+                .with_context(|| format!("copying {}", h.display()))?;
         }
         Data::Inline(text) => dst.write_all(text.as_bytes())?,
     }

@@ -104,7 +104,8 @@ impl RootView {
             }
         }
         // The root itself.
-        let m = std::fs::symlink_metadata(&p).with_context(|| format!("reading {}", p.display()))?;
+        let m =
+            std::fs::symlink_metadata(&p).with_context(|| format!("reading {}", p.display()))?;
         Ok((InLayer::Found(p, m), false))
     }
 
@@ -181,10 +182,11 @@ impl RootView {
     /// The content of a regular file (symlinks followed); `None` when absent or not a regular file.
     pub fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>> {
         match self.resolve(path, true)? {
-            Some(r) if r.meta.is_file() => Ok(Some(
-                std::fs::read(&r.host)
-                    .with_context(|| format!("reading {path} in the image ({})", r.host.display()))?,
-            )),
+            Some(r) if r.meta.is_file() => {
+                Ok(Some(std::fs::read(&r.host).with_context(|| {
+                    format!("reading {path} in the image ({})", r.host.display())
+                })?))
+            }
             _ => Ok(None),
         }
     }
@@ -204,7 +206,8 @@ impl RootView {
             let (found, hides) = Self::in_layer(layer, &comps)?;
             match found {
                 InLayer::Found(p, m) if m.is_dir() => {
-                    let rd = std::fs::read_dir(&p).with_context(|| format!("listing {}", p.display()))?;
+                    let rd = std::fs::read_dir(&p)
+                        .with_context(|| format!("listing {}", p.display()))?;
                     for e in rd {
                         let e = e.with_context(|| format!("listing {}", p.display()))?;
                         let name = e.file_name().to_string_lossy().into_owned();

@@ -102,7 +102,10 @@ impl StatCache {
         };
         let id = format!("{}\0{clean}", ctx.root_path().display());
         {
-            let map = self.entries.lock().map_err(|_| anyhow!("stat cache poisoned"))?;
+            let map = self
+                .entries
+                .lock()
+                .map_err(|_| anyhow!("stat cache poisoned"))?;
             if let Some(e) = map.get(&id)
                 && e.key == key
             {
@@ -124,7 +127,10 @@ impl StatCache {
         }
         let digest = format!("sha256:{}", hex::encode(h.finalize()));
         let persist = now_ns() - key.ctime_ns.max(key.mtime_ns) > RACY_NS;
-        let mut map = self.entries.lock().map_err(|_| anyhow!("stat cache poisoned"))?;
+        let mut map = self
+            .entries
+            .lock()
+            .map_err(|_| anyhow!("stat cache poisoned"))?;
         map.insert(
             id,
             Entry {
@@ -143,7 +149,10 @@ impl StatCache {
             return Ok(());
         }
         let file = {
-            let map = self.entries.lock().map_err(|_| anyhow!("stat cache poisoned"))?;
+            let map = self
+                .entries
+                .lock()
+                .map_err(|_| anyhow!("stat cache poisoned"))?;
             File {
                 version: VERSION,
                 entries: map
@@ -188,7 +197,11 @@ mod tests {
         assert_eq!(d1, crate::layer::sha256_hex(b"hello"));
         assert_eq!(cache.content_reads(), 1);
         assert_eq!(cache.digest(&ctx(&c), "a").unwrap(), d1);
-        assert_eq!(cache.content_reads(), 1, "an unchanged stat must not re-read");
+        assert_eq!(
+            cache.content_reads(),
+            1,
+            "an unchanged stat must not re-read"
+        );
         // A mode change moves ctime: the cache misses and reads again (same content, same digest).
         std::fs::set_permissions(c.join("a"), std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(cache.digest(&ctx(&c), "a").unwrap(), d1);
@@ -232,7 +245,10 @@ mod tests {
         cache.digest(&ctx(&c), "new").unwrap();
         cache.save().unwrap();
         let saved: File = serde_json::from_slice(&std::fs::read(&sc).unwrap()).unwrap();
-        assert!(saved.entries.is_empty(), "a file changed just now is not trusted later");
+        assert!(
+            saved.entries.is_empty(),
+            "a file changed just now is not trusted later"
+        );
         assert!(cache.digest(&ctx(&c), "../x").is_err());
     }
 }

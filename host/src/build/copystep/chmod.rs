@@ -99,7 +99,9 @@ impl ModeSpec {
                         }
                     }
                     let mut class_mask = 0u32;
-                    for (class, shift, special) in [(4u8, 6u32, 0o4000u32), (2, 3, 0o2000), (1, 0, 0o1000)] {
+                    for (class, shift, special) in
+                        [(4u8, 6u32, 0o4000u32), (2, 3, 0o2000), (1, 0, 0o1000)]
+                    {
                         if c.who & class != 0 {
                             class_mask |= (7 << shift) | special;
                         }
@@ -129,8 +131,14 @@ mod tests {
         assert_eq!(ModeSpec::parse("a=rX").unwrap().apply(0o640, false), 0o444);
         assert_eq!(ModeSpec::parse("a=rX").unwrap().apply(0o700, true), 0o555);
         assert_eq!(ModeSpec::parse("+x").unwrap().apply(0o644, false), 0o755);
-        assert_eq!(ModeSpec::parse("u+s,o=").unwrap().apply(0o755, false), 0o4750);
-        assert_eq!(ModeSpec::parse("u=rw,g=r,o=").unwrap().apply(0o777, false), 0o640);
+        assert_eq!(
+            ModeSpec::parse("u+s,o=").unwrap().apply(0o755, false),
+            0o4750
+        );
+        assert_eq!(
+            ModeSpec::parse("u=rw,g=r,o=").unwrap().apply(0o777, false),
+            0o640
+        );
         assert_eq!(ModeSpec::parse("u+x-w").unwrap().apply(0o644, false), 0o544);
         assert!(ModeSpec::parse("0999").is_err());
         assert!(ModeSpec::parse("17777").is_err());
