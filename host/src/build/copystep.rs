@@ -347,7 +347,17 @@ fn archive_reader<'a>(reader: impl Read + 'a) -> Result<Option<Box<dyn Read + 'a
 /// Select and digest the sources of a COPY/ADD step (see the module docs).
 pub fn prepare(req: &CopyRequest) -> Result<PreparedCopy> {
     let what = if req.add { "ADD" } else { "COPY" };
-    prepare_inner(req).with_context(|| format!("{}: {what}", req.location))
+    let start = std::time::Instant::now();
+    let p = prepare_inner(req).with_context(|| format!("{}: {what}", req.location))?;
+    tracing::debug!(
+        "{}: {what} prepared: {} entries, {} archives, {} content reads so far, in {:?}",
+        req.location,
+        p.nodes.len(),
+        p.extracts.len(),
+        req.statcache.content_reads(),
+        start.elapsed()
+    );
+    Ok(p)
 }
 
 struct Plan {
@@ -975,8 +985,11 @@ impl PreparedCopy {
     /// Write the layer's content into the empty directory `out` (see the module docs).
     pub fn apply(&self, req: &CopyRequest, out: &Path) -> Result<()> {
         let what = if req.add { "ADD" } else { "COPY" };
+        let start = std::time::Instant::now();
         self.apply_inner(req, out)
-            .with_context(|| format!("{}: {what} into {}", req.location, out.display()))
+            .with_context(|| format!("{}: {what} into {}", req.location, out.display()))?;
+        tracing::debug!("{}: {what} written in {:?}", req.location, start.elapsed());
+        Ok(())
     }
 
     fn apply_inner(&self, req: &CopyRequest, out: &Path) -> Result<()> {
