@@ -44,6 +44,46 @@ struct Deliberate {
 }
 
 const DELIBERATE: &[Deliberate] = &[
+    // Docker (BuildKit's fsutil copier: copyDirectoryOnly, then copyFileInfo on a directory it created) gives
+    // the destination of a directory COPY the source directory's mode; buildah 1.28 creates it 0755.
+    Deliberate {
+        case: "08-copy-dirs",
+        item: "/copied-contents mode",
+        lade: "0750",
+        reason: "a created COPY destination takes the source dir's mode, as Docker",
+    },
+    Deliberate {
+        case: "08-copy-dirs",
+        item: "/copied-noslash mode",
+        lade: "0750",
+        reason: "a created COPY destination takes the source dir's mode, as Docker",
+    },
+    Deliberate {
+        case: "08-copy-dirs",
+        item: "/restricted-copy mode",
+        lade: "0700",
+        reason: "a created COPY destination takes the source dir's mode, as Docker",
+    },
+    // Docker keeps a context file's mode bits on COPY (copyFileInfo chmods with the full mode); buildah 1.28
+    // strips setuid and setgid from context files.
+    Deliberate {
+        case: "15-xattrs-modes",
+        item: "/x/setuid.bin mode",
+        lade: "4755",
+        reason: "setuid kept on COPY from the context, as Docker",
+    },
+    Deliberate {
+        case: "15-xattrs-modes",
+        item: "/x/setgid.bin mode",
+        lade: "2755",
+        reason: "setgid kept on COPY from the context, as Docker",
+    },
+    Deliberate {
+        case: "15-xattrs-modes",
+        item: "/x/special/setgid-dir mode",
+        lade: "2775",
+        reason: "setgid kept on a directory copied from the context, as Docker",
+    },
     Deliberate {
         case: "02-env-arg",
         item: "config.Env",
