@@ -5,6 +5,12 @@
 //! namespaces, forks the step's pid 1, mounts the rootfs, /proc, /dev, /sys, resolv.conf, hosts, hostname and
 //! the RUN --mount mounts, pivots into the rootfs, drops to the step's user and execs the command. Afterwards
 //! the mountpoints the step's setup created are removed from the snapshot, so they never reach the layer.
+//!
+//! Mount kinds ([`MountKind`]): host binds, tmpfs, secret files, a subdir of a host dir resolved inside it
+//! (cache dirs, the context), and another [`Snapshot`]'s rootfs (`--mount from=<stage>`). Binds are flat, so
+//! a read-only one never carries a writable submount. With [`StepSpec::init`] (emulated steps) the command
+//! runs as pid 2 under a minimal init, since qemu-user as pid 1 cannot die of a signal. The step spec and
+//! scratch files live in a [`PrivateDir`] in /dev/shm.
 
 pub mod child;
 mod mounts;
