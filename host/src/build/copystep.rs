@@ -85,6 +85,8 @@ struct Node {
     mtime: (i64, u32),
     /// Files: content digest; symlinks: the target; dirs: empty.
     digest: String,
+    /// Extended attributes, sorted (overlay's own left out).
+    xattrs: Vec<(String, Vec<u8>)>,
 }
 
 /// A local archive ADD extracts into `dir`.
@@ -106,6 +108,8 @@ pub struct PreparedCopy {
     /// Root-relative in-image path (no leading `/`) → entry; a parent always sorts before its children.
     nodes: BTreeMap<String, Node>,
     extracts: Vec<Extract>,
+    /// Owner of destination parents this step creates (`--chown`, else 0:0), as buildah and BuildKit.
+    new_dir_owner: (u32, u32),
     /// Downloads, deleted when the prepared copy is dropped.
     _downloads: Vec<tempfile::NamedTempFile>,
 }
@@ -610,6 +614,7 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                         gid: ctx_owner.1,
                         mtime: (0, 0),
                         digest,
+                        xattrs: Vec::new(),
                     },
                 );
             }
@@ -637,6 +642,7 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                         gid: ctx_owner.1,
                         mtime: (0, 0),
                         digest,
+                        xattrs: Vec::new(),
                     },
                 );
             }
@@ -667,6 +673,7 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                                 gid: ctx_owner.1,
                                 mtime: (md.mtime(), md.mtime_nsec() as u32),
                                 digest: String::new(),
+                                xattrs: host_xattrs(&ctx.root_path().join(&rel))?,
                             },
                         );
                     }
@@ -719,6 +726,11 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                                 gid: ctx_owner.1,
                                 mtime: (emd.mtime(), emd.mtime_nsec() as u32),
                                 digest,
+                                xattrs: if is_link {
+                                    Vec::new()
+                                } else {
+                                    host_xattrs(&ctx.root_path().join(&e.path))?
+                                },
                             },
                         );
                     }
@@ -749,6 +761,7 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                             gid: ctx_owner.1,
                             mtime: (md.mtime(), md.mtime_nsec() as u32),
                             digest: String::new(),
+                            xattrs: host_xattrs(&ctx.root_path().join(&rel))?,
                         },
                     );
                 } else {
@@ -780,6 +793,7 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                                 gid,
                                 mtime: mtime_of(&found.meta),
                                 digest: String::new(),
+                                xattrs: host_xattrs(&found.host)?,
                             },
                         );
                     }
@@ -855,6 +869,9 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
             )
             .as_bytes(),
         );
+        for (k, v) in &n.xattrs {
+            h.update(format!("\0xattr\0{k}\0{}\n", hex::encode(v)).as_bytes());
+        }
     }
     for x in &plan.extracts {
         h.update(format!("extract\0{}\0{}\n", x.dir, x.digest).as_bytes());
@@ -864,6 +881,7 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
         inputs: plan.inputs,
         nodes: plan.nodes,
         extracts: plan.extracts,
+        new_dir_owner: owner.unwrap_or((0, 0)),
         _downloads: downloads,
     })
 }
@@ -914,6 +932,11 @@ fn image_node(
         gid,
         mtime: mtime_of(&r.meta),
         digest,
+        xattrs: if ft.is_symlink() {
+            Vec::new()
+        } else {
+            host_xattrs(&r.host)?
+        },
     }))
 }
 
@@ -930,6 +953,43 @@ fn read_context_link(ctx: &BuildContext, rel: &str) -> Result<String> {
     let t = rustix::fs::readlinkat(&dir, name, Vec::new())
         .with_context(|| format!("reading link {rel} in the build context"))?;
     Ok(t.to_string_lossy().into_owned())
+}
+
+/// The extended attributes of `path` (not followed), sorted; overlay's own are left out. A filesystem
+/// without xattr support has none.
+fn host_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut list = vec![0u8; 64 * 1024];
+    let n = match rustix::fs::llistxattr(path, &mut list[..]) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::OPNOTSUPP) | Err(rustix::io::Errno::PERM) => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing xattrs of {}", path.display())),
+    };
+    let mut out = Vec::new();
+    for k in list[..n].split(|b| *b == 0).filter(|k| !k.is_empty()) {
+        if k.starts_with(b"trusted.overlay.") || k.starts_with(b"user.overlay.") {
+            continue;
+        }
+        let name = String::from_utf8_lossy(k).into_owned();
+        let mut val = vec![0u8; 64 * 1024];
+        match rustix::fs::lgetxattr(path, name.as_str(), &mut val[..]) {
+            Ok(len) => out.push((name, val[..len].to_vec())),
+            Err(rustix::io::Errno::NODATA) => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("reading xattr {name} of {}", path.display()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn set_xattrs(path: &Path, xattrs: &[(String, Vec<u8>)]) -> Result<()> {
+    for (k, v) in xattrs {
+        rustix::fs::lsetxattr(path, k.as_str(), v, rustix::fs::XattrFlags::empty())
+            .with_context(|| format!("setting xattr {k} on {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn is_root() -> bool {
@@ -1039,6 +1099,7 @@ impl PreparedCopy {
                 std::fs::set_permissions(&p, std::fs::Permissions::from_mode(n.mode))
                     .with_context(|| format!("setting the mode of {}", p.display()))?;
                 set_owner(&p, n.uid, n.gid)?;
+                set_xattrs(&p, &n.xattrs)?;
                 set_times(&p, n.mtime)?;
             }
         }
@@ -1056,7 +1117,12 @@ impl PreparedCopy {
                     r.meta.gid(),
                     mtime_of(&r.meta),
                 ),
-                _ => (0o755, 0, 0, (now.as_secs() as i64, now.subsec_nanos())),
+                _ => (
+                    0o755,
+                    self.new_dir_owner.0,
+                    self.new_dir_owner.1,
+                    (now.as_secs() as i64, now.subsec_nanos()),
+                ),
             };
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
                 .with_context(|| format!("setting the mode of {}", p.display()))?;
@@ -1099,6 +1165,8 @@ fn write_file(req: &CopyRequest, p: &Path, n: &Node, d: &Data) -> Result<()> {
         // chown clears setuid/setgid: set the mode again.
         dst.set_permissions(std::fs::Permissions::from_mode(n.mode))?;
     }
+    // After chown, which clears security.capability.
+    set_xattrs(p, &n.xattrs)?;
     let t = UNIX_EPOCH + Duration::new(n.mtime.0.max(0) as u64, n.mtime.1);
     dst.set_times(FileTimes::new().set_modified(t).set_accessed(t))
         .with_context(|| format!("setting the times of {}", p.display()))?;

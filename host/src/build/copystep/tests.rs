@@ -599,3 +599,53 @@ fn dest_conflicts_never_write_through_a_link() {
             .is_dir()
     );
 }
+
+#[test]
+fn xattrs_are_copied_and_keyed() {
+    let f = fixture();
+    let c = f.ctx.root_path().to_path_buf();
+    if rustix::fs::lsetxattr(
+        c.join("a.txt"),
+        "user.test",
+        b"v1",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .is_err()
+    {
+        eprintln!(
+            "SKIPPED xattrs_are_copied_and_keyed: no user xattrs on {}",
+            c.display()
+        );
+        return;
+    }
+    let s = step(&["a.txt"], "/x/");
+    let d1 = f.digest(&s);
+    let (out, _) = f.copy(&s, false, "/").unwrap();
+    let mut v = [0u8; 16];
+    let n = rustix::fs::lgetxattr(out.join("x/a.txt"), "user.test", &mut v).unwrap();
+    assert_eq!(&v[..n], b"v1");
+    rustix::fs::lsetxattr(
+        c.join("a.txt"),
+        "user.test",
+        b"v2",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    assert_ne!(f.digest(&s), d1, "an xattr change changes the key");
+}
+
+#[test]
+fn chown_owns_the_parents_it_creates() {
+    let f = fixture();
+    let mut s = step(&["a.txt"], "/new/deep/a.txt");
+    s.chown = Some("app".into());
+    let (out, _) = f.copy(&s, false, "/").unwrap();
+    let t = tree(&out);
+    assert!(t.contains(&"new d755 1000:1000".to_string()), "{t:?}");
+    assert!(t.contains(&"new/deep d755 1000:1000".to_string()), "{t:?}");
+    // A parent the image has keeps its owner.
+    let mut s = step(&["a.txt"], "/app/x");
+    s.chown = Some("app".into());
+    let (out, _) = f.copy(&s, false, "/").unwrap();
+    assert!(tree(&out).contains(&"app d750 0:0".to_string()));
+}
