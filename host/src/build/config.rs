@@ -29,6 +29,10 @@ pub fn initial(base: Option<&Value>, platform: &Platform, from_stage: bool) -> V
     if !cfg.is_object() {
         cfg = json!({});
     }
+    if base.is_none() {
+        // As buildah and BuildKit: a stage from scratch gets the default PATH.
+        cfg["config"] = json!({"Env": [format!("PATH={}", super::run::DEFAULT_PATH)]});
+    }
     let o = cfg.as_object_mut().expect("object");
     o.insert("architecture".into(), json!(platform.architecture));
     o.insert("os".into(), json!(platform.os));
@@ -181,7 +185,8 @@ fn healthcheck(h: &HealthCheck) -> Value {
 }
 
 /// Apply an instruction that changes only the config. RUN, COPY and ADD are the executor's; ARG changes nothing.
-pub fn apply(cfg: &mut Value, ins: &Instruction) -> Result<()> {
+/// `cmd_set_here`: a CMD came earlier in this stage (an ENTRYPOINT then keeps it; it resets only an inherited one).
+pub fn apply(cfg: &mut Value, ins: &Instruction, cmd_set_here: bool) -> Result<()> {
     match ins {
         Instruction::Env(kvs) => {
             for kv in kvs {
@@ -205,7 +210,9 @@ pub fn apply(cfg: &mut Value, ins: &Instruction) -> Result<()> {
             let s = section(cfg);
             s.insert("Entrypoint".into(), json!(v));
             // As Docker: an ENTRYPOINT resets a CMD inherited from the base (a later CMD sets it again).
-            s.remove("Cmd");
+            if !cmd_set_here {
+                s.remove("Cmd");
+            }
         }
         Instruction::Shell(argv) => {
             section(cfg).insert("Shell".into(), json!(argv));
@@ -318,16 +325,17 @@ mod tests {
         set_env(&mut c, "A", "1");
         set_env(&mut c, "B", "2");
         set_env(&mut c, "A", "3");
-        assert_eq!(env(&c), vec!["A=3", "B=2"]);
+        let path = format!("PATH={}", crate::build::run::DEFAULT_PATH);
+        assert_eq!(env(&c), vec![path.as_str(), "A=3", "B=2"]);
         unset_env(&mut c, "A");
-        assert_eq!(env(&c), vec!["B=2"]);
+        assert_eq!(env(&c), vec![path.as_str(), "B=2"]);
     }
 
     #[test]
     fn workdir_is_relative_to_the_previous_and_cleaned() {
         let mut c = initial(None, &Platform::host(), false);
-        apply(&mut c, &Instruction::Workdir("/a".into())).unwrap();
-        apply(&mut c, &Instruction::Workdir("b/../c/".into())).unwrap();
+        apply(&mut c, &Instruction::Workdir("/a".into()), false).unwrap();
+        apply(&mut c, &Instruction::Workdir("b/../c/".into()), false).unwrap();
         assert_eq!(workdir(&c), "/a/c");
     }
 
@@ -336,21 +344,24 @@ mod tests {
         let base = json!({"config": {"Cmd": ["sh"], "OnBuild": ["RUN x"]}});
         let mut c = initial(Some(&base), &Platform::host(), false);
         assert!(c["config"].get("OnBuild").is_none());
-        apply(
-            &mut c,
-            &Instruction::Shell(vec!["/bin/bash".into(), "-c".into()]),
-        )
-        .unwrap();
-        apply(
-            &mut c,
-            &Instruction::Entrypoint(Command::Shell("run me".into())),
-        )
-        .unwrap();
+        let shell = Instruction::Shell(vec!["/bin/bash".into(), "-c".into()]);
+        let entrypoint = Instruction::Entrypoint(Command::Shell("run me".into()));
+        apply(&mut c, &shell, false).unwrap();
+        apply(&mut c, &entrypoint, false).unwrap();
         assert!(c["config"].get("Cmd").is_none());
         assert_eq!(
             c["config"]["Entrypoint"],
             json!(["/bin/bash", "-c", "run me"])
         );
+        // A CMD set earlier in the same stage stays.
+        apply(
+            &mut c,
+            &Instruction::Cmd(Command::Exec(vec!["x".into()])),
+            false,
+        )
+        .unwrap();
+        apply(&mut c, &entrypoint, true).unwrap();
+        assert_eq!(c["config"]["Cmd"], json!(["x"]));
     }
 
     #[test]

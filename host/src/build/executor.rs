@@ -8,7 +8,7 @@ use super::copystep::{self, CopyRequest, CopySource};
 use super::progress::{Progress, StepId};
 use super::run::{self, RunRequest, Secrets};
 use super::statcache::StatCache;
-use super::{ImageState, Layer, config};
+use super::{ImageState, Layer, config, workdir};
 use crate::context::BuildContext;
 use crate::dispatch::isolation::{Emulator, Isolation, Network};
 use crate::dispatch::platform::Platform;
@@ -255,7 +255,7 @@ impl Exec<'_> {
         self.resolver.image_state(base, &self.layers)
     }
 
-    fn from_image(&self, reference: &str, platform: &Platform) -> Result<(ImageState, String)> {
+    fn image_from(&self, reference: &str, platform: &Platform) -> Result<(ImageState, String)> {
         let base = self.resolver.resolve(reference, platform)?;
         let state = self.image_state(&base)?;
         Ok((state, base.manifest_digest.clone()))
@@ -282,7 +282,7 @@ impl Exec<'_> {
                 (st, out.key.clone())
             }
             StageBase::Image(r) => {
-                let (mut st, digest) = self.from_image(r, &platform).with_context(|| {
+                let (mut st, digest) = self.image_from(r, &platform).with_context(|| {
                     format!("{}:{}: FROM {r}", stage.location.file, stage.location.line)
                 })?;
                 st.config = config::initial(Some(&st.config), &platform, false);
@@ -318,7 +318,14 @@ impl Exec<'_> {
                     &location,
                     emulator.as_ref(),
                 )
-                .with_context(|| format!("{location}: {}", step.original.trim()))?;
+                .map_err(|e| {
+                    // RUN and COPY errors name their location already.
+                    if format!("{e:#}").contains(&location) {
+                        e
+                    } else {
+                        e.context(format!("{location}: {}", step.original.trim()))
+                    }
+                })?;
             self.progress
                 .step_finished(&id, started.elapsed(), layer.as_deref());
         }
@@ -395,7 +402,7 @@ impl Exec<'_> {
                 let stage_state =
                     |i: u32| -> Result<ImageState> { Ok(self.wait(i)?.state.clone()) };
                 let image_state = |r: &str| -> Result<ImageState> {
-                    Ok(self.from_image(r, &self.opts.platform)?.0)
+                    Ok(self.image_from(r, &self.opts.platform)?.0)
                 };
                 let req = RunRequest {
                     step: run_step,
@@ -431,7 +438,7 @@ impl Exec<'_> {
                         CopySource::Image(&from_view)
                     }
                     Some(SourceRef::Image(r)) => {
-                        let (st, digest) = self.from_image(r, &self.opts.platform)?;
+                        let (st, digest) = self.image_from(r, &self.opts.platform)?;
                         parts.push(("from image".into(), digest));
                         from_view = st.view();
                         CopySource::Image(&from_view)
@@ -458,33 +465,66 @@ impl Exec<'_> {
                     parts.push((format!("file {path}"), digest.clone()));
                 }
                 self.layer_step(state, key, parts, &slot, id, step, |tmp, opts| {
-                    let tree = tempfile::Builder::new()
-                        .prefix("copy-")
-                        .tempdir_in(&self.steps_dir)
-                        .context("creating a dir for the COPY layer")?;
-                    let out = tree.path().join("tree");
-                    std::fs::create_dir(&out)?;
-                    prepared.apply(&req, &out)?;
-                    let blob = write_diff(DiffSource::Tree(&out), tmp, opts)?;
-                    let dir = self.layers.adopt(&blob.diff_id, &out)?;
-                    Ok((blob, dir))
+                    self.tree_layer(tmp, opts, |out| prepared.apply(&req, out))
+                })
+            }
+            Instruction::Workdir(_) => {
+                config::apply(&mut state.config, &step.instruction, false)?;
+                let dir = config::workdir(&state.config);
+                let view = state.view();
+                if !workdir::missing(&view, &dir)? {
+                    return self.config_only(state, key, &parts, step);
+                }
+                // The directory is made, owned by the current USER: a layer of its own.
+                let owner = workdir::owner(&view, &config::user(&state.config))?;
+                parts.push(("workdir".into(), format!("{dir} {}:{}", owner.0, owner.1)));
+                self.layer_step(state, key, parts, &slot, id, step, |tmp, opts| {
+                    self.tree_layer(tmp, opts, |out| workdir::create(&view, &dir, owner, out))
                 })
             }
             other => {
-                config::apply(&mut state.config, other)?;
-                *key = super::cache::key(&parts);
-                if !matches!(other, Instruction::Arg(_)) {
-                    let created = self.created();
-                    config::add_history(
-                        &mut state.config,
-                        &created,
-                        &config::created_by(step),
-                        true,
-                    );
-                }
-                Ok(None)
+                let cmd_set_here = stage.steps[..n]
+                    .iter()
+                    .any(|s| matches!(s.instruction, Instruction::Cmd(_)));
+                config::apply(&mut state.config, other, cmd_set_here)?;
+                self.config_only(state, key, &parts, step)
             }
         }
+    }
+
+    /// A step that changed only the config: the key moves on, history gets an empty-layer entry (not for ARG).
+    fn config_only(
+        &self,
+        state: &mut ImageState,
+        key: &mut String,
+        parts: &Parts,
+        step: &Step,
+    ) -> Result<Option<String>> {
+        *key = super::cache::key(parts);
+        if !matches!(step.instruction, Instruction::Arg(_)) {
+            let created = self.created();
+            config::add_history(&mut state.config, &created, &config::created_by(step), true);
+        }
+        Ok(None)
+    }
+
+    /// A layer whose content `fill` writes into an empty plain directory (COPY, WORKDIR).
+    fn tree_layer(
+        &self,
+        tmp: &std::path::Path,
+        opts: &DiffOptions,
+        fill: impl FnOnce(&std::path::Path) -> Result<()>,
+    ) -> Result<(crate::layer::LayerBlob, PathBuf)> {
+        let tree = tempfile::Builder::new()
+            .prefix("tree-")
+            .tempdir_in(&self.steps_dir)
+            .context("creating a dir for the layer")?;
+        let out = tree.path().join("tree");
+        std::fs::create_dir(&out)?;
+        fill(&out)?;
+        let blob = write_diff(DiffSource::Tree(&out), tmp, opts)?;
+        let dir = self.layers.adopt(&blob.diff_id, &out)?;
+        Ok((blob, dir))
     }
 
     /// A step that makes a layer: a cache hit reuses the recorded layer, a miss runs `make` and records it.

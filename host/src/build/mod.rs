@@ -10,6 +10,7 @@
 //! * [`config`]: the image config and history as instructions change them.
 //! * [`output`]: `--output` and `--push` exports.
 //! * [`progress`]: terminal, plain and JSON progress events.
+//! * [`workdir`]: the directory a WORKDIR names, created when missing.
 
 pub mod base;
 pub mod cache;
@@ -21,6 +22,7 @@ pub mod progress;
 pub mod rootview;
 pub mod run;
 pub mod statcache;
+pub mod workdir;
 
 use crate::transport::Descriptor;
 use std::path::PathBuf;

@@ -69,16 +69,20 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Identity> {
             "user {u:?} is not in the image's /etc/passwd: use a uid, or create the user first"
         ),
     };
-    let mut groups = Vec::new();
-    if let Some(g) = g.filter(|g| !g.is_empty()) {
+    let explicit_group = g.filter(|g| !g.is_empty());
+    if let Some(g) = explicit_group {
         gid = match group_entries(group).find(|(n, _, _)| *n == g) {
             Some((_, id, _)) => id,
             None => g.parse().map_err(|_| anyhow::anyhow!("group {g:?} is not in the image's /etc/group: use a gid, or create the group first"))?,
         };
-    } else if let Some(name) = &name {
-        // Supplementary groups only when no group was given, as Docker does.
+    }
+    // The primary group is a supplementary group too (as buildah, and Docker since CVE-2022-36109), so a
+    // process that drops it cannot keep access through a group it never had.
+    let mut groups = vec![gid];
+    if let (None, Some(name)) = (explicit_group, &name) {
+        // Memberships from /etc/group only when no group was given, as Docker does.
         for (_, id, members) in group_entries(group) {
-            if members.contains(&name.as_str()) && id != gid && !groups.contains(&id) {
+            if members.contains(&name.as_str()) && !groups.contains(&id) {
                 groups.push(id);
             }
         }
@@ -105,20 +109,20 @@ mod tests {
             Identity {
                 uid: 0,
                 gid: 0,
-                groups: vec![],
+                groups: vec![0],
                 home: "/root".into()
             }
         );
         let app = resolve("app", PASSWD, GROUP).unwrap();
         assert_eq!(
             (app.uid, app.gid, app.groups.clone(), app.home.as_str()),
-            (1000, 1000, vec![10, 50], "/home/app")
+            (1000, 1000, vec![1000, 10, 50], "/home/app")
         );
         assert_eq!(resolve("1000", PASSWD, GROUP).unwrap().gid, 1000);
         assert_eq!(resolve("app:wheel", PASSWD, GROUP).unwrap().gid, 10);
         assert_eq!(
             resolve("app:wheel", PASSWD, GROUP).unwrap().groups,
-            Vec::<u32>::new()
+            vec![10]
         );
         let anon = resolve("4242:77", PASSWD, GROUP).unwrap();
         assert_eq!((anon.uid, anon.gid, anon.home.as_str()), (4242, 77, "/"));
