@@ -30,9 +30,14 @@ struct Store {
 /// A fresh store holding `localhost/base:1` (busybox), and a context dir with `containerfile`.
 fn store(containerfile: &str) -> Store {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("store");
     let layout = tmp.path().join("base");
     busybox_image(&layout, "1");
+    store_from(tmp, &layout, containerfile)
+}
+
+/// As [`store`], with the base from `layout:1` (so several stores can share the very same base image).
+fn store_from(tmp: tempfile::TempDir, layout: &Path, containerfile: &str) -> Store {
+    let root = tmp.path().join("store");
     ok(lade()
         .arg("--root")
         .arg(&root)
@@ -88,8 +93,11 @@ fn same_source_date_epoch_gives_the_same_digests_in_two_stores() {
     if !need_root("same_source_date_epoch_gives_the_same_digests_in_two_stores") {
         return;
     }
-    let a = store(REPRO);
-    let b = store(REPRO);
+    let base = tempfile::tempdir().unwrap();
+    let layout = base.path().join("base");
+    busybox_image(&layout, "1");
+    let a = store_from(tempfile::tempdir().unwrap(), &layout, REPRO);
+    let b = store_from(tempfile::tempdir().unwrap(), &layout, REPRO);
     let build = |s: &Store| {
         ok(s.lade()
             .env("SOURCE_DATE_EPOCH", "1700000000")
@@ -108,7 +116,7 @@ fn same_source_date_epoch_gives_the_same_digests_in_two_stores() {
     let cfg = a.skopeo("localhost/repro:1", "--config");
     assert_eq!(cfg["created"], "2023-11-14T22:13:20Z");
     // A different epoch changes the digests (the times really are in the image).
-    let c = store(REPRO);
+    let c = store_from(tempfile::tempdir().unwrap(), &layout, REPRO);
     let ic = ok(c
         .lade()
         .env("SOURCE_DATE_EPOCH", "1700000001")
