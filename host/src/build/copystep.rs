@@ -958,7 +958,14 @@ fn read_context_link(ctx: &BuildContext, rel: &str) -> Result<String> {
 /// The extended attributes of `path` (not followed), sorted; overlay's own are left out. A filesystem
 /// without xattr support has none.
 fn host_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut list = vec![0u8; 64 * 1024];
+    // Most files have none: ask for the size first, so that case costs one syscall and no allocation.
+    let size = match rustix::fs::llistxattr(path, &mut [0u8; 0][..]) {
+        Ok(0) => return Ok(Vec::new()),
+        Ok(n) => n,
+        Err(rustix::io::Errno::OPNOTSUPP) | Err(rustix::io::Errno::PERM) => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("listing xattrs of {}", path.display())),
+    };
+    let mut list = vec![0u8; size.max(64 * 1024)];
     let n = match rustix::fs::llistxattr(path, &mut list[..]) {
         Ok(n) => n,
         Err(rustix::io::Errno::OPNOTSUPP) | Err(rustix::io::Errno::PERM) => return Ok(Vec::new()),
