@@ -492,7 +492,7 @@ impl Exec<'_> {
         }
     }
 
-    /// A step that changed only the config: the key moves on, history gets an empty-layer entry (not for ARG).
+    /// A step that changed only the config: the key moves on, history gets an empty-layer entry.
     fn config_only(
         &self,
         state: &mut ImageState,
@@ -500,11 +500,14 @@ impl Exec<'_> {
         parts: &Parts,
         step: &Step,
     ) -> Result<Option<String>> {
-        *key = super::cache::key(parts);
-        if !matches!(step.instruction, Instruction::Arg(_)) {
-            let created = self.created();
-            config::add_history(&mut state.config, &created, &config::created_by(step), true);
+        // An ARG changes nothing by itself: the steps that use its value carry it in their own key (RUN sees
+        // the args in scope, other instructions have them expanded), so a new value misses only there.
+        if matches!(step.instruction, Instruction::Arg(_)) {
+            return Ok(None);
         }
+        *key = super::cache::key(parts);
+        let created = self.created();
+        config::add_history(&mut state.config, &created, &config::created_by(step), true);
         Ok(None)
     }
 
