@@ -383,3 +383,28 @@ fn pull_and_copy_choose_the_host_platform_unless_told_otherwise() {
         assert_eq!(arch_of(&dest), want, "copy {flags:?}");
     }
 }
+
+#[test]
+fn a_crash_under_emulation_says_so_and_suggests_a_native_builder() {
+    if !need_root_and_arm64("a_crash_under_emulation_says_so_and_suggests_a_native_builder") {
+        return;
+    }
+    let s = setup("FROM localhost/base:1\nRUN echo about to crash >&2; kill -SEGV $$\n");
+    let err = lade_tests::fails(
+        s.lade()
+            .args([
+                "build",
+                "--platform",
+                "linux/arm64",
+                "-t",
+                "localhost/crash:1",
+            ])
+            .arg(&s.ctx),
+        1,
+    );
+    assert!(err.contains("Containerfile:2"), "{err}");
+    assert!(err.contains("SIGSEGV"), "{err}");
+    assert!(err.contains("emulation"), "{err}");
+    assert!(err.contains("native arm64"), "{err}");
+    assert!(err.contains("about to crash"), "the stderr tail: {err}");
+}

@@ -344,7 +344,13 @@ pub fn run(g: &Global, mut a: BuildArgs) -> Result<()> {
                 s.spawn(move || {
                     let opts = options(p)?;
                     executor::execute(plan, ctx, resolver, store, &opts, progress, image_tags)
-                        .with_context(|| format!("building for {p}"))
+                        .map_err(|e| {
+                            if multi {
+                                e.context(format!("building for {p}"))
+                            } else {
+                                e
+                            }
+                        })
                 })
             })
             .collect();
