@@ -959,12 +959,21 @@ fn read_context_link(ctx: &BuildContext, rel: &str) -> Result<String> {
 /// without xattr support has none.
 fn host_xattrs(path: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     // Most files have none: ask for the size first, so that case costs one syscall and no allocation.
-    let size = match rustix::fs::llistxattr(path, &mut [0u8; 0][..]) {
-        Ok(0) => return Ok(Vec::new()),
-        Ok(n) => n,
-        Err(rustix::io::Errno::OPNOTSUPP) | Err(rustix::io::Errno::PERM) => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("listing xattrs of {}", path.display())),
-    };
+    let cpath = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .with_context(|| format!("{} has a NUL byte", path.display()))?;
+    // SAFETY: a NUL-terminated path and a null buffer of size 0 (the kernel returns the list's size).
+    let size = unsafe { libc::llistxattr(cpath.as_ptr(), std::ptr::null_mut(), 0) };
+    if size == 0 {
+        return Ok(Vec::new());
+    }
+    if size < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOTSUP) | Some(libc::EPERM) => Ok(Vec::new()),
+            _ => Err(e).with_context(|| format!("listing xattrs of {}", path.display())),
+        };
+    }
+    let size = size as usize;
     let mut list = vec![0u8; size.max(64 * 1024)];
     let n = match rustix::fs::llistxattr(path, &mut list[..]) {
         Ok(n) => n,
