@@ -143,6 +143,7 @@ pub fn execute(
     }
     // Blobs written before the final tag must survive a concurrent `lade prune`.
     let _guard = store.writer_guard()?;
+    let _steps = sweep_steps(&ex.steps_dir)?;
     std::thread::scope(|s| {
         for &i in &plan.required {
             let ex = &ex;
@@ -746,6 +747,27 @@ pub fn commit_index(
             .with_context(|| format!("naming the manifest list {n}"))?;
     }
     Ok(desc)
+}
+
+/// Hold a shared lock on the steps dir for the build; when no other build holds one, first remove what a
+/// killed build left there (step snapshots, layer trees).
+fn sweep_steps(steps_dir: &std::path::Path) -> Result<std::fs::File> {
+    use rustix::fs::{FlockOperation, flock};
+    let lock = std::fs::File::create(steps_dir.join(".lock"))
+        .with_context(|| format!("creating {}/.lock", steps_dir.display()))?;
+    if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok() {
+        for e in std::fs::read_dir(steps_dir)?.flatten() {
+            if e.file_name() != ".lock" {
+                let p = e.path();
+                // Overlay work dirs can hold root-owned, mode-0 entries; remove_dir_all copes as root.
+                if let Err(err) = std::fs::remove_dir_all(&p) {
+                    tracing::debug!("could not remove stale {}: {err}", p.display());
+                }
+            }
+        }
+    }
+    flock(&lock, FlockOperation::LockShared).context("locking the steps dir")?;
+    Ok(lock)
 }
 
 fn descriptor(media_type: &str, digest: &str, size: u64) -> Result<Descriptor> {
