@@ -623,3 +623,58 @@ fn a_local_base_gives_the_frontend_its_env_and_onbuild_triggers() {
     let err = fails(&mut p.build(&["-t", "child:3"]), 1);
     assert!(err.contains("localhost/absent:1"), "{err}");
 }
+
+/// FROM a digest-pinned index: the host's instance is pulled once, and later builds find the pinned
+/// digest in the store without the registry.
+#[test]
+fn a_pinned_index_is_found_locally_once_pulled() {
+    require_peers!("umoci", "skopeo", "docker-registry");
+    let Some(reg) = Registry::start() else { return };
+    let p = Project::new("");
+    umoci_image(&p.layout, "a", &[("which", b"amd64\n")], None);
+    umoci_image(&p.layout, "b", &[("which", b"arm64\n")], None);
+    ok(Command::new("umoci").args([
+        "config",
+        "--image",
+        &format!("{}:b", p.layout.display()),
+        "--architecture",
+        "arm64",
+    ]));
+    add_index(
+        &p.layout,
+        "multi",
+        &[("a", "amd64", None), ("b", "arm64", Some("v8"))],
+    );
+    ok(Command::new("skopeo").args([
+        "copy",
+        "--all",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:multi", p.layout.display()),
+        &format!("docker://{}/multi:1", reg.addr),
+    ]));
+    let digest = lade_tests::oci::oci_digest(&p.layout, "multi").unwrap();
+    p.containerfile(&format!(
+        "FROM {}/multi@{digest}\nLABEL pinned=1\n",
+        reg.addr
+    ));
+    let want = diff_ids(&skopeo_json(&[
+        "inspect",
+        "--config",
+        &format!("oci:{}:a", p.layout.display()),
+    ]));
+    let config_of = |name: &str| -> Value {
+        let m = p.stored_manifest(name);
+        let hex = m["config"]["digest"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap()
+            .to_string();
+        serde_json::from_slice(&fs::read(p.root.join("blobs/sha256").join(hex)).unwrap()).unwrap()
+    };
+    ok(&mut p.build(&["--tls-verify=false", "-t", "pinned:1"]));
+    assert_eq!(diff_ids(&config_of("localhost/pinned:1"))[..1], want[..]);
+    drop(reg);
+    ok(&mut p.build(&["--tls-verify=false", "-t", "pinned:2"]));
+    assert_eq!(diff_ids(&config_of("localhost/pinned:2"))[..1], want[..]);
+}

@@ -418,6 +418,15 @@ impl BaseResolver {
                 .await
                 .with_context(|| format!("opening {src}"))?;
             let dst = LocalDestination::open_named(&root, name, remote)?;
+            // A digest-pinned index is kept (only its chosen instance is copied, and that is what the store
+            // names), so the next build finds the pinned digest locally instead of asking the registry.
+            if let Some(pinned) = pinned_digest(name) {
+                let (bytes, mt) = source.manifest(None).await?;
+                check_bytes(&bytes, &pinned, None).with_context(|| src.to_string())?;
+                if media::is_index(&mt) {
+                    self.store.put_manifest(&bytes, &mt)?;
+                }
+            }
             copy_image(source.as_ref(), &dst, &opts).await
         })?;
         let digest: Digest = report.digest.parse()?;
@@ -646,6 +655,11 @@ impl BaseResolver {
             self.handle.block_on(fut)
         }
     }
+}
+
+/// The digest a reference pins (`repo@sha256:…`), if any.
+fn pinned_digest(name: &str) -> Option<Digest> {
+    names::split(name).2.and_then(|d| d.parse().ok())
 }
 
 /// The store name [`LocalDestination::open_named`] gives `name`.
