@@ -108,6 +108,8 @@ pub struct PreparedCopy {
     /// Root-relative in-image path (no leading `/`) → entry; a parent always sorts before its children.
     nodes: BTreeMap<String, Node>,
     extracts: Vec<Extract>,
+    /// Path → the path it is a hardlink of (both files of this copy).
+    hardlinks: BTreeMap<String, String>,
     /// Owner of destination parents this step creates (`--chown`, else 0:0), as buildah and BuildKit.
     new_dir_owner: (u32, u32),
     /// Downloads, deleted when the prepared copy is dropped.
@@ -368,6 +370,8 @@ struct Plan {
     nodes: BTreeMap<String, Node>,
     extracts: Vec<Extract>,
     inputs: Vec<(String, String)>,
+    /// Files hardlinked to one another in a copied context dir: path → the first path of that inode.
+    hardlinks: BTreeMap<String, String>,
 }
 
 impl Plan {
@@ -401,8 +405,10 @@ impl Plan {
                 .collect();
             for k in under {
                 self.nodes.remove(&k);
+                self.hardlinks.remove(&k);
             }
         }
+        self.hardlinks.remove(&path);
         self.nodes.insert(path, node);
     }
 }
@@ -582,7 +588,9 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
         nodes: BTreeMap::new(),
         extracts: Vec::new(),
         inputs: Vec::new(),
+        hardlinks: BTreeMap::new(),
     };
+    let mut inodes: std::collections::HashMap<(u64, u64), String> = Default::default();
     let mut pending_digests: Vec<(String, String)> = Vec::new(); // (in-image path, context rel)
     let single_target = |name: &str, keep: &str| -> String {
         if !step.parents {
@@ -692,6 +700,17 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                             .dir()
                             .symlink_metadata(&e.path)
                             .with_context(|| format!("stat {} in the build context", e.path))?;
+                        let mut link_to = None;
+                        if e.stat.kind == FileKind::File && emd.nlink() > 1 {
+                            match inodes.entry((emd.dev(), emd.ino())) {
+                                std::collections::hash_map::Entry::Occupied(o) => {
+                                    link_to = Some(o.get().clone())
+                                }
+                                std::collections::hash_map::Entry::Vacant(v) => {
+                                    v.insert(target.clone());
+                                }
+                            }
+                        }
                         let (kind, digest) = match e.stat.kind {
                             FileKind::Directory => (Kind::Dir, String::new()),
                             FileKind::File => {
@@ -713,6 +732,7 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                         };
                         let is_dir = matches!(kind, Kind::Dir);
                         let is_link = matches!(kind, Kind::Symlink(_));
+                        let target_for_link = target.clone();
                         plan.insert(
                             target,
                             Node {
@@ -733,6 +753,9 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                                 },
                             },
                         );
+                        if let Some(first) = link_to {
+                            plan.hardlinks.insert(target_for_link.clone(), first);
+                        }
                     }
                 } else if md.is_file() {
                     if req.add && is_archive(&rel, ctx)? {
@@ -873,6 +896,9 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
             h.update(format!("\0xattr\0{k}\0{}\n", hex::encode(v)).as_bytes());
         }
     }
+    for (path, first) in &plan.hardlinks {
+        h.update(format!("hardlink\0{path}\0{first}\n").as_bytes());
+    }
     for x in &plan.extracts {
         h.update(format!("extract\0{}\0{}\n", x.dir, x.digest).as_bytes());
     }
@@ -881,6 +907,7 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
         inputs: plan.inputs,
         nodes: plan.nodes,
         extracts: plan.extracts,
+        hardlinks: plan.hardlinks,
         new_dir_owner: owner.unwrap_or((0, 0)),
         _downloads: downloads,
     })
@@ -1058,6 +1085,14 @@ fn ensure_dir(out: &Path, rel: &str) -> Result<Vec<String>> {
 }
 
 impl PreparedCopy {
+    /// The file `path` is written as a hardlink of, when that file is in this copy too.
+    fn link_target(&self, path: &str) -> Option<&str> {
+        let first = self.hardlinks.get(path)?;
+        let is_file = |p: &str| matches!(self.nodes.get(p).map(|n| &n.kind), Some(Kind::File(_)));
+        (is_file(path) && is_file(first) && !self.hardlinks.contains_key(first))
+            .then_some(first.as_str())
+    }
+
     /// Write the layer's content into the empty directory `out` (see the module docs).
     pub fn apply(&self, req: &CopyRequest, out: &Path) -> Result<()> {
         let what = if req.add { "ADD" } else { "COPY" };
@@ -1086,12 +1121,19 @@ impl PreparedCopy {
                     set_owner(&p, n.uid, n.gid)?;
                     set_times(&p, n.mtime)?;
                 }
+                Kind::File(_) if self.link_target(path).is_some() => {}
                 Kind::File(d) => files.push((p, n, d)),
             }
         }
         files
             .par_iter()
             .try_for_each(|(p, n, d)| write_file(req, p, n, d))?;
+        for path in self.hardlinks.keys() {
+            if let Some(first) = self.link_target(path) {
+                std::fs::hard_link(out.join(first), out.join(path))
+                    .with_context(|| format!("linking {path} to {first}"))?;
+            }
+        }
         for x in &self.extracts {
             implicit.extend(ensure_dir(out, &x.dir)?);
             let dir = out.join(&x.dir);

@@ -649,3 +649,24 @@ fn chown_owns_the_parents_it_creates() {
     let (out, _) = f.copy(&s, false, "/").unwrap();
     assert!(tree(&out).contains(&"app d750 0:0".to_string()));
 }
+
+#[test]
+fn hardlinks_in_a_copied_dir_stay_hardlinks() {
+    let f = fixture();
+    let c = f.ctx.root_path().to_path_buf();
+    write(&c.join("hl/one"), "same");
+    std::fs::hard_link(c.join("hl/one"), c.join("hl/two")).unwrap();
+    let s = step(&["hl"], "/h/");
+    let (out, _) = f.copy(&s, false, "/").unwrap();
+    let (a, b) = (
+        std::fs::metadata(out.join("h/one")).unwrap(),
+        std::fs::metadata(out.join("h/two")).unwrap(),
+    );
+    assert_eq!(a.ino(), b.ino());
+    assert_eq!(read(&out, "h/two"), "same");
+    let d1 = f.digest(&s);
+    // Unlinked (same content): a different layer, so a different key.
+    std::fs::remove_file(c.join("hl/two")).unwrap();
+    write(&c.join("hl/two"), "same");
+    assert_ne!(f.digest(&s), d1);
+}
