@@ -50,6 +50,8 @@ pub struct StatCache {
     entries: Mutex<HashMap<String, Entry>>,
     dirty: AtomicBool,
     reads: AtomicU64,
+    /// Context dirs as named → canonical, so `ctx` and `/abs/ctx` share entries.
+    roots: Mutex<HashMap<PathBuf, String>>,
 }
 
 fn now_ns() -> i128 {
@@ -73,6 +75,7 @@ impl StatCache {
             entries: Mutex::new(entries),
             dirty: AtomicBool::new(false),
             reads: AtomicU64::new(0),
+            roots: Mutex::new(HashMap::new()),
         }
     }
 
@@ -100,7 +103,7 @@ impl StatCache {
             ino: md.ino(),
             dev: md.dev(),
         };
-        let id = format!("{}\0{clean}", ctx.root_path().display());
+        let id = format!("{}\0{clean}", self.root_of(ctx)?);
         {
             let map = self
                 .entries
@@ -141,6 +144,22 @@ impl StatCache {
         );
         self.dirty.store(true, Ordering::Relaxed);
         Ok(digest)
+    }
+
+    fn root_of(&self, ctx: &BuildContext) -> Result<String> {
+        let mut roots = self
+            .roots
+            .lock()
+            .map_err(|_| anyhow!("stat cache poisoned"))?;
+        if let Some(r) = roots.get(ctx.root_path()) {
+            return Ok(r.clone());
+        }
+        let canon = std::fs::canonicalize(ctx.root_path())
+            .with_context(|| format!("resolving {}", ctx.root_path().display()))?
+            .display()
+            .to_string();
+        roots.insert(ctx.root_path().to_path_buf(), canon.clone());
+        Ok(canon)
     }
 
     /// Write the cache (temp file, fsync, rename). Nothing is written when nothing changed.
