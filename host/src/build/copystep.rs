@@ -562,7 +562,9 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                 .flatten()
             {
                 Some(r) if r.meta.is_dir() => (norm(&r.path).join("/"), true),
-                _ => (cand, false),
+                // A symlink to a file is written through, inside the root (as BuildKit's RootPath).
+                Some(r) => (norm(&r.path).join("/"), false),
+                None => (cand, false),
             }
         }
     };

@@ -55,6 +55,7 @@ fn fixture() -> Fixture {
     );
     std::fs::create_dir_all(base.join("usr/bin")).unwrap();
     symlink("usr/bin", base.join("bin")).unwrap();
+    symlink("../../../etc/passwd", base.join("etc/pw-link")).unwrap();
     std::fs::create_dir_all(base.join("app")).unwrap();
     std::fs::set_permissions(base.join("app"), std::fs::Permissions::from_mode(0o750)).unwrap();
     let ctx = BuildContext::with_ignore(&c, IgnoreMatcher::parse("", None).unwrap()).unwrap();
@@ -209,6 +210,12 @@ fn workdir_relative_destination_and_dest_through_image_symlink() {
     assert!(std::fs::symlink_metadata(out.join("bin")).is_err());
     let (out, _) = f.copy(&step(&["run.sh"], "/bin/tool"), false, "/").unwrap();
     assert_eq!(read(&out, "usr/bin/tool"), "#!/bin/sh\n");
+    // A destination that is a symlink to a file is written through, inside the root.
+    let (out, _) = f
+        .copy(&step(&["a.txt"], "/etc/pw-link"), false, "/")
+        .unwrap();
+    assert_eq!(read(&out, "etc/passwd"), "A");
+    assert!(std::fs::symlink_metadata(out.join("etc/pw-link")).is_err());
 }
 
 #[test]
