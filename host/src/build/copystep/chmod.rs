@@ -12,7 +12,7 @@ pub enum ModeSpec {
 /// One `who op perms` clause of a symbolic mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Clause {
-    /// Bit mask of the classes (u=0o4700-ish masks are worked out when applied): 4 = u, 2 = g, 1 = o.
+    /// The classes it applies to, as a bit mask: 4 = u, 2 = g, 1 = o (none given means all).
     who: u8,
     op: char,
     perms: String,
