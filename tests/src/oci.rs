@@ -124,9 +124,44 @@ pub fn busybox_image_for(layout: &Path, tag: &str, arch: &str) {
     }
     std::fs::copy(&busybox, root.join("bin/busybox")).unwrap();
     for applet in [
-        "sh", "ls", "cat", "echo", "id", "mkdir", "touch", "chmod", "chown", "rm", "cp", "mv", "ln", "find",
-        "wc", "grep", "sed", "uname", "stat", "env", "true", "false", "test", "sleep", "tar", "head", "tail",
-        "sort", "md5sum", "sha256sum", "printf", "readlink", "xargs", "ip", "cut", "tr", "pwd", "whoami",
+        "sh",
+        "ls",
+        "cat",
+        "echo",
+        "id",
+        "mkdir",
+        "touch",
+        "chmod",
+        "chown",
+        "rm",
+        "cp",
+        "mv",
+        "ln",
+        "find",
+        "wc",
+        "grep",
+        "sed",
+        "uname",
+        "stat",
+        "env",
+        "true",
+        "false",
+        "test",
+        "sleep",
+        "tar",
+        "head",
+        "tail",
+        "sort",
+        "md5sum",
+        "sha256sum",
+        "printf",
+        "readlink",
+        "xargs",
+        "ip",
+        "cut",
+        "tr",
+        "pwd",
+        "whoami",
     ] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
@@ -151,7 +186,10 @@ pub fn busybox_image_for(layout: &Path, tag: &str, arch: &str) {
         .arg(&tar)
         .arg("."));
     if !layout.join("index.json").exists() {
-        ok(Command::new("umoci").arg("init").arg("--layout").arg(layout));
+        ok(Command::new("umoci")
+            .arg("init")
+            .arg("--layout")
+            .arg(layout));
     }
     let img = format!("{}:{tag}", layout.display());
     ok(Command::new("umoci").args(["new", "--image", &img]));

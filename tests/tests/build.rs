@@ -71,11 +71,8 @@ impl Store {
             .lade()
             .args(["push", name])
             .arg(format!("dir:{}", dir.display())));
-        let out = ok(Command::new("skopeo").args([
-            "inspect",
-            what,
-            &format!("dir:{}", dir.display()),
-        ]));
+        let out =
+            ok(Command::new("skopeo").args(["inspect", what, &format!("dir:{}", dir.display())]));
         serde_json::from_str(&out).unwrap()
     }
 }
@@ -195,7 +192,11 @@ fn commit_flags_and_docker_format() {
         .args(["-t", "flags:1", "-t", "flags:2"])
         .arg(&s.dir));
     let id = fs::read_to_string(&iid).unwrap();
-    assert_eq!(format!("sha256:{}", quiet.trim()), id, "-q prints the ID --iidfile holds");
+    assert_eq!(
+        format!("sha256:{}", quiet.trim()),
+        id,
+        "-q prints the ID --iidfile holds"
+    );
     let m = s.skopeo("localhost/flags:2", "--raw");
     assert_eq!(
         m["mediaType"],
@@ -207,7 +208,10 @@ fn commit_flags_and_docker_format() {
     );
     assert_eq!(m["config"]["digest"], id);
     for l in m["layers"].as_array().unwrap() {
-        assert_eq!(l["mediaType"], "application/vnd.docker.image.rootfs.diff.tar.gzip");
+        assert_eq!(
+            l["mediaType"],
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
     }
     let cfg = s.skopeo("localhost/flags:1", "--config");
     let env: Vec<&str> = cfg["config"]["Env"]
@@ -216,7 +220,10 @@ fn commit_flags_and_docker_format() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert!(env.contains(&"KEEP=1") && env.contains(&"ADDED=yes"), "{env:?}");
+    assert!(
+        env.contains(&"KEEP=1") && env.contains(&"ADDED=yes"),
+        "{env:?}"
+    );
     assert!(!env.iter().any(|e| e.starts_with("DROP=")), "{env:?}");
     assert_eq!(cfg["config"]["Labels"]["team"], "core");
     // History: one entry per instruction, RUN with a layer, ENV without.
@@ -237,7 +244,15 @@ fn json_progress_events_and_zstd_layers() {
     let run = |extra: &[&str]| -> Vec<Value> {
         let out = ok(s
             .lade()
-            .args(["build", "--format", "json", "--compression-format", "zstd", "-t", "j:1"])
+            .args([
+                "build",
+                "--format",
+                "json",
+                "--compression-format",
+                "zstd",
+                "-t",
+                "j:1",
+            ])
             .args(extra)
             .arg(&s.dir));
         out.lines()
@@ -260,10 +275,16 @@ fn json_progress_events_and_zstd_layers() {
     );
     assert!(first[2]["seconds"].as_f64().unwrap() >= 0.0);
     let second = run(&[]);
-    assert!(second.iter().any(|e| e["event"] == "step-cached"), "{second:?}");
+    assert!(
+        second.iter().any(|e| e["event"] == "step-cached"),
+        "{second:?}"
+    );
     let m = s.skopeo("localhost/j:1", "--raw");
     let top = m["layers"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(top["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd");
+    assert_eq!(
+        top["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
     // The blob really is zstd (magic 28 b5 2f fd), and its digest matches.
     let blob = s.root.join("blobs/sha256").join(
         top["digest"]

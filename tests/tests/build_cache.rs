@@ -179,7 +179,10 @@ fn content_mode_added_and_removed_files_invalidate_copy_and_what_follows() {
     // The same content with a different mode.
     fs::set_permissions(&a, fs::Permissions::from_mode(0o600)).unwrap();
     let (copy, _) = p.copy_run(&[]);
-    assert!(matches!(copy, Verdict::Miss(_)), "a mode change must miss: {copy:?}");
+    assert!(
+        matches!(copy, Verdict::Miss(_)),
+        "a mode change must miss: {copy:?}"
+    );
     assert_eq!(p.copy_run(&[]).0, Verdict::Hit);
 
     // An added file, then a removed one.
