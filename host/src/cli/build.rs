@@ -15,7 +15,6 @@ use crate::layer::Compression;
 use crate::plugin::frontend::{ContextReader, Severity};
 use crate::plugin::{PluginSource, render_diagnostic};
 use crate::store::Store;
-use crate::transport::SystemContext;
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -118,18 +117,8 @@ pub struct BuildArgs {
     /// Stages run at once (default: the number of cores)
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
-    /// Require HTTPS and verified certificates for registries
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
-    pub tls_verify: Option<bool>,
-    /// Registry credentials USER[:PASSWORD]
-    #[arg(long, value_name = "USER[:PASS]")]
-    pub creds: Option<String>,
-    /// auth.json to use
-    #[arg(long, value_name = "FILE")]
-    pub authfile: Option<PathBuf>,
-    /// certs.d-style directory for registries
-    #[arg(long, value_name = "DIR")]
-    pub cert_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub remote: super::copy::RemoteFlags,
     /// Run foreign-platform steps without registered binfmt handlers
     #[arg(long, hide = true)]
     pub ignore_binfmt: bool,
@@ -283,16 +272,7 @@ pub fn run(g: &Global, mut a: BuildArgs) -> Result<()> {
 
     let rt = super::runtime()?;
     let store = Store::open(&g.root())?;
-    let sys = SystemContext {
-        tls_verify: a.tls_verify,
-        creds: a.creds.clone(),
-        authfile: a.authfile.clone(),
-        cert_dir: a.cert_dir.clone(),
-        registries_conf: g.registries_conf.clone(),
-        retry_times: 3,
-        platform: Default::default(),
-        store_root: g.root(),
-    };
+    let sys = a.remote.context(g);
     let resolver = Arc::new(BaseResolver::new(
         store.clone(),
         sys.clone(),

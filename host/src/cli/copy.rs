@@ -240,8 +240,8 @@ pub fn copy(g: &Global, a: CopyArgs) -> Result<()> {
     report(&r, e)
 }
 
-/// Registry-side flags of push and pull.
-#[derive(clap::Args, Debug)]
+/// Registry-side flags of push, pull, build and manifest.
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct RemoteFlags {
     /// Verify TLS for the registry
     #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
@@ -255,6 +255,22 @@ pub struct RemoteFlags {
     /// certs.d-style directory for the registry
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
+}
+
+impl RemoteFlags {
+    /// The context for the registry these flags are about (3 retries, no platform override).
+    pub fn context(&self, g: &Global) -> SystemContext {
+        SystemContext {
+            tls_verify: self.tls_verify,
+            creds: self.creds.clone(),
+            authfile: self.authfile.clone(),
+            cert_dir: self.cert_dir.clone(),
+            registries_conf: g.registries_conf.clone(),
+            retry_times: 3,
+            platform: PlatformOverride::default(),
+            store_root: g.root(),
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]

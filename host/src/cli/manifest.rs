@@ -2,6 +2,7 @@
 //! remove, annotate, inspect, push (with `--all`, every image first), rm and exists.
 
 use super::Global;
+use super::copy::RemoteFlags;
 use crate::copy::{CopyOptions, ManifestFormat, MultiArch, copy_image};
 use crate::store::Store;
 use crate::transport::{self, Descriptor, PlatformOverride, SystemContext, media};
@@ -16,23 +17,6 @@ const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+
 pub enum ListFormat {
     Oci,
     V2s2,
-}
-
-/// Registry flags for the side of a manifest command that talks to a registry.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct RemoteFlags {
-    /// Require HTTPS and verified certificates
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
-    pub tls_verify: Option<bool>,
-    /// Credentials USER[:PASSWORD]
-    #[arg(long, value_name = "USER[:PASS]")]
-    pub creds: Option<String>,
-    /// auth.json to use
-    #[arg(long, value_name = "FILE")]
-    pub authfile: Option<PathBuf>,
-    /// certs.d-style directory
-    #[arg(long, value_name = "DIR")]
-    pub cert_dir: Option<PathBuf>,
 }
 
 /// Platform and annotation fields of one index entry.
@@ -128,16 +112,7 @@ pub enum ManifestCommand {
 }
 
 fn sys(g: &Global, r: &RemoteFlags) -> SystemContext {
-    SystemContext {
-        tls_verify: r.tls_verify,
-        creds: r.creds.clone(),
-        authfile: r.authfile.clone(),
-        cert_dir: r.cert_dir.clone(),
-        registries_conf: g.registries_conf.clone(),
-        retry_times: 3,
-        platform: PlatformOverride::default(),
-        store_root: g.root(),
-    }
+    r.context(g)
 }
 
 /// Whether `name` starts with a transport (`docker://`, `oci:`, ...).
