@@ -221,3 +221,19 @@ impl Drop for Registry {
         let _ = self.child.wait();
     }
 }
+
+/// Whether this process is root, which RUN steps need (lade has no rootless user namespace yet). When not:
+/// skips the test loudly, or fails it under LADE_REQUIRE_PEERS=1.
+pub fn need_root(test: &str) -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        !peers_required(),
+        "{test} needs root: RUN steps use namespaces and overlay mounts (LADE_REQUIRE_PEERS=1)"
+    );
+    eprintln!(
+        "\n*** SKIPPED {test}: RUN steps need root here (no rootless user namespace yet) ***\n"
+    );
+    false
+}

@@ -9,18 +9,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn need_root(test: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        !lade_tests::peers_required(),
-        "{test}: RUN steps need root here (LADE_REQUIRE_PEERS=1)"
-    );
-    eprintln!("SKIPPED {test}: RUN steps need root");
-    false
-}
-
 struct Store {
     _tmp: tempfile::TempDir,
     root: PathBuf,
@@ -87,7 +75,7 @@ LABEL stage=one
 #[test]
 fn same_source_date_epoch_gives_the_same_digests_in_two_stores() {
     require_peers!("skopeo");
-    if !need_root("same_source_date_epoch_gives_the_same_digests_in_two_stores") {
+    if !lade_tests::need_root("same_source_date_epoch_gives_the_same_digests_in_two_stores") {
         return;
     }
     let base = tempfile::tempdir().unwrap();
@@ -125,7 +113,7 @@ fn same_source_date_epoch_gives_the_same_digests_in_two_stores() {
 #[test]
 fn target_skips_unneeded_stages_and_independent_stages_both_run() {
     require_peers!("skopeo", "umoci");
-    if !need_root("target_skips_unneeded_stages_and_independent_stages_both_run") {
+    if !lade_tests::need_root("target_skips_unneeded_stages_and_independent_stages_both_run") {
         return;
     }
     let s = store(
@@ -168,7 +156,7 @@ fn target_skips_unneeded_stages_and_independent_stages_both_run() {
 #[test]
 fn commit_flags_and_docker_format() {
     require_peers!("skopeo");
-    if !need_root("commit_flags_and_docker_format") {
+    if !lade_tests::need_root("commit_flags_and_docker_format") {
         return;
     }
     let s = store("FROM localhost/base:1\nENV KEEP=1 DROP=1\nRUN true\n");
@@ -237,7 +225,7 @@ fn commit_flags_and_docker_format() {
 #[test]
 fn json_progress_events_and_zstd_layers() {
     require_peers!("skopeo");
-    if !need_root("json_progress_events_and_zstd_layers") {
+    if !lade_tests::need_root("json_progress_events_and_zstd_layers") {
         return;
     }
     let s = store("FROM localhost/base:1\nRUN echo one > /one\nENV X=1\n");

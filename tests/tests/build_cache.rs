@@ -23,18 +23,6 @@ struct Project {
     layout: PathBuf,
 }
 
-fn need_root(test: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        !lade_tests::peers_required(),
-        "{test}: RUN steps need root here (LADE_REQUIRE_PEERS=1)"
-    );
-    eprintln!("SKIPPED {test}: RUN steps need root");
-    false
-}
-
 fn project() -> Project {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("store");
@@ -138,7 +126,7 @@ fn write(p: &Path, s: &str) {
 #[test]
 fn unchanged_rebuild_hits_every_step_and_gives_the_same_image() {
     require_peers!("umoci");
-    if !need_root("unchanged_rebuild_hits_every_step_and_gives_the_same_image") {
+    if !lade_tests::need_root("unchanged_rebuild_hits_every_step_and_gives_the_same_image") {
         return;
     }
     let p = project();
@@ -161,7 +149,9 @@ fn unchanged_rebuild_hits_every_step_and_gives_the_same_image() {
 #[test]
 fn content_mode_added_and_removed_files_invalidate_copy_and_what_follows() {
     require_peers!("umoci");
-    if !need_root("content_mode_added_and_removed_files_invalidate_copy_and_what_follows") {
+    if !lade_tests::need_root(
+        "content_mode_added_and_removed_files_invalidate_copy_and_what_follows",
+    ) {
         return;
     }
     let p = project();
@@ -201,7 +191,7 @@ fn content_mode_added_and_removed_files_invalidate_copy_and_what_follows() {
 #[test]
 fn build_args_invalidate_only_the_steps_that_use_them() {
     require_peers!("umoci");
-    if !need_root("build_args_invalidate_only_the_steps_that_use_them") {
+    if !lade_tests::need_root("build_args_invalidate_only_the_steps_that_use_them") {
         return;
     }
     let p = project();
@@ -225,7 +215,7 @@ fn build_args_invalidate_only_the_steps_that_use_them() {
 #[test]
 fn a_changed_base_image_invalidates_every_step() {
     require_peers!("umoci");
-    if !need_root("a_changed_base_image_invalidates_every_step") {
+    if !lade_tests::need_root("a_changed_base_image_invalidates_every_step") {
         return;
     }
     let p = project();

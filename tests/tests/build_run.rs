@@ -12,20 +12,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn need_root(test: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        !lade_tests::peers_required(),
-        "{test} needs root (namespaces, overlay mounts)"
-    );
-    eprintln!(
-        "\n*** SKIPPED {test}: RUN steps need root here (lade has no rootless user namespace yet) ***\n"
-    );
-    false
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // The isolation layer's mount kinds, through the real `lade __run-step` helper.
 
@@ -110,7 +96,7 @@ fn tar_names(blob: &Path) -> Vec<String> {
 
 #[test]
 fn subdir_mount_resolves_inside_its_root_and_leaves_no_mountpoint() {
-    if !need_root("subdir_mount_resolves_inside_its_root_and_leaves_no_mountpoint") {
+    if !lade_tests::need_root("subdir_mount_resolves_inside_its_root_and_leaves_no_mountpoint") {
         return;
     }
     let l = busybox_lowers();
@@ -190,7 +176,7 @@ impl Drop for HostTmpfs {
 
 #[test]
 fn read_only_binds_do_not_carry_writable_submounts() {
-    if !need_root("read_only_binds_do_not_carry_writable_submounts") {
+    if !lade_tests::need_root("read_only_binds_do_not_carry_writable_submounts") {
         return;
     }
     let l = busybox_lowers();
@@ -232,7 +218,7 @@ fn read_only_binds_do_not_carry_writable_submounts() {
 
 #[test]
 fn rootfs_mount_shows_merged_layers_and_discards_writes() {
-    if !need_root("rootfs_mount_shows_merged_layers_and_discards_writes") {
+    if !lade_tests::need_root("rootfs_mount_shows_merged_layers_and_discards_writes") {
         return;
     }
     let l = busybox_lowers();
@@ -308,7 +294,7 @@ fn rootfs_mount_shows_merged_layers_and_discards_writes() {
 
 #[test]
 fn mountpoints_behind_symlinks_are_removed_in_both_modes() {
-    if !need_root("mountpoints_behind_symlinks_are_removed_in_both_modes") {
+    if !lade_tests::need_root("mountpoints_behind_symlinks_are_removed_in_both_modes") {
         return;
     }
     let l = busybox_lowers();
@@ -367,7 +353,7 @@ struct Fx {
 }
 
 fn fixture(test: &str) -> Option<Fx> {
-    if !need_root(test) {
+    if !lade_tests::need_root(test) {
         return None;
     }
     peer("umoci")?;

@@ -10,20 +10,6 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-fn need_root(test: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        !lade_tests::peers_required(),
-        "{test} needs root (namespaces, overlay mounts)"
-    );
-    eprintln!(
-        "SKIPPED {test}: RUN isolation tests need root here (rootless user namespaces are not set up by lade yet)"
-    );
-    false
-}
-
 /// A store with a busybox base layer made from busybox-static, with `busybox --install -s` run inside it.
 struct Base {
     store: tempfile::TempDir,
@@ -194,21 +180,21 @@ fn isolated_step_sees_only_its_rootfs(mode: RootfsMode, isolation: Isolation) {
 
 #[test]
 fn overlay_step_is_isolated_and_commits_only_its_changes() {
-    if need_root("overlay_step_is_isolated_and_commits_only_its_changes") {
+    if lade_tests::need_root("overlay_step_is_isolated_and_commits_only_its_changes") {
         isolated_step_sees_only_its_rootfs(RootfsMode::Overlay, Isolation::Namespaces);
     }
 }
 
 #[test]
 fn copy_fallback_step_is_isolated_and_commits_only_its_changes() {
-    if need_root("copy_fallback_step_is_isolated_and_commits_only_its_changes") {
+    if lade_tests::need_root("copy_fallback_step_is_isolated_and_commits_only_its_changes") {
         isolated_step_sees_only_its_rootfs(RootfsMode::Copy, Isolation::Namespaces);
     }
 }
 
 #[test]
 fn runc_step_is_isolated_and_commits_only_its_changes() {
-    if !need_root("runc_step_is_isolated_and_commits_only_its_changes") {
+    if !lade_tests::need_root("runc_step_is_isolated_and_commits_only_its_changes") {
         return;
     }
     if lade_tests::peer("runc").is_none() {
@@ -219,7 +205,7 @@ fn runc_step_is_isolated_and_commits_only_its_changes() {
 
 #[test]
 fn network_none_has_only_loopback() {
-    if !need_root("network_none_has_only_loopback") {
+    if !lade_tests::need_root("network_none_has_only_loopback") {
         return;
     }
     let b = base(RootfsMode::Overlay);
@@ -259,7 +245,7 @@ fn network_none_has_only_loopback() {
 
 #[test]
 fn failing_step_reports_exit_code_signal_and_stderr() {
-    if !need_root("failing_step_reports_exit_code_signal_and_stderr") {
+    if !lade_tests::need_root("failing_step_reports_exit_code_signal_and_stderr") {
         return;
     }
     let b = base(RootfsMode::Overlay);
@@ -290,7 +276,7 @@ fn failing_step_reports_exit_code_signal_and_stderr() {
 
 #[test]
 fn user_by_name_and_id_with_groups() {
-    if !need_root("user_by_name_and_id_with_groups") {
+    if !lade_tests::need_root("user_by_name_and_id_with_groups") {
         return;
     }
     let b = base(RootfsMode::Overlay);
@@ -353,21 +339,21 @@ fn deletions_reach_the_next_step(mode: RootfsMode) {
 
 #[test]
 fn deletions_reach_the_next_step_overlay() {
-    if need_root("deletions_reach_the_next_step_overlay") {
+    if lade_tests::need_root("deletions_reach_the_next_step_overlay") {
         deletions_reach_the_next_step(RootfsMode::Overlay);
     }
 }
 
 #[test]
 fn deletions_reach_the_next_step_copy() {
-    if need_root("deletions_reach_the_next_step_copy") {
+    if lade_tests::need_root("deletions_reach_the_next_step_copy") {
         deletions_reach_the_next_step(RootfsMode::Copy);
     }
 }
 
 #[test]
 fn many_layers_fit_one_overlay() {
-    if !need_root("many_layers_fit_one_overlay") {
+    if !lade_tests::need_root("many_layers_fit_one_overlay") {
         return;
     }
     let b = base(RootfsMode::Overlay);
