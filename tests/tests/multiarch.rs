@@ -408,3 +408,60 @@ fn a_crash_under_emulation_says_so_and_suggests_a_native_builder() {
     assert!(err.contains("native arm64"), "{err}");
     assert!(err.contains("about to crash"), "the stderr tail: {err}");
 }
+
+#[test]
+fn a_build_platform_stage_runs_natively_and_feeds_every_target() {
+    require_peers!("skopeo", "umoci");
+    if !need_root_and_arm64("a_build_platform_stage_runs_natively_and_feeds_every_target") {
+        return;
+    }
+    let s = setup(
+        "FROM --platform=$BUILDPLATFORM localhost/base:1 AS tool\n\
+         ARG TARGETARCH\n\
+         RUN uname -m > /built-on && echo \"$TARGETARCH\" > /for\n\
+         FROM localhost/base:1\n\
+         COPY --from=tool /built-on /for /\n\
+         RUN uname -m > /runs-on\n",
+    );
+    ok(s.lade()
+        .args([
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            "localhost/cross:1",
+        ])
+        .arg(&s.ctx));
+    let index = s.tmp.path().join("cross-index");
+    ok(s.lade()
+        .args(["manifest", "push", "--all", "localhost/cross:1"])
+        .arg(format!("oci:{}:x", index.display())));
+    for (arch, machine) in [("amd64", "x86_64"), ("arm64", "aarch64")] {
+        let one = s.tmp.path().join(format!("cross-{arch}"));
+        ok(Command::new("skopeo").args([
+            "copy",
+            "-q",
+            "--override-arch",
+            arch,
+            &format!("oci:{}:x", index.display()),
+            &format!("oci:{}:x", one.display()),
+        ]));
+        let bundle = s.tmp.path().join(format!("cross-{arch}-bundle"));
+        ok(Command::new("umoci")
+            .args(["raw", "unpack", "--rootless", "--image"])
+            .arg(format!("{}:x", one.display()))
+            .arg(&bundle));
+        let read = |f: &str| fs::read_to_string(bundle.join(f)).unwrap();
+        assert_eq!(
+            read("built-on"),
+            "x86_64\n",
+            "the $BUILDPLATFORM stage runs natively"
+        );
+        assert_eq!(
+            read("for"),
+            format!("{arch}\n"),
+            "TARGETARCH is the target's"
+        );
+        assert_eq!(read("runs-on"), format!("{machine}\n"));
+    }
+}
