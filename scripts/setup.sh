@@ -35,6 +35,14 @@ if [ ! -x "$ARM64_BUSYBOX_DIR/bin/busybox" ]; then
   rm -rf "$tmp"
 fi
 
+# A user with subordinate ids, for the rootless build tests (tests/tests/rootless.rs).
+if ! id lade-rootless >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/sh lade-rootless
+fi
+for f in /etc/subuid /etc/subgid; do
+  grep -q '^lade-rootless:' "$f" 2>/dev/null || echo 'lade-rootless:300000:65536' >> "$f"
+done
+
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi

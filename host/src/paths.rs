@@ -6,6 +6,23 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Whether this process runs in a user namespace other than the initial one (a rootless build re-runs
+/// itself in one: uid 0 there is the user, other uids come from /etc/subuid).
+pub fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| {
+            let f: Vec<&str> = m.split_whitespace().collect();
+            f != ["0", "0", "4294967295"]
+        })
+        .unwrap_or(false)
+}
+
+/// Whether lade lacks real root: not uid 0, or uid 0 of a user namespace. Then overlayfs needs `userxattr`
+/// (its markers live in `user.overlay.*`) and device nodes cannot be made.
+pub fn rootless() -> bool {
+    !is_root() || in_user_namespace()
+}
+
 fn home() -> PathBuf {
     dirs::home_dir().unwrap_or_else(|| PathBuf::from("/"))
 }

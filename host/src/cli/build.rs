@@ -198,6 +198,9 @@ fn platforms(spec: Option<&str>) -> Result<Vec<Platform>> {
 }
 
 pub fn run(g: &Global, mut a: BuildArgs) -> Result<()> {
+    if crate::dispatch::userns::needed() {
+        crate::dispatch::userns::rerun(&g.root(), &crate::paths::cache_dir())?;
+    }
     let started = Instant::now();
     let mut args = build_arg_files(&a.build_arg_file)?;
     args.append(&mut a.definition.build_args);

@@ -32,6 +32,7 @@ pub mod binfmt;
 pub mod isolation;
 pub mod platform;
 pub mod runner;
+pub mod userns;
 
 pub use platform::Platform;
 pub use runner::Runner;

@@ -64,7 +64,7 @@ impl LayerCache {
             .with_context(|| format!("creating a temp dir in {}", self.dir.display()))?;
         let opts = UnpackOptions {
             whiteouts: WhiteoutMode::Overlay {
-                user_xattr: !rustix::process::geteuid().is_root(),
+                user_xattr: crate::paths::rootless(),
             },
             ..Default::default()
         };

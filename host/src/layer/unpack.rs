@@ -41,7 +41,8 @@ impl Default for UnpackOptions {
         let root = rustix::process::geteuid().is_root();
         UnpackOptions {
             whiteouts: WhiteoutMode::Apply,
-            devices: root,
+            // uid 0 of a user namespace may chown (within its map) but not make device nodes.
+            devices: !crate::paths::rootless(),
             chown: root,
         }
     }

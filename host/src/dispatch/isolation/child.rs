@@ -65,9 +65,10 @@ fn prepare_etc_files(cs: &ChildSpec) -> Result<[(PathBuf, &'static str); 3]> {
 
 fn run(cs: &ChildSpec, result: &mut ChildResult) -> Result<()> {
     if !rustix::process::geteuid().is_root() {
-        // Both isolations mount the rootfs here first, which needs CAP_SYS_ADMIN.
+        // Both isolations mount the rootfs here first, which needs CAP_SYS_ADMIN (in this user namespace:
+        // `lade build` re-runs itself in one when started without root).
         bail!(
-            "RUN needs root: lade does not set up a rootless user namespace (from /etc/subuid) yet; run the build as root (e.g. with sudo)"
+            "RUN needs root or lade's rootless user namespace: run it through `lade build` (which sets one up from /etc/subuid), or as root"
         );
     }
     let etc = prepare_etc_files(cs)?;

@@ -79,7 +79,7 @@ impl Snapshot {
             if l.is_empty() {
                 l.push(empty); // overlay needs at least one lower
             }
-            let user_xattr = !rustix::process::geteuid().is_root();
+            let user_xattr = crate::paths::rootless();
             Ok(Snapshot {
                 spec: RootfsSpec::Overlay {
                     lowers: l,
