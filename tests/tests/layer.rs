@@ -277,6 +277,7 @@ fn same_tree_same_epoch_same_digests() {
         let opts = DiffOptions {
             compression,
             epoch: Some(1_700_000_000),
+            ..Default::default()
         };
         let t1 = tempfile::tempdir().unwrap();
         make_tree(t1.path());
@@ -447,7 +448,7 @@ fn cache_verifies_the_diff_id_and_never_shows_half_layers() {
         tmp.path(),
         &DiffOptions {
             compression: Compression::Zstd,
-            epoch: None,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -42,6 +42,8 @@ pub struct BuildOptions {
     pub cache_ttl: Option<Duration>,
     pub format: ImageFormat,
     pub compression: Compression,
+    /// `--compression-level` (None: the format's default).
+    pub compression_level: Option<u32>,
     /// `--timestamp` / SOURCE_DATE_EPOCH: every created time, and file times clamped to it.
     pub epoch: Option<i64>,
     /// Applied to the committed image: `--label`, `--env`, `--unsetenv`, `--annotation`.
@@ -568,6 +570,7 @@ impl Exec<'_> {
                 self.progress.cache(id, &k, false, Some(&why));
                 let opts = DiffOptions {
                     compression: self.opts.compression,
+                    level: self.opts.compression_level,
                     epoch: self.opts.epoch,
                 };
                 let (blob, dir) = make(&self.tmp, &opts)?;

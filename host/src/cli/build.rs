@@ -81,6 +81,9 @@ pub struct BuildArgs {
     /// Layer compression
     #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
     pub compression_format: CompressionArg,
+    /// Compression level: gzip 1 (fastest) to 9 (smallest), default 6; zstd 1 to 19, default 3
+    #[arg(long, value_name = "N")]
+    pub compression_level: Option<u32>,
     /// Set created times to this (seconds since the epoch) and clamp file times to it (default: SOURCE_DATE_EPOCH)
     #[arg(long, value_name = "SECONDS")]
     pub timestamp: Option<i64>,
@@ -243,6 +246,7 @@ pub fn run(g: &Global, mut a: BuildArgs) -> Result<()> {
                 CompressionArg::Gzip => Compression::Gzip,
                 CompressionArg::Zstd => Compression::Zstd,
             },
+            compression_level: a.compression_level,
             epoch,
             labels: labels.clone(),
             env: env.clone(),

@@ -71,7 +71,7 @@ pub fn decompressor<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
 }
 
 /// Threads to compress with: every core.
-fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -85,12 +85,13 @@ pub enum Compressor<W: Write + Send + 'static> {
 }
 
 impl<W: Write + Send + 'static> Compressor<W> {
-    pub fn new(format: Compression, out: W) -> Result<Self> {
-        Self::with_threads(format, out, threads())
-    }
-
-    /// As [`Compressor::new`] with a given number of compression threads.
-    pub fn with_threads(format: Compression, out: W, threads: usize) -> Result<Self> {
+    /// A compressor with `threads` workers at `level` (gzip 1-9, default 6; zstd 1-19, default 3).
+    pub fn with_level(
+        format: Compression,
+        out: W,
+        threads: usize,
+        level: Option<u32>,
+    ) -> Result<Self> {
         let threads = threads.max(1);
         Ok(match format {
             // gzp splits the stream into fixed-size blocks compressed in parallel; the output depends only on
@@ -101,12 +102,13 @@ impl<W: Write + Send + 'static> Compressor<W> {
                 gzp::par::compress::ParCompressBuilder::<gzp::deflate::Gzip>::new()
                     .num_threads(threads)
                     .map_err(|e| anyhow::anyhow!("gzip with {threads} threads: {e}"))?
-                    .compression_level(flate2::Compression::new(6))
+                    .compression_level(flate2::Compression::new(level.unwrap_or(6).clamp(1, 9)))
                     .from_writer(out),
             )),
             Compression::Zstd => {
                 let mut e =
-                    zstd::stream::write::Encoder::new(out, 3).context("starting zstd encoder")?;
+                    zstd::stream::write::Encoder::new(out, level.unwrap_or(3).clamp(1, 19) as i32)
+                        .context("starting zstd encoder")?;
                 // Always multi-threaded mode (even with one worker): zstd's output is then the same for any
                 // number of workers, but differs from the single-threaded mode.
                 e.multithread(threads as u32)
@@ -159,7 +161,7 @@ mod tests {
             .flat_map(|i| (i % 251).to_le_bytes())
             .collect();
         for format in [Compression::Gzip, Compression::Zstd, Compression::None] {
-            let mut c = Compressor::new(format, Vec::new()).unwrap();
+            let mut c = Compressor::with_level(format, Vec::new(), threads(), None).unwrap();
             c.write_all(&data).unwrap();
             let out = c.finish().unwrap();
             assert_eq!(detect_compression(&out), format);
@@ -182,7 +184,7 @@ mod tests {
             let outs: Vec<Vec<u8>> = [1, 2, 4]
                 .iter()
                 .map(|n| {
-                    let mut c = Compressor::with_threads(format, Vec::new(), *n).unwrap();
+                    let mut c = Compressor::with_level(format, Vec::new(), *n, None).unwrap();
                     c.write_all(&data).unwrap();
                     c.finish().unwrap()
                 })

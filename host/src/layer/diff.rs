@@ -30,6 +30,8 @@ pub enum DiffSource<'a> {
 #[derive(Clone, Debug, Default)]
 pub struct DiffOptions {
     pub compression: Compression,
+    /// Compression level (None: the format's default, gzip 6, zstd 3).
+    pub level: Option<u32>,
     /// Clamp every timestamp to this (seconds since the epoch): `--timestamp` / SOURCE_DATE_EPOCH.
     pub epoch: Option<i64>,
 }
@@ -72,7 +74,12 @@ pub fn write_diff(source: DiffSource<'_>, tmp_dir: &Path, opts: &DiffOptions) ->
         .try_clone()
         .context("duplicating the layer file handle")?;
     let (compressed, blob_hash) = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
-    let compressor = Compressor::new(opts.compression, compressed)?;
+    let compressor = Compressor::with_level(
+        opts.compression,
+        compressed,
+        super::compress::threads(),
+        opts.level,
+    )?;
     let (uncompressed, tar_hash): (HashingWriter<Compressor<_>>, HashHandle) =
         HashingWriter::new(compressor);
     let hashing = write_tar(source, uncompressed, opts.epoch)?;
