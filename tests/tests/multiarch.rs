@@ -465,3 +465,94 @@ fn a_build_platform_stage_runs_natively_and_feeds_every_target() {
         assert_eq!(read("runs-on"), format!("{machine}\n"));
     }
 }
+
+#[test]
+fn manifest_remove_annotate_rm_exists_and_v2s2_push() {
+    require_peers!("umoci", "skopeo", "docker-registry");
+    if !Path::new(ARM64_BUSYBOX).is_file() {
+        assert!(
+            !lade_tests::peers_required(),
+            "{ARM64_BUSYBOX} is missing (scripts/setup.sh)"
+        );
+        eprintln!("SKIPPED: {ARM64_BUSYBOX} is missing");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let layout = tmp.path().join("imgs");
+    busybox_image_for(&layout, "amd64", "amd64");
+    busybox_image_for(&layout, "arm64", "arm64");
+    let l = || {
+        let mut c = lade();
+        c.arg("--root").arg(&root);
+        c
+    };
+    let inspect = || -> Value {
+        serde_json::from_str(&ok(l().args(["manifest", "inspect", "localhost/list:1"]))).unwrap()
+    };
+    lade_tests::fails(l().args(["manifest", "exists", "localhost/list:1"]), 1);
+    ok(l().args(["manifest", "create", "localhost/list:1"]));
+    ok(l().args(["manifest", "exists", "localhost/list:1"]));
+    let mut digests = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let out = ok(l()
+            .args(["manifest", "add", "localhost/list:1"])
+            .arg(format!("oci:{}:{arch}", layout.display())));
+        digests.push(out.trim().to_string());
+    }
+    // annotate: variant and an entry annotation on the arm64 entry; an index annotation.
+    ok(l().args([
+        "manifest",
+        "annotate",
+        "localhost/list:1",
+        &digests[1],
+        "--variant",
+        "v8",
+        "--annotation",
+        "org.example.note=arm",
+        "--index-annotation",
+        "org.example.list=yes",
+    ]));
+    let idx = inspect();
+    assert_eq!(idx["annotations"]["org.example.list"], "yes", "{idx}");
+    let arm = idx["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["digest"] == digests[1].as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(arm["platform"]["variant"], "v8");
+    assert_eq!(arm["platform"]["architecture"], "arm64");
+    assert_eq!(arm["annotations"]["org.example.note"], "arm");
+    // Pushed as a Docker manifest list, every image first.
+    let reg = Registry::start().unwrap();
+    let pushed = format!("{}/list:1", reg.addr);
+    ok(l().args([
+        "manifest",
+        "push",
+        "--all",
+        "--format",
+        "v2s2",
+        "--tls-verify=false",
+        "localhost/list:1",
+        &format!("docker://{pushed}"),
+    ]));
+    let raw = raw(&pushed);
+    assert_eq!(
+        raw["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json",
+        "{raw}"
+    );
+    assert_eq!(raw["manifests"].as_array().unwrap().len(), 2);
+    // remove: one entry left; an unknown digest is an error naming the list.
+    ok(l().args(["manifest", "remove", "localhost/list:1", &digests[0]]));
+    assert_eq!(inspect()["manifests"].as_array().unwrap().len(), 1);
+    let err = lade_tests::fails(
+        l().args(["manifest", "remove", "localhost/list:1", &digests[0]]),
+        1,
+    );
+    assert!(err.contains("localhost/list:1"), "{err}");
+    // rm: the list is gone.
+    ok(l().args(["manifest", "rm", "localhost/list:1"]));
+    lade_tests::fails(l().args(["manifest", "exists", "localhost/list:1"]), 1);
+}
