@@ -114,30 +114,6 @@ fn classify(reference: &str) -> Result<Source> {
     }
 }
 
-/// The store name a file transport's image gets: its reference, else the file or directory stem (as
-/// `lade pull` names it).
-fn files_store_name(t: &TransportRef) -> String {
-    match t {
-        TransportRef::Oci {
-            reference: Some(r), ..
-        }
-        | TransportRef::OciArchive {
-            reference: Some(r), ..
-        }
-        | TransportRef::DockerArchive {
-            reference: Some(r), ..
-        } if !r.starts_with('@') => r.clone(),
-        TransportRef::Oci { dir: p, .. }
-        | TransportRef::OciArchive { file: p, .. }
-        | TransportRef::DockerArchive { file: p, .. }
-        | TransportRef::Dir(p) => p
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_lowercase())
-            .unwrap_or_else(|| "image".into()),
-        TransportRef::Docker(r) | TransportRef::Local(r) => r.clone(),
-    }
-}
-
 fn platform_override(p: &Platform) -> PlatformOverride {
     PlatformOverride {
         os: Some(p.os.clone()),
@@ -253,7 +229,7 @@ impl BaseResolver {
                 ),
             },
             Source::Files(full, t) => {
-                let name = files_store_name(&t);
+                let name = t.store_name();
                 self.copy_in(&full, &name, false, platform)
             }
             Source::Docker(r) => {
@@ -743,15 +719,19 @@ mod tests {
     #[test]
     fn names_file_images_like_pull() {
         assert_eq!(
-            files_store_name(&transport::parse("oci:/a/base:v1").unwrap()),
+            transport::parse("oci:/a/base:v1").unwrap().store_name(),
             "v1"
         );
         assert_eq!(
-            files_store_name(&transport::parse("docker-archive:/a/Base.tar").unwrap()),
+            transport::parse("docker-archive:/a/Base.tar")
+                .unwrap()
+                .store_name(),
             "base"
         );
         assert_eq!(
-            files_store_name(&transport::parse("docker-archive:/a/b.tar:@1").unwrap()),
+            transport::parse("docker-archive:/a/b.tar:@1")
+                .unwrap()
+                .store_name(),
             "b"
         );
         assert_eq!(dst_name("v1", false), "localhost/v1:latest");

@@ -338,31 +338,10 @@ pub struct PullArgs {
     pub engine: EngineFlags,
 }
 
-/// The store name a pulled image gets.
+/// The store name a pulled image gets, and whether it came from a registry.
 fn pulled_name(src: &str) -> Result<(String, bool)> {
-    Ok(match transport::parse(src)? {
-        TransportRef::Docker(r) => (r, true),
-        TransportRef::Oci {
-            reference: Some(r), ..
-        }
-        | TransportRef::OciArchive {
-            reference: Some(r), ..
-        }
-        | TransportRef::DockerArchive {
-            reference: Some(r), ..
-        } if !r.starts_with('@') => (r, false),
-        TransportRef::Local(n) => (n, false),
-        TransportRef::Oci { dir: p, .. }
-        | TransportRef::OciArchive { file: p, .. }
-        | TransportRef::DockerArchive { file: p, .. }
-        | TransportRef::Dir(p) => {
-            let base = p
-                .file_stem()
-                .map(|s| s.to_string_lossy().to_lowercase())
-                .unwrap_or_else(|| "image".into());
-            (base, false)
-        }
-    })
+    let t = transport::parse(src)?;
+    Ok((t.store_name(), matches!(t, TransportRef::Docker(_))))
 }
 
 pub fn pull(g: &Global, a: PullArgs) -> Result<()> {

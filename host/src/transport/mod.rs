@@ -223,6 +223,32 @@ pub enum TransportRef {
     Local(String),
 }
 
+impl TransportRef {
+    /// The name an image read from here gets in the local store (`lade pull`, a build's FROM): the
+    /// reference when there is one, else the file or directory stem.
+    pub fn store_name(&self) -> String {
+        match self {
+            TransportRef::Oci {
+                reference: Some(r), ..
+            }
+            | TransportRef::OciArchive {
+                reference: Some(r), ..
+            }
+            | TransportRef::DockerArchive {
+                reference: Some(r), ..
+            } if !r.starts_with('@') => r.clone(),
+            TransportRef::Oci { dir: p, .. }
+            | TransportRef::OciArchive { file: p, .. }
+            | TransportRef::DockerArchive { file: p, .. }
+            | TransportRef::Dir(p) => p
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_lowercase())
+                .unwrap_or_else(|| "image".into()),
+            TransportRef::Docker(r) | TransportRef::Local(r) => r.clone(),
+        }
+    }
+}
+
 /// Split `PATH[:REF]` at the first colon, as containers/image does (paths holding a colon are not
 /// supported, exactly like skopeo).
 fn split_path_ref(rest: &str) -> (PathBuf, Option<String>) {
