@@ -64,31 +64,11 @@ pub struct RunRequest<'a> {
 
 // ------------------------------------------------------------------------------------------------ argv, env
 
-fn strings(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The config's `Shell`, or `/bin/sh -c`.
-pub fn shell(config: &serde_json::Value) -> Vec<String> {
-    let s = strings(&config["config"]["Shell"]);
-    if s.is_empty() {
-        vec!["/bin/sh".into(), "-c".into()]
-    } else {
-        s
-    }
-}
-
 /// The step's argv: SHELL + the script for the shell form, the list itself for the exec form.
 pub fn argv(command: &Command, config: &serde_json::Value) -> Vec<String> {
     match command {
         Command::Shell(script) => {
-            let mut a = shell(config);
+            let mut a = crate::build::config::shell(config);
             a.push(script.clone());
             a
         }
@@ -99,7 +79,7 @@ pub fn argv(command: &Command, config: &serde_json::Value) -> Vec<String> {
 /// The step's environment: the image's Env, then each build arg in scope the Env does not define (the
 /// image's ENV wins, as in Docker), then PATH when neither set it.
 pub fn environment(config: &serde_json::Value, build_args: &[KeyValue]) -> Vec<String> {
-    let mut env = strings(&config["config"]["Env"]);
+    let mut env = crate::build::config::env(config);
     let key = |e: &str| e.split_once('=').map_or(e, |(k, _)| k).to_string();
     let mut defined: std::collections::HashSet<String> = env.iter().map(|e| key(e)).collect();
     for kv in build_args {

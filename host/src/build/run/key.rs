@@ -1,8 +1,9 @@
 //! The inputs of a RUN's cache key beyond the instruction text: build args, the config the command sees,
 //! heredoc files and what bind mounts show. Secrets, tmpfs and cache mounts never enter it.
 
-use super::{RunRequest, shell, strings};
+use super::RunRequest;
 use crate::build::ImageState;
+use crate::build::config::{env, shell};
 use crate::build::statcache::StatCache;
 use crate::context::{BuildContext, FileKind, confine};
 use crate::plugin::frontend::{MountType, SourceRef};
@@ -22,7 +23,7 @@ pub fn key_inputs(req: &RunRequest, statcache: &StatCache) -> Result<Vec<(String
         }
     }
     let cfg = &req.image.config["config"];
-    out.push(("env".into(), strings(&cfg["Env"]).join("\n")));
+    out.push(("env".into(), env(&req.image.config).join("\n")));
     out.push(("user".into(), cfg["User"].as_str().unwrap_or("").into()));
     out.push((
         "workdir".into(),
