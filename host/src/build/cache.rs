@@ -2,8 +2,9 @@
 //!
 //! A key is the sha256 of the step's [`Parts`]: the parent key, the instruction, the build args it sees and
 //! the digest of every input it reads (context files, mounted stages). Records live in
-//! `<root>/lade/build-cache/<key>.json`. For `--explain-cache`, the parts of the last build of each step
-//! position (file, stage, step number) are kept in `.../slots/`, so a miss can name the input that changed.
+//! `<root>/lade/build-cache/<key>.json`, with the parts that made the key beside it (`<key>.parts.json`,
+//! written once, when the step runs). For `--explain-cache`, each step position (file, stage, step number)
+//! points at the key its last build had (`.../slots/`), so a miss can name the input that changed.
 
 use crate::layer::sha256_hex;
 use crate::store::layout::write_atomic;
@@ -104,17 +105,32 @@ impl BuildCache {
         self.dir.join("slots").join(sha256_hex(slot.as_bytes()))
     }
 
-    /// Remember the parts of the step at `slot` (e.g. `Containerfile|stage 1|step 3`) for the next explanation.
-    pub fn remember(&self, slot: &str, parts: &Parts) -> Result<()> {
-        let p = self.slot_path(slot);
-        std::fs::create_dir_all(p.parent().expect("slot dir"))?;
+    /// Keep the parts that made `key` (once: they never change for a key), for later explanations.
+    pub fn put_parts(&self, key: &str, parts: &Parts) -> Result<()> {
+        let p = self.dir.join(format!("{key}.parts.json"));
+        if p.exists() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir)?;
         write_atomic(&p, &serde_json::to_vec(parts)?)
+    }
+
+    /// Remember that the step at `slot` (e.g. `Containerfile|stage 1|step 3`) last had `key`: a tiny
+    /// write, so a cache hit costs no rewrite of the step's inputs.
+    pub fn remember(&self, slot: &str, key: &str) -> Result<()> {
+        let p = self.slot_path(slot);
+        if std::fs::read(&p).is_ok_and(|old| old == key.as_bytes()) {
+            return Ok(());
+        }
+        std::fs::create_dir_all(p.parent().expect("slot dir"))?;
+        write_atomic(&p, key.as_bytes())
     }
 
     /// Why the step at `slot` missed: the inputs that differ from the last build of that step.
     pub fn explain(&self, slot: &str, parts: &Parts) -> String {
-        let Some(old) = std::fs::read(self.slot_path(slot))
+        let Some(old) = std::fs::read_to_string(self.slot_path(slot))
             .ok()
+            .and_then(|key| std::fs::read(self.dir.join(format!("{key}.parts.json"))).ok())
             .and_then(|b| serde_json::from_slice::<Parts>(&b).ok())
         else {
             return "no earlier build of this step".into();

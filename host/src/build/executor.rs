@@ -96,6 +96,8 @@ struct Exec<'a> {
     abort: AtomicBool,
     /// The first real failure (later ones are usually "a stage it needs failed").
     first_error: Mutex<Option<anyhow::Error>>,
+    /// The runner chosen for each foreign platform, so binfmt_misc is read and reported once per build.
+    emulators: Mutex<BTreeMap<Platform, Option<Emulator>>>,
 }
 
 fn now_secs() -> i64 {
@@ -139,6 +141,7 @@ pub fn execute(
         running: (Mutex::new(0), Condvar::new()),
         abort: AtomicBool::new(false),
         first_error: Mutex::new(None),
+        emulators: Mutex::new(BTreeMap::new()),
     };
     for d in [&ex.tmp, &ex.steps_dir, &ex.cache_mounts] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
@@ -343,6 +346,10 @@ impl Exec<'_> {
         if host.can_run(platform) {
             return Ok(None);
         }
+        let mut known = self.emulators.lock().expect("lock");
+        if let Some(e) = known.get(platform) {
+            return Ok(e.clone());
+        }
         let binfmt = crate::dispatch::binfmt::BinfmtInfo::system()?;
         let path = std::env::var("PATH").unwrap_or_default();
         let runner = choose_runner(&host, platform, &binfmt, self.opts.ignore_binfmt, &path)?;
@@ -357,14 +364,16 @@ impl Exec<'_> {
                 qemu_path.display()
             ),
         });
-        match runner {
-            Runner::Native => Ok(None),
-            Runner::Binfmt {
+        let emulator = match runner {
+            Runner::Native
+            | Runner::Binfmt {
                 fix_binary: true, ..
-            } => Ok(None),
-            Runner::Binfmt { interpreter, .. } => Ok(Some(Emulator::Interpreter(interpreter))),
-            Runner::Inject { qemu_path } => Ok(Some(Emulator::Inject(qemu_path))),
-        }
+            } => None,
+            Runner::Binfmt { interpreter, .. } => Some(Emulator::Interpreter(interpreter)),
+            Runner::Inject { qemu_path } => Some(Emulator::Inject(qemu_path)),
+        };
+        known.insert(platform.clone(), emulator.clone());
+        Ok(emulator)
     }
 
     fn created(&self) -> String {
@@ -585,6 +594,9 @@ impl Exec<'_> {
                 self.store.layout().adopt_blob(&digest, blob.file)?;
                 self.store.record_diff_id(&digest, &diff_id)?;
                 self.cache.put(&k, Some(record.clone()))?;
+                if let Err(e) = self.cache.put_parts(&k, &parts) {
+                    tracing::debug!("could not keep the step's inputs for --explain-cache: {e:#}");
+                }
                 Layer {
                     diff_id: record.diff_id,
                     blob: descriptor(&record.media_type, &record.digest, record.size)?,
@@ -592,7 +604,7 @@ impl Exec<'_> {
                 }
             }
         };
-        if let Err(e) = self.cache.remember(slot, &parts) {
+        if let Err(e) = self.cache.remember(slot, &k) {
             tracing::debug!("could not remember the step's inputs for --explain-cache: {e:#}");
         }
         let diff_id = layer.diff_id.clone();
