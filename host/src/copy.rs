@@ -7,6 +7,7 @@
 
 pub mod compress;
 pub mod convert;
+mod once;
 pub mod platform;
 mod single;
 

@@ -261,3 +261,129 @@ fn docker_repository_to_oci_layout_and_keep_going() {
     );
     assert!(err.contains("bad.yaml") && err.contains("imagez"), "{err}");
 }
+
+/// Per repository, how many times each blob was written into it (an upload completed or a mount answered
+/// 201), from the registry's access log.
+fn blob_writes(log: &str) -> std::collections::BTreeMap<(String, String), usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for l in log.lines() {
+        let Some(start) = l.find('"') else { continue };
+        let mut req = l[start + 1..].split(' ');
+        let (Some(method), Some(uri)) = (req.next(), req.next()) else {
+            continue;
+        };
+        let status = l[start + 1..]
+            .split('"')
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap_or("");
+        let Some(rest) = uri.strip_prefix("/v2/") else {
+            continue;
+        };
+        let Some((repo, tail)) = rest.split_once("/blobs/uploads/") else {
+            continue;
+        };
+        let digest = tail.split(['?', '&']).find_map(|kv| {
+            kv.strip_prefix("digest=")
+                .or_else(|| kv.strip_prefix("mount="))
+        });
+        let wrote = match method {
+            "PUT" => status == "201",
+            "POST" => status == "201" && tail.contains("mount="),
+            _ => false,
+        };
+        if wrote && let Some(d) = digest {
+            *out.entry((repo.to_string(), d.replace("%3A", ":")))
+                .or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Many tags of images that share layers, synced with every image at once into one repository: every copy
+/// succeeds, and no blob is written into a repository twice. (Two copies writing the same blob into one
+/// repository at once made docker-registry 2.8 refuse the other copy's manifest with DIGEST_INVALID /
+/// MANIFEST_BLOB_UNKNOWN: its filesystem driver rewrites the repository's link file in place, so a
+/// concurrent manifest check can read it empty.)
+#[test]
+fn parallel_copies_sharing_layers_write_each_blob_once() {
+    require_peers!("docker-registry", "umoci", "skopeo");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Registry::start().expect("peer present");
+    let Some(dst) = Registry::start() else { return };
+    let layout = tmp.path().join("images");
+    umoci_image(&layout, "base", &[("a", &noise(7, 30_000))], None);
+    let img = format!("{}:base", layout.display());
+    for (i, seed) in [8u64, 9].iter().enumerate() {
+        let root = tmp.path().join(format!("layer{i}"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join(format!("f{i}")), noise(*seed, 30_000)).unwrap();
+        let tar = tmp.path().join(format!("layer{i}.tar"));
+        ok(Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."));
+        ok(Command::new("umoci")
+            .args(["raw", "add-layer", "--image", &img])
+            .arg(&tar));
+    }
+    // Six variants (same three layers, configs differ), each under two tags.
+    let mut all = vec![];
+    for v in 0..6 {
+        ok(Command::new("umoci")
+            .args(["config", "--image", &img, "--tag", &format!("v{v}")])
+            .arg(format!("--config.env=VARIANT={v}")));
+        for t in [format!("{v}.0.0"), format!("{v}-b")] {
+            ok(Command::new("skopeo")
+                .args(["copy", "-q", "--dest-tls-verify=false"])
+                .arg(format!("oci:{}:v{v}", layout.display()))
+                .arg(format!("docker://{}/src/app:{t}", src.addr)));
+            all.push(t);
+        }
+    }
+    let mut yaml = format!(
+        "{}:\n  tls-verify: false\n  images:\n    src/app:\n",
+        src.addr
+    );
+    for t in &all {
+        yaml.push_str(&format!("      - \"{t}\"\n"));
+    }
+    let yaml_path = tmp.path().join("sync.yaml");
+    std::fs::write(&yaml_path, yaml).unwrap();
+    let cache = tmp.path().join("cache");
+    let mut want = all.clone();
+    want.sort();
+    // Several rounds into fresh repositories (later rounds also mount from the earlier ones).
+    for round in 0..4 {
+        ok(lade()
+            .env("LADE_CACHE_DIR", &cache)
+            .args([
+                "sync",
+                "--src",
+                "yaml",
+                "--dest",
+                "docker",
+                "--dest-tls-verify=false",
+                "--image-parallelism",
+                "12",
+            ])
+            .arg(&yaml_path)
+            .arg(format!("{}/round{round}", dst.addr)));
+        assert_eq!(tags(&dst, &format!("round{round}/app")), want);
+    }
+    let writes = blob_writes(&dst.log());
+    assert!(!writes.is_empty(), "the registry log shows no blob write");
+    let twice: Vec<_> = writes.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "blobs written more than once: {twice:?}");
+    // 6 configs + 3 layers per repository.
+    for round in 0..4 {
+        let repo = format!("round{round}/app");
+        assert_eq!(
+            writes.keys().filter(|(r, _)| *r == repo).count(),
+            9,
+            "{writes:?}"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 
 use super::compress::{compression_of, layer_media_type, recompress};
 use super::convert::{ManifestFormat, convert_manifest};
-use super::{CopyOptions, Stats, Written};
+use super::{CopyOptions, Stats, Written, once};
 use crate::transport::verify::{DigestingReader, sha256_digest};
 use crate::transport::{Descriptor, Digest, ImageDestination, ImageSource};
 use anyhow::{Context, Result, bail};
@@ -26,9 +26,19 @@ pub(crate) async fn copy_single(
 ) -> Result<Written> {
     let w = copy_single_blobs(src, dst, opts, stats, bytes, mt).await?;
     let inst = instance.map(|_| &w.digest);
-    dst.put_manifest(&w.bytes, &w.media_type, inst)
-        .await
-        .with_context(|| format!("writing manifest {} to {}", w.digest, dst.name()))?;
+    // A manifest written by digest goes there once (see `once`); the top one always gets its tag.
+    let mut slot = match inst {
+        Some(d) => once::acquire(dst.manifest_namespace(), &format!("manifest {d}")).await,
+        None => None,
+    };
+    if !slot.as_ref().is_some_and(|s| s.done()) {
+        dst.put_manifest(&w.bytes, &w.media_type, inst)
+            .await
+            .with_context(|| format!("writing manifest {} to {}", w.digest, dst.name()))?;
+        if let Some(s) = &mut slot {
+            s.mark_done();
+        }
+    }
     stats.images.fetch_add(1, Ordering::Relaxed);
     Ok(w)
 }
@@ -135,6 +145,29 @@ pub(crate) async fn copy_blob(
     stats: &Stats,
     d: &Descriptor,
 ) -> Result<()> {
+    // One copy at a time writes this blob into this destination; the others find it done.
+    let mut slot = once::acquire(dst.blob_namespace(), d.digest().as_ref()).await;
+    if slot.as_ref().is_some_and(|s| s.done()) {
+        stats.skipped.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
+    let r = copy_blob_unshared(src, dst, opts, stats, d).await;
+    if r.is_ok()
+        && let Some(s) = &mut slot
+    {
+        s.mark_done();
+    }
+    r
+}
+
+/// [`copy_blob`] without the per-destination lock.
+async fn copy_blob_unshared(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    opts: &CopyOptions,
+    stats: &Stats,
+    d: &Descriptor,
+) -> Result<()> {
     if dst
         .has_blob(d)
         .await
@@ -205,7 +238,8 @@ async fn recompress_blob(
     nd.set_digest(digest.clone());
     nd.set_size(size);
     nd.set_media_type(MediaType::from(layer_media_type(manifest_mt, to)));
-    if dst.has_blob(&nd).await? {
+    let mut slot = once::acquire(dst.blob_namespace(), digest.as_ref()).await;
+    if slot.as_ref().is_some_and(|s| s.done()) || dst.has_blob(&nd).await? {
         stats.skipped.fetch_add(1, Ordering::Relaxed);
         return Ok(nd);
     }
@@ -214,6 +248,9 @@ async fn recompress_blob(
     dst.put_blob(&nd, Box::new(v))
         .await
         .with_context(|| format!("writing layer {digest} to {}", dst.name()))?;
+    if let Some(s) = &mut slot {
+        s.mark_done();
+    }
     stats.copied.fetch_add(1, Ordering::Relaxed);
     stats.bytes.fetch_add(size, Ordering::Relaxed);
     Ok(nd)

@@ -187,6 +187,17 @@ impl ImageDestination for DockerDestination {
         format!("docker://{}", self.reference)
     }
 
+    fn blob_namespace(&self) -> Option<String> {
+        Some(format!(
+            "docker://{}/{}",
+            self.repo.registry.host, self.repo.name
+        ))
+    }
+
+    fn manifest_namespace(&self) -> Option<String> {
+        self.blob_namespace()
+    }
+
     async fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
         let present = self.repo.has_blob(desc.digest()).await?;
         if present {

@@ -161,6 +161,19 @@ pub trait ImageDestination: Send + Sync {
         true
     }
 
+    /// Where this destination's blobs live (`docker://host/repo`, `oci:/abs/dir`): copies running at once in
+    /// this process that name the same namespace write each blob there once (see `crate::copy::once`).
+    /// None: nothing is shared.
+    fn blob_namespace(&self) -> Option<String> {
+        None
+    }
+
+    /// Like [`Self::blob_namespace`], for manifests written by digest (children of an index, referrers):
+    /// Some only when a manifest written there once needs no second write (a registry repository).
+    fn manifest_namespace(&self) -> Option<String> {
+        None
+    }
+
     /// Whether the destination already holds this blob (checked before any upload).
     async fn has_blob(&self, desc: &Descriptor) -> Result<bool>;
 

@@ -244,6 +244,12 @@ impl ImageDestination for OciDestination {
         self.name.clone()
     }
 
+    fn blob_namespace(&self) -> Option<String> {
+        let root = self.layout.root();
+        let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        Some(format!("oci:{}", root.display()))
+    }
+
     /// OCI types only: skopeo and umoci skip index.json entries of other media types.
     fn supported_manifest_types(&self) -> Vec<&'static str> {
         vec![media::OCI_MANIFEST, media::OCI_INDEX]
