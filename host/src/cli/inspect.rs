@@ -1,4 +1,5 @@
-//! lade inspect: an image's manifest and config, from the local store (a bare name) or any transport.
+//! lade inspect: an image's manifest and config, from the local store (a bare name) or any transport; for
+//! `docker://` the summary lists the repository's tags in `RepoTags`, as skopeo does (`--no-tags` skips it).
 
 use super::Global;
 use crate::transport::verify::{DigestingReader, check_bytes, sha256_digest};
@@ -18,6 +19,9 @@ pub struct InspectArgs {
     /// Print the image's config instead of the summary
     #[arg(long)]
     pub config: bool,
+    /// Do not list the repository's tags in RepoTags (for docker://; saves a request)
+    #[arg(short = 'n', long)]
+    pub no_tags: bool,
     /// Output format: json (the default output is JSON too, like skopeo)
     #[arg(long, value_enum, default_value_t)]
     pub format: super::OutputFormat,
@@ -52,6 +56,30 @@ async fn read_blob(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>> {
         .await
         .with_context(|| format!("reading blob {} from {}", d.digest(), src.name()))?;
     Ok(out)
+}
+
+/// The tags of the repository `reference` is in, as skopeo lists them. A registry that refuses to list tags
+/// (401, 403) only costs the list, with a warning; any other failure is an error.
+async fn repo_tags(reference: &str, ctx: &SystemContext) -> Result<Vec<String>> {
+    let repo = crate::reference::Reference::parse(reference)
+        .with_context(|| format!("docker://{reference}"))?
+        .name();
+    match transport::docker::list_tags(&repo, ctx).await {
+        Ok((_, tags)) => Ok(tags),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            if msg.contains("HTTP 401") || msg.contains("HTTP 403") {
+                tracing::warn!(
+                    "listing the tags of {repo} was refused, so RepoTags is empty: {msg}"
+                );
+                Ok(vec![])
+            } else {
+                Err(e.context(format!(
+                    "listing the tags of {repo} for RepoTags (pass --no-tags to skip that)"
+                )))
+            }
+        }
+    }
 }
 
 pub fn run(g: &Global, a: InspectArgs) -> Result<()> {
@@ -124,10 +152,14 @@ pub fn run(g: &Global, a: InspectArgs) -> Result<()> {
             }
             _ => None,
         };
+        let repo_tags = match transport::parse(&name)? {
+            transport::TransportRef::Docker(r) if !a.no_tags => repo_tags(&r, &ctx).await?,
+            _ => vec![],
+        };
         let summary = json!({
             "Name": name_only.as_deref().map(|n| crate::store::names::repository(n).to_string()),
             "Digest": digest.to_string(),
-            "RepoTags": [],
+            "RepoTags": repo_tags,
             "Created": c.get("created"),
             "DockerVersion": c.get("docker_version").and_then(Value::as_str).unwrap_or(""),
             "Labels": c.pointer("/config/Labels"),

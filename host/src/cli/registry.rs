@@ -4,7 +4,7 @@ use super::Global;
 use crate::registry::{Registry, auth};
 use crate::transport::{self, SystemContext, TransportRef};
 use anyhow::{Context, Result, bail};
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 /// `--tls-verify[=BOOL]`.
@@ -43,8 +43,10 @@ impl RemoteOpts {
 pub struct LoginArgs {
     /// Registry host (optionally with a namespace: HOST/NS), as in the auth file
     pub registry: String,
+    /// User name (asked for on a terminal when missing)
     #[arg(short, long)]
     pub username: Option<String>,
+    /// Password (asked for, without echo, on a terminal when missing)
     #[arg(short, long)]
     pub password: Option<String>,
     /// Read the password from standard input
@@ -88,47 +90,126 @@ fn registry_key(s: &str) -> Result<String> {
     })
 }
 
-pub fn login(g: &Global, a: LoginArgs) -> Result<()> {
-    let key = registry_key(&a.registry)?;
-    let file = auth::primary_auth_file(a.remote.authfile.as_deref());
-    if a.get_login {
-        match auth::stored_user(&file, &key)? {
-            Some(u) => {
-                println!("{u}");
-                return Ok(());
-            }
-            None => bail!("not logged into {key} (looked in {})", file.display()),
-        }
-    }
-    let username = a
-        .username
-        .clone()
-        .context("lade login needs --username (lade does not prompt)")?;
-    let password = match (&a.password, a.password_stdin) {
+/// The password from `--password`, `--password-stdin`, or None when neither was given.
+fn given_password(a: &LoginArgs) -> Result<Option<String>> {
+    match (&a.password, a.password_stdin) {
         (Some(_), true) => bail!("--password and --password-stdin exclude each other"),
-        (Some(p), false) => p.clone(),
+        (Some(p), false) => Ok(Some(p.clone())),
         (None, true) => {
+            if a.username.is_none() {
+                bail!("--password-stdin needs --username (standard input carries the password)");
+            }
             let mut s = String::new();
             std::io::stdin()
                 .read_to_string(&mut s)
                 .context("reading the password from standard input")?;
-            s.trim_end_matches(['\n', '\r']).to_string()
+            Ok(Some(s.trim_end_matches(['\n', '\r']).to_string()))
         }
-        (None, false) if std::io::stdin().is_terminal() => {
-            bail!("give the password with --password or --password-stdin")
+        (None, false) => Ok(None),
+    }
+}
+
+/// Ask on the terminal for what is missing (as podman does: `Username (stored):`, then a password without
+/// echo). Without a terminal on standard input, say which flag to pass instead of waiting.
+fn ask_missing(
+    username: Option<String>,
+    password: Option<String>,
+    stored_user: Option<&str>,
+) -> Result<(String, String)> {
+    let terminal = std::io::stdin().is_terminal();
+    let username = match username {
+        Some(u) => u,
+        None if terminal => {
+            match stored_user {
+                Some(u) => eprint!("Username ({u}): "),
+                None => eprint!("Username: "),
+            }
+            std::io::stderr().flush()?;
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the user name from the terminal")?;
+            match line.trim() {
+                "" => stored_user
+                    .map(str::to_string)
+                    .context("no user name given")?,
+                u => u.to_string(),
+            }
         }
-        (None, false) => bail!("give the password with --password or --password-stdin"),
+        None => bail!(
+            "no user name: pass --username (standard input is not a terminal, so lade cannot ask for it)"
+        ),
     };
+    let password = match password {
+        Some(p) => p,
+        None if terminal => rpassword::prompt_password("Password: ")
+            .context("reading the password from the terminal")?,
+        None => bail!(
+            "no password: pass --password or --password-stdin (standard input is not a terminal, so lade cannot ask for it)"
+        ),
+    };
+    if username.is_empty() {
+        bail!("the user name is empty");
+    }
+    Ok((username, password))
+}
+
+pub fn login(g: &Global, a: LoginArgs) -> Result<()> {
+    let key = registry_key(&a.registry)?;
+    let authfile = a.remote.authfile.as_deref();
+    let file = auth::primary_auth_file(authfile);
+    let existing = auth::for_key(&key, authfile)?;
+    let stored_user = match &existing {
+        Some(auth::Credentials::Basic { username, .. }) => Some(username.clone()),
+        _ => None,
+    };
+    if a.get_login {
+        return match stored_user {
+            Some(u) => {
+                println!("{u}");
+                Ok(())
+            }
+            None => bail!("not logged into {key}"),
+        };
+    }
+    let password = given_password(&a)?;
     let host = key.split('/').next().unwrap_or(&key).to_string();
     let ctx = a.remote.context(g, None);
-    let reg = Registry::new(&host, None, &ctx, insecure_in_conf(&ctx, &host)?)?.with_credentials(
-        Some(auth::Credentials::Basic {
-            username: username.clone(),
-            password: password.clone(),
-        }),
-    );
-    super::runtime()?.block_on(reg.check_login())?;
-    auth::store(&file, &key, &username, &password)?;
+    let insecure = insecure_in_conf(&ctx, &host)?;
+    let rt = super::runtime()?;
+    let check = |c: auth::Credentials| -> Result<()> {
+        let reg = Registry::new(&host, None, &ctx, insecure)?.with_credentials(Some(c));
+        rt.block_on(reg.check_login())
+    };
+    if a.username.is_none()
+        && password.is_none()
+        && let Some(c @ auth::Credentials::Basic { .. }) = &existing
+    {
+        println!("Authenticating with existing credentials for {key}");
+        match check(c.clone()) {
+            Ok(()) => {
+                println!("Existing credentials are valid. Already logged in to {host}");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::debug!("existing credentials for {key}: {e:#}");
+                println!(
+                    "Existing credentials are invalid, please enter valid username and password"
+                );
+            }
+        }
+    }
+    let (username, password) = ask_missing(a.username.clone(), password, stored_user.as_deref())?;
+    check(auth::Credentials::Basic {
+        username: username.clone(),
+        password: password.clone(),
+    })?;
+    match auth::save(&file, &key, &username, &password)? {
+        auth::Saved::File(f) => tracing::info!("credentials for {key} stored in {}", f.display()),
+        auth::Saved::Helper(h) => {
+            tracing::info!("credentials for {key} stored in credential helper {h}")
+        }
+    }
     println!("Login Succeeded!");
     Ok(())
 }
@@ -141,7 +222,7 @@ fn insecure_in_conf(ctx: &SystemContext, host: &str) -> Result<bool> {
 pub struct LogoutArgs {
     /// Registry host (or HOST/NS) to forget
     pub registry: Option<String>,
-    /// Remove the credentials of every registry
+    /// Remove the credentials of every registry (credential helpers included)
     #[arg(short, long)]
     pub all: bool,
     /// auth.json to edit
@@ -152,7 +233,10 @@ pub struct LogoutArgs {
 pub fn logout(_g: &Global, a: LogoutArgs) -> Result<()> {
     let file = auth::primary_auth_file(a.authfile.as_deref());
     if a.all {
-        auth::remove(&file, None, true)?;
+        if let Some(r) = &a.registry {
+            bail!("--all takes no registry (got `{r}`)");
+        }
+        auth::forget_all(&file)?;
         println!("Removed login credentials for all registries");
         return Ok(());
     }
@@ -161,7 +245,7 @@ pub fn logout(_g: &Global, a: LogoutArgs) -> Result<()> {
             .as_deref()
             .context("name the registry to log out of, or pass --all")?,
     )?;
-    if auth::remove(&file, Some(&key), false)? {
+    if auth::forget(&file, &key)? {
         println!("Removed login credentials for {key}");
         return Ok(());
     }

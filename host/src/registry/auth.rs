@@ -1,14 +1,21 @@
-//! Credentials, found as the containers tools find them: `--creds`, then the auth files in order
-//! (`--authfile` or `$REGISTRY_AUTH_FILE` or `$XDG_RUNTIME_DIR/containers/auth.json`, then
-//! `~/.config/containers/auth.json`, then `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), each
-//! consulting its `credHelpers`/`credsStore` (`docker-credential-NAME get`). Also writes auth files for
-//! `lade login`/`lade logout` (temp file + rename, mode 0600).
+//! Credentials, found as the containers tools find them: `--creds`, else the auth files in order. With
+//! `--authfile` (or `$REGISTRY_AUTH_FILE`) only that file; otherwise `$XDG_RUNTIME_DIR/containers/auth.json`
+//! (`/run/containers/UID/auth.json` without it), `~/.config/containers/auth.json`, then
+//! `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`. In each file a `credHelpers` entry for the
+//! registry sends the question to `docker-credential-NAME get`; then come the `auths` entries (most specific
+//! key first), then docker's `credsStore` helper.
+//!
+//! `lade login`/`lade logout` write through the same file: a registry with a `credHelpers` entry (or a file
+//! with a `credsStore`) is stored in and erased from that helper (`store`/`erase`/`list`, the docker
+//! credential-helper protocol); otherwise the `auths` entry is written (temp file + rename, mode 0600).
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
 
 /// Credentials for one registry.
 #[derive(Clone, PartialEq, Eq)]
@@ -49,28 +56,42 @@ fn home() -> PathBuf {
 }
 
 /// The auth file `lade login` writes and the first one read: `--authfile`, `$REGISTRY_AUTH_FILE`,
-/// `$XDG_RUNTIME_DIR/containers/auth.json`, else `~/.config/containers/auth.json`.
+/// `$XDG_RUNTIME_DIR/containers/auth.json`, else `/run/containers/UID/auth.json`.
 pub fn primary_auth_file(explicit: Option<&Path>) -> PathBuf {
-    if let Some(p) = explicit {
-        return p.to_path_buf();
-    }
-    if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
+    if let Some(p) = user_chosen_file(explicit) {
+        return p;
     }
     if let Some(d) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
         return PathBuf::from(d).join("containers/auth.json");
     }
-    super::config::user_config_dir().join("containers/auth.json")
+    PathBuf::from(format!(
+        "/run/containers/{}/auth.json",
+        rustix::process::getuid().as_raw()
+    ))
+}
+
+/// `--authfile` or `$REGISTRY_AUTH_FILE`: when the user names a file, it is the only one consulted.
+fn user_chosen_file(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    std::env::var_os("REGISTRY_AUTH_FILE")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
 }
 
 /// Every auth file consulted, in order.
 pub fn auth_files(explicit: Option<&Path>) -> Vec<PathBuf> {
     let mut v = vec![primary_auth_file(explicit)];
+    if user_chosen_file(explicit).is_some() {
+        return v;
+    }
     let user = super::config::user_config_dir().join("containers/auth.json");
     if !v.contains(&user) {
         v.push(user);
     }
     let docker = std::env::var_os("DOCKER_CONFIG")
+        .filter(|p| !p.is_empty())
         .map(|d| PathBuf::from(d).join("config.json"))
         .unwrap_or_else(|| home().join(".docker/config.json"));
     if !v.contains(&docker) {
@@ -165,33 +186,51 @@ fn decode_entry(entry: &Value, file: &Path, key: &str) -> Result<Option<Credenti
     }))
 }
 
-/// Ask `docker-credential-NAME get` for `server`. None when the helper knows no credentials.
-pub fn helper_get(helper: &str, server: &str) -> Result<Option<Credentials>> {
+/// Run `docker-credential-HELPER ACTION` with `input` on stdin. Ok(None) when the helper answers that it
+/// has no credentials for the server.
+fn run_helper(helper: &str, action: &str, input: &[u8]) -> Result<Option<Vec<u8>>> {
     let prog = format!("docker-credential-{helper}");
     let mut child = std::process::Command::new(&prog)
-        .arg("get")
+        .arg(action)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .with_context(|| {
-            format!("running credential helper `{prog}` (is it installed and on PATH?)")
+            format!("running credential helper `{prog} {action}` (is it installed and on PATH?)")
         })?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(server.as_bytes())?;
-    let out = child.wait_with_output()?;
+    let mut stdin = child.stdin.take().expect("piped");
+    // A helper that exits without reading its input is answered by its exit status, not a broken pipe.
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    let out = child
+        .wait_with_output()
+        .with_context(|| format!("waiting for `{prog} {action}`"))?;
     if !out.status.success() {
-        let msg = String::from_utf8_lossy(&out.stdout).trim().to_string()
-            + String::from_utf8_lossy(&out.stderr).trim();
+        let msg = format!(
+            "{} {}",
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
         if msg.contains("credentials not found") {
             return Ok(None);
         }
-        bail!("credential helper `{prog} get` for {server} failed: {msg}");
+        bail!(
+            "credential helper `{prog} {action}` failed ({}): {}",
+            out.status,
+            msg.trim()
+        );
     }
-    let v: Value = serde_json::from_slice(&out.stdout)
+    Ok(Some(out.stdout))
+}
+
+/// Ask `docker-credential-NAME get` for `server`. None when the helper knows no credentials.
+pub fn helper_get(helper: &str, server: &str) -> Result<Option<Credentials>> {
+    let Some(out) = run_helper(helper, "get", server.as_bytes())? else {
+        return Ok(None);
+    };
+    let prog = format!("docker-credential-{helper}");
+    let v: Value = serde_json::from_slice(&out)
         .with_context(|| format!("`{prog} get` printed something other than JSON"))?;
     let user = v
         .get("Username")
@@ -214,8 +253,66 @@ pub fn helper_get(helper: &str, server: &str) -> Result<Option<Credentials>> {
     }))
 }
 
+/// `docker-credential-NAME store` for `server`.
+pub fn helper_store(helper: &str, server: &str, username: &str, secret: &str) -> Result<()> {
+    let input = json!({ "ServerURL": server, "Username": username, "Secret": secret });
+    run_helper(helper, "store", &serde_json::to_vec(&input)?)?
+        .with_context(|| format!("credential helper `{helper}` refused to store {server}"))?;
+    Ok(())
+}
+
+/// `docker-credential-NAME erase` for `server`; false when the helper had nothing for it.
+pub fn helper_erase(helper: &str, server: &str) -> Result<bool> {
+    Ok(run_helper(helper, "erase", server.as_bytes())?.is_some())
+}
+
+/// `docker-credential-NAME list`: the servers it holds credentials for.
+pub fn helper_list(helper: &str) -> Result<Vec<String>> {
+    let Some(out) = run_helper(helper, "list", b"")? else {
+        return Ok(vec![]);
+    };
+    let v: BTreeMap<String, String> = serde_json::from_slice(&out).with_context(|| {
+        format!("`docker-credential-{helper} list` printed something other than a JSON object")
+    })?;
+    Ok(v.into_keys().collect())
+}
+
+/// The helper a file names for `registry`: its `credHelpers` entry, else its `credsStore`.
+fn helper_for(v: &Value, registry: &str) -> Option<String> {
+    v.get("credHelpers")
+        .and_then(|h| h.get(registry))
+        .or_else(|| v.get("credsStore"))
+        .and_then(|h| h.as_str())
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+}
+
+type LookupKey = (String, Option<String>, Option<PathBuf>);
+
+/// Lookups already made by this process (a credential helper is a process per question).
+static LOOKUPS: LazyLock<Mutex<HashMap<LookupKey, Option<Credentials>>>> =
+    LazyLock::new(Default::default);
+
 /// Credentials for `registry` (and optionally a repository inside it, for namespaced entries).
 pub fn lookup(
+    registry: &str,
+    repository: Option<&str>,
+    authfile: Option<&Path>,
+) -> Result<Option<Credentials>> {
+    let key = (
+        registry.to_string(),
+        repository.map(str::to_string),
+        authfile.map(Path::to_path_buf),
+    );
+    if let Some(c) = LOOKUPS.lock().expect("lock").get(&key) {
+        return Ok(c.clone());
+    }
+    let found = lookup_uncached(registry, repository, authfile)?;
+    LOOKUPS.lock().expect("lock").insert(key, found.clone());
+    Ok(found)
+}
+
+fn lookup_uncached(
     registry: &str,
     repository: Option<&str>,
     authfile: Option<&Path>,
@@ -227,8 +324,11 @@ pub fn lookup(
             .and_then(|h| h.get(registry))
             .and_then(|h| h.as_str())
         {
-            if let Some(c) = helper_get(helper, registry)? {
-                return Ok(Some(c));
+            let found = helper_get(helper, registry).with_context(|| {
+                format!("credHelpers entry for {registry} in {}", file.display())
+            })?;
+            if found.is_some() {
+                return Ok(found);
             }
             continue;
         }
@@ -244,12 +344,17 @@ pub fn lookup(
             }
         }
         if let Some(store) = v.get("credsStore").and_then(|h| h.as_str())
-            && let Some(c) = helper_get(store, registry)?
+            && let Some(c) = helper_get(store, registry)
+                .with_context(|| format!("credsStore of {}", file.display()))?
         {
             return Ok(Some(c));
         }
     }
     Ok(None)
+}
+
+fn forget_lookups() {
+    LOOKUPS.lock().expect("lock").clear();
 }
 
 fn write_atomic(path: &Path, v: &Value) -> Result<()> {
@@ -273,8 +378,47 @@ fn write_atomic(path: &Path, v: &Value) -> Result<()> {
     Ok(())
 }
 
-/// Store `user:password` for `key` (a host, or host/namespace) in `file`.
+/// Where [`save`] put credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Saved {
+    /// In this auth file's `auths`.
+    File(PathBuf),
+    /// In this credential helper (named by `credHelpers` or `credsStore`).
+    Helper(String),
+}
+
+/// Store credentials for `key` (a host, or host/namespace) as `file` directs: its `credHelpers` entry or
+/// `credsStore` helper when it names one (a helper takes whole registries, not namespaces), else its
+/// `auths`.
+pub fn save(file: &Path, key: &str, username: &str, password: &str) -> Result<Saved> {
+    forget_lookups();
+    let v = read_json(file)?.unwrap_or_else(|| json!({}));
+    let (host, namespaced) = match key.split_once('/') {
+        Some((h, _)) => (h, true),
+        None => (key, false),
+    };
+    if let Some(helper) = helper_for(&v, host) {
+        if namespaced {
+            bail!(
+                "{} sends {host} to credential helper `{helper}`, which stores whole registries: log in to {host}, not {key}",
+                file.display()
+            );
+        }
+        helper_store(&helper, key, username, password).with_context(|| {
+            format!(
+                "storing the credentials for {key} (as {} directs)",
+                file.display()
+            )
+        })?;
+        return Ok(Saved::Helper(helper));
+    }
+    store(file, key, username, password)?;
+    Ok(Saved::File(file.to_path_buf()))
+}
+
+/// Store `user:password` for `key` (a host, or host/namespace) in `file`'s `auths`.
 pub fn store(file: &Path, key: &str, username: &str, password: &str) -> Result<()> {
+    forget_lookups();
     let mut v = read_json(file)?.unwrap_or_else(|| json!({}));
     if !v.is_object() {
         bail!("auth file {} does not hold a JSON object", file.display());
@@ -292,8 +436,60 @@ pub fn store(file: &Path, key: &str, username: &str, password: &str) -> Result<(
     write_atomic(file, &v)
 }
 
-/// Remove `key` (or every entry with `all`) from `file`. Returns whether anything was removed.
+/// Forget `key` as `file` directs: erased from the helper that `credHelpers`/`credsStore` names for it, and
+/// its `auths` entry removed. Returns whether anything was removed.
+pub fn forget(file: &Path, key: &str) -> Result<bool> {
+    forget_lookups();
+    let Some(v) = read_json(file)? else {
+        return Ok(false);
+    };
+    let mut removed = false;
+    if !key.contains('/')
+        && let Some(helper) = helper_for(&v, key)
+    {
+        removed |= helper_erase(&helper, key).with_context(|| {
+            format!(
+                "erasing the credentials for {key} (as {} directs)",
+                file.display()
+            )
+        })?;
+    }
+    removed |= remove(file, Some(key), false)?;
+    Ok(removed)
+}
+
+/// Forget every credential `file` holds or points at: each `credHelpers` registry is erased from its
+/// helper, every server a `credsStore` lists is erased from it, and `auths` is emptied. The helper
+/// configuration itself stays.
+pub fn forget_all(file: &Path) -> Result<()> {
+    forget_lookups();
+    let Some(v) = read_json(file)? else {
+        return Ok(());
+    };
+    if let Some(helpers) = v.get("credHelpers").and_then(|h| h.as_object()) {
+        for (registry, helper) in helpers {
+            if let Some(helper) = helper.as_str() {
+                helper_erase(helper, registry).with_context(|| {
+                    format!("credHelpers entry for {registry} in {}", file.display())
+                })?;
+            }
+        }
+    }
+    if let Some(store) = v.get("credsStore").and_then(|h| h.as_str()) {
+        for server in
+            helper_list(store).with_context(|| format!("credsStore of {}", file.display()))?
+        {
+            helper_erase(store, &server)
+                .with_context(|| format!("credsStore of {}", file.display()))?;
+        }
+    }
+    remove(file, None, true)?;
+    Ok(())
+}
+
+/// Remove `key` (or every entry with `all`) from `file`'s `auths`. Returns whether anything was removed.
 pub fn remove(file: &Path, key: Option<&str>, all: bool) -> Result<bool> {
+    forget_lookups();
     let Some(mut v) = read_json(file)? else {
         return Ok(false);
     };
@@ -317,7 +513,7 @@ pub fn remove(file: &Path, key: Option<&str>, all: bool) -> Result<bool> {
     Ok(removed)
 }
 
-/// The user name stored for `key` in `file` (for `lade login --get-login`).
+/// The user name stored for `key` in `file`'s `auths` (no helper asked).
 pub fn stored_user(file: &Path, key: &str) -> Result<Option<String>> {
     let Some(v) = read_json(file)? else {
         return Ok(None);
@@ -333,6 +529,16 @@ pub fn stored_user(file: &Path, key: &str) -> Result<Option<String>> {
         }
     }
     Ok(None)
+}
+
+/// The credentials every source gives for `key` (`host` or `host/namespace`), helpers included (for
+/// `lade login --get-login` and for logging in again with what is stored).
+pub fn for_key(key: &str, authfile: Option<&Path>) -> Result<Option<Credentials>> {
+    let (host, repo) = match key.split_once('/') {
+        Some((h, r)) => (h, Some(r)),
+        None => (key, None),
+    };
+    lookup(host, repo, authfile)
 }
 
 #[cfg(test)]
