@@ -98,14 +98,31 @@ fn transient_status(s: StatusCode) -> bool {
     s == StatusCode::TOO_MANY_REQUESTS || matches!(s.as_u16(), 500 | 502 | 503 | 504)
 }
 
-/// How long to wait before attempt `attempt + 1`: `Retry-After` (seconds, capped at a minute) when given,
-/// else 200ms doubling up to 10s.
+/// The longest wait a `Retry-After` header can ask for.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(60);
+
+/// How long to wait before attempt `attempt + 1`: `Retry-After` when given (RFC 9110: seconds, or an
+/// HTTP-date; capped at a minute), else 200ms doubling up to 10s.
 fn backoff(attempt: u32, retry_after: Option<&HeaderValue>) -> Duration {
-    if let Some(secs) = retry_after
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    {
-        return Duration::from_secs(secs.min(60));
+    backoff_at(attempt, retry_after, std::time::SystemTime::now())
+}
+
+/// [`backoff`] with the clock as a parameter; a date in the past means "now".
+fn backoff_at(
+    attempt: u32,
+    retry_after: Option<&HeaderValue>,
+    now: std::time::SystemTime,
+) -> Duration {
+    if let Some(v) = retry_after.and_then(|v| v.to_str().ok()).map(str::trim) {
+        if let Ok(secs) = v.parse::<u64>() {
+            return Duration::from_secs(secs).min(RETRY_AFTER_MAX);
+        }
+        if let Ok(at) = httpdate::parse_http_date(v) {
+            return at
+                .duration_since(now)
+                .unwrap_or(Duration::ZERO)
+                .min(RETRY_AFTER_MAX);
+        }
     }
     Duration::from_millis((200u64 << attempt.min(6)).min(10_000))
 }
@@ -565,5 +582,42 @@ mod tests {
         );
         assert_eq!(backoff(2, None), Duration::from_millis(800));
         assert_eq!(backoff(30, None), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn retry_after_seconds_and_http_dates() {
+        use std::time::{SystemTime, UNIX_EPOCH};
+        let h = HeaderValue::from_static;
+        // Wed, 21 Oct 2026 07:28:00 GMT
+        let date = UNIX_EPOCH + Duration::from_secs(1_792_567_680);
+        let at = |secs_before: u64| date - Duration::from_secs(secs_before);
+        let v = h("Wed, 21 Oct 2026 07:28:00 GMT");
+        assert_eq!(backoff_at(0, Some(&v), at(7)), Duration::from_secs(7));
+        // Capped like the seconds form; a past date retries at once.
+        assert_eq!(backoff_at(0, Some(&v), at(3600)), RETRY_AFTER_MAX);
+        assert_eq!(backoff_at(0, Some(&h("3600")), date), RETRY_AFTER_MAX);
+        assert_eq!(
+            backoff_at(0, Some(&v), date + Duration::from_secs(5)),
+            Duration::ZERO
+        );
+        // The obsolete RFC 850 and asctime forms are HTTP-dates too.
+        for old in [
+            "Wednesday, 21-Oct-26 07:28:00 GMT",
+            "Wed Oct 21 07:28:00 2026",
+        ] {
+            assert_eq!(
+                backoff_at(0, Some(&h(old)), at(4)),
+                Duration::from_secs(4),
+                "{old}"
+            );
+        }
+        // Garbage falls back to the exponential backoff.
+        for bad in ["soon", "-1", "Wed, 32 Oct 2026 07:28:00 GMT", ""] {
+            assert_eq!(
+                backoff_at(1, Some(&h(bad)), SystemTime::now()),
+                Duration::from_millis(400),
+                "{bad}"
+            );
+        }
     }
 }
