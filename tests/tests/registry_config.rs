@@ -391,7 +391,9 @@ insecure = true
     std::fs::create_dir_all(&ctx).unwrap();
     let build = |from: &str, tag: &str| {
         std::fs::write(ctx.join("Containerfile"), format!("FROM {from}\n")).unwrap();
-        ok(w.lade().args(["build", "--pull=always", "-t", tag]).arg(&ctx));
+        ok(w.lade()
+            .args(["build", "--pull=always", "-t", tag])
+            .arg(&ctx));
     };
 
     // Search order: the first registry misses, the second has it.
