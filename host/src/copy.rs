@@ -1,12 +1,13 @@
 //! The one copy engine that push, pull, copy, save, load and sync go through, for every pair of transports.
 //!
-//! [`copy_image`] reads the top manifest; an index goes to the multi-image path (`--multi-arch`: every
-//! instance, the host's one, or the index alone), a single manifest to [`single`]. Blobs move in parallel,
+//! [`copy_image`] reads the top manifest; an index goes to [`multiple`] (`--multi-arch`: every instance and
+//! nested index, the host's one, or the index alone), a single manifest to [`single`]. Blobs move in parallel,
 //! each through a `DigestingReader`, skipping those the destination has or can mount. Referrers (OCI 1.1
 //! `subject` and cosign `sha256-<hex>.sig/.att/.sbom` tags) follow unless disabled.
 
 pub mod compress;
 pub mod convert;
+mod multiple;
 mod once;
 pub mod platform;
 mod single;
@@ -19,7 +20,6 @@ use anyhow::{Context, Result, bail};
 pub use compress::Compression;
 pub use convert::ManifestFormat;
 use serde::Serialize;
-use serde_json::Value;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// `--multi-arch`.
@@ -122,7 +122,7 @@ pub async fn copy_image(
         .await
         .with_context(|| format!("reading the manifest of {}", src.name()))?;
     let written = if media::is_index(&mt) {
-        copy_index(src, dst, opts, &stats, bytes, &mt).await?
+        multiple::copy_index(src, dst, opts, &stats, bytes, &mt).await?
     } else if media::is_manifest(&mt) {
         let w = single::copy_single(src, dst, opts, &stats, &bytes, &mt, None).await?;
         if opts.referrers {
@@ -158,138 +158,6 @@ pub async fn copy_image(
         bytes_copied: stats.bytes.load(Ordering::Relaxed),
         referrers: stats.referrers.load(Ordering::Relaxed),
     })
-}
-
-fn descriptor_at(index: &Value, i: usize) -> Result<Descriptor> {
-    serde_json::from_value(index["manifests"][i].clone())
-        .with_context(|| format!("index entry {i} is not a valid descriptor"))
-}
-
-async fn copy_index(
-    src: &dyn ImageSource,
-    dst: &dyn ImageDestination,
-    opts: &CopyOptions,
-    stats: &Stats,
-    bytes: Vec<u8>,
-    mt: &str,
-) -> Result<Written> {
-    let index: Value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{}: the index is not valid JSON", src.name()))?;
-    let count = index
-        .get("manifests")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    let mode = if dst.supports_index() {
-        opts.multi_arch
-    } else {
-        MultiArch::System
-    };
-    if mode == MultiArch::System {
-        let i = platform::choose(&index, &opts.platform).with_context(|| src.name())?;
-        let d = descriptor_at(&index, i)?;
-        let (child, child_mt) = fetch_child(src, &d).await?;
-        let w = single::copy_single(src, dst, opts, stats, &child, &child_mt, None).await?;
-        if opts.referrers {
-            copy_referrers(
-                src,
-                dst,
-                opts,
-                stats,
-                d.digest(),
-                d.size(),
-                &child_mt,
-                &w,
-                0,
-            )
-            .await?;
-        }
-        return Ok(w);
-    }
-    let mut new_index = index.clone();
-    let mut changed = false;
-    if mode == MultiArch::All {
-        for i in 0..count {
-            let d = descriptor_at(&index, i)?;
-            let (child, child_mt) = fetch_child(src, &d).await?;
-            let w = if media::is_index(&child_mt) {
-                bail!(
-                    "{}: nested indexes are not supported (entry {})",
-                    src.name(),
-                    d.digest()
-                );
-            } else {
-                single::copy_single(src, dst, opts, stats, &child, &child_mt, Some(d.digest()))
-                    .await?
-            };
-            if w.digest != *d.digest() {
-                changed = true;
-                new_index["manifests"][i]["digest"] = Value::String(w.digest.to_string());
-                new_index["manifests"][i]["size"] = Value::from(w.size);
-                new_index["manifests"][i]["mediaType"] = Value::String(w.media_type.clone());
-            }
-            if opts.referrers {
-                copy_referrers(
-                    src,
-                    dst,
-                    opts,
-                    stats,
-                    d.digest(),
-                    d.size(),
-                    &child_mt,
-                    &w,
-                    0,
-                )
-                .await?;
-            }
-        }
-    }
-    let target = target_format(opts, dst, mt, true)?;
-    if let Some(f) = target
-        && ManifestFormat::of(mt) != Some(f)
-    {
-        new_index = convert::convert_index(&new_index, f)?;
-        changed = true;
-    }
-    let (out, out_mt) = if changed {
-        if opts.preserve_digests {
-            bail!(
-                "--preserve-digests: copying {} would change the index digest (format or layer changes)",
-                src.name()
-            );
-        }
-        let mt = new_index
-            .get("mediaType")
-            .and_then(Value::as_str)
-            .unwrap_or(mt)
-            .to_string();
-        (serde_json::to_vec(&new_index)?, mt)
-    } else {
-        (bytes.clone(), mt.to_string())
-    };
-    dst.put_manifest(&out, &out_mt, None)
-        .await
-        .with_context(|| format!("writing the index to {}", dst.name()))?;
-    let w = Written {
-        digest: sha256_digest(&out),
-        size: out.len() as u64,
-        media_type: out_mt,
-        bytes: out,
-    };
-    if opts.referrers {
-        copy_referrers(
-            src,
-            dst,
-            opts,
-            stats,
-            &sha256_digest(&bytes),
-            bytes.len() as u64,
-            mt,
-            &w,
-            0,
-        )
-        .await?;
-    }
-    Ok(w)
 }
 
 /// The manifest format to write for a manifest of type `mt` (None: keep it): `--format`, else the

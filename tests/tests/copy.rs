@@ -444,3 +444,136 @@ fn referrers_and_cosign_tags_follow_unless_disabled_and_reruns_skip_blobs() {
     assert_eq!(r["blobs_copied"], 0, "{r}");
     assert!(r["blobs_skipped"].as_u64().unwrap() >= 2, "{r}");
 }
+
+/// An OCI index under `tag` whose first entry is itself an index (over `inner`: manifest digest, arch),
+/// and whose other entries are images (`outer`). Returns (outer digest, nested index digest).
+fn nested_index(
+    dir: &Path,
+    tag: &str,
+    inner: &[(&str, &str)],
+    outer: &[(&str, &str)],
+) -> (String, String) {
+    use lade::store::layout::Layout;
+    let l = Layout::create(dir).unwrap();
+    let entry = |d: &str, arch: Option<&str>, mt: &str| {
+        let size = std::fs::metadata(dir.join("blobs/sha256").join(&d[7..]))
+            .unwrap()
+            .len();
+        let mut e = serde_json::json!({"mediaType": mt, "digest": d, "size": size});
+        if let Some(a) = arch {
+            e["platform"] = serde_json::json!({"os": "linux", "architecture": a});
+        }
+        e
+    };
+    let put = |v: Value| {
+        let b = serde_json::to_vec(&v).unwrap();
+        (l.put_bytes(&b).unwrap().to_string(), b.len())
+    };
+    let oci_m = "application/vnd.oci.image.manifest.v1+json";
+    let oci_i = "application/vnd.oci.image.index.v1+json";
+    let (nested, _) = put(serde_json::json!({"schemaVersion": 2, "mediaType": oci_i,
+        "manifests": inner.iter().map(|(d, a)| entry(d, Some(a), oci_m)).collect::<Vec<_>>()}));
+    let mut list = vec![entry(&nested, None, oci_i)];
+    list.extend(outer.iter().map(|(d, a)| entry(d, Some(a), oci_m)));
+    let (top, size) =
+        put(serde_json::json!({"schemaVersion": 2, "mediaType": oci_i, "manifests": list}));
+    let desc: lade::transport::Descriptor = serde_json::from_value(
+        serde_json::json!({"mediaType": oci_i, "digest": top, "size": size}),
+    )
+    .unwrap();
+    l.set_ref(tag, &desc).unwrap();
+    (top, nested)
+}
+
+/// An index holding an index: `--all` copies the nested index and its images (digests kept, through a real
+/// registry and back), `--multi-arch system` picks from the flattened platforms.
+#[test]
+fn nested_indexes_copy_whole_or_by_platform() {
+    require_peers!("skopeo", "docker-registry");
+    let Some(reg) = lade_tests::Registry::start() else {
+        return;
+    };
+    let t = tempfile::tempdir().unwrap();
+    let p = |n: &str| t.path().join(n).display().to_string();
+    let src_dir = t.path().join("src");
+    let amd = fixture(&src_dir, "amd", "amd64", "amd64\n");
+    let ppc = fixture(&src_dir, "ppc", "ppc64le", "ppc64le\n");
+    let arm = fixture(&src_dir, "arm", "arm64", "arm64\n");
+    let (top, nested) = nested_index(
+        &src_dir,
+        "nested",
+        &[(&amd, "amd64"), (&ppc, "ppc64le")],
+        &[(&arm, "arm64")],
+    );
+    let src = format!("oci:{}:nested", p("src"));
+    let remote = format!("docker://{}/nest/img:1", reg.addr);
+
+    // --all into a registry: the top index, the nested one and all three images, digests unchanged.
+    let r = copy_json(&["--all", "--dest-tls-verify=false", &src, &remote]);
+    assert_eq!(r["digest"], top);
+    assert_eq!(r["images"], 3);
+    let at = |d: &str| format!("docker://{}/nest/img@{d}", reg.addr);
+    let tls = "--tls-verify=false";
+    assert_eq!(
+        raw_manifest_with(&[tls], &at(&nested))["manifests"][1]["digest"],
+        ppc
+    );
+    for d in [&amd, &ppc, &arm] {
+        let m = raw_manifest_with(&[tls], &at(d));
+        assert_eq!(m["layers"].as_array().unwrap().len(), 1, "{d}");
+    }
+    // And back into a fresh layout, read by skopeo.
+    let r = copy_json(&[
+        "--all",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        &remote,
+        &format!("oci:{}:back", p("back")),
+    ]);
+    assert_eq!(r["digest"], top);
+    assert_eq!(r["images"], 3);
+    // (skopeo reads the top index but cannot copy nested ones: check the layout's blobs directly.)
+    assert_eq!(raw_digest(&format!("oci:{}:back", p("back"))), top);
+    lade_tests::oci::assert_blobs_valid(&t.path().join("back"));
+    for d in [&amd, &ppc, &arm, &nested] {
+        assert!(
+            t.path().join("back/blobs/sha256").join(&d[7..]).exists(),
+            "{d} was copied back"
+        );
+    }
+
+    // --multi-arch system: images inside the nested index are candidates like the others.
+    for (arch, want) in [("ppc64le", &ppc), ("arm64", &arm), ("amd64", &amd)] {
+        let r = copy_json(&[
+            "--override-arch",
+            arch,
+            "--src-tls-verify=false",
+            &remote,
+            &format!("oci:{}:{arch}", p("one")),
+        ]);
+        assert_eq!(r["digest"], *want, "{arch}");
+        assert_eq!(r["images"], 1);
+    }
+    let err = fails(
+        lade().args([
+            "copy",
+            "--override-arch",
+            "s390x",
+            &src,
+            &format!("oci:{}:none", p("one")),
+        ]),
+        1,
+    );
+    assert!(
+        err.contains("linux/ppc64le") && err.contains("linux/arm64"),
+        "{err}"
+    );
+}
+
+fn raw_manifest_with(args: &[&str], image: &str) -> Value {
+    let out = ok(Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .args(args)
+        .arg(image));
+    serde_json::from_str(&out).unwrap()
+}
