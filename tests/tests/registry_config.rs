@@ -905,3 +905,68 @@ fn inspect_repo_tags_match_skopeo() {
         .arg(format!("oci:{}:v1", src.display()))));
     assert_eq!(local["RepoTags"], serde_json::json!([]));
 }
+
+/// `cmd` run under `script`, so its standard input is a terminal fed with `input`.
+fn on_terminal(cmd: &Command, input: &[u8]) -> std::process::Output {
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let line = std::iter::once(quote(cmd.get_program()))
+        .chain(cmd.get_args().map(quote))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut s = Command::new("script");
+    s.args(["-qec", &line, "/dev/null"]);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => s.env(k, v),
+            None => s.env_remove(k),
+        };
+    }
+    run_with_stdin(s, input)
+}
+
+#[test]
+fn login_asks_on_a_terminal() {
+    require_peers!("docker-registry", "htpasswd", "script");
+    let w = World::new();
+    let Some(reg) = Registry::start_with(Some(&htpasswd(&w.path("")))) else {
+        return;
+    };
+    let auth = w.path("auth.json");
+    let mut login = w.lade();
+    login
+        .args(["login", "--tls-verify=false", "--authfile"])
+        .arg(&auth)
+        .arg(&reg.addr);
+    let out = on_terminal(&login, b"helperuser\ns3cret\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("Username: ")
+            && text.contains("Password: ")
+            && text.contains("Login Succeeded"),
+        "{text}"
+    );
+    // (Whether the password echoes cannot be seen here: the terminal echoes input typed ahead of the prompt.)
+    assert_eq!(
+        ok(w.lade()
+            .args(["login", "--get-login", "--authfile"])
+            .arg(&auth)
+            .arg(&reg.addr))
+        .trim(),
+        "helperuser"
+    );
+    // Stored but wrong credentials: the prompt offers the stored user name, Enter keeps it.
+    let f = json(&std::fs::read_to_string(&auth).unwrap());
+    let mut v = f.clone();
+    v["auths"][&reg.addr]["auth"] = Value::String("aGVscGVydXNlcjp3cm9uZw==".into()); // helperuser:wrong
+    std::fs::write(&auth, v.to_string()).unwrap();
+    let out = on_terminal(&login, b"\ns3cret\n");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("Existing credentials are invalid")
+            && text.contains("Username (helperuser): "),
+        "{text}"
+    );
+    assert_eq!(json(&std::fs::read_to_string(&auth).unwrap()), f);
+}
