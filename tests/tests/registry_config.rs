@@ -201,6 +201,25 @@ pull-from-mirror = "digest-only"
     );
     assert_eq!(manifest_hits(&requests(&mirror, m0, "mirror/app")).0, 1);
 
+    // A mirror not marked insecure is not spoken to over plain HTTP: the pull falls back to the primary.
+    w.conf(&format!(
+        r#"
+[[registry]]
+prefix = "primary.test/team"
+location = "{p}/team"
+insecure = true
+
+[[registry.mirror]]
+location = "{m}/mirror"
+"#,
+        p = primary.addr,
+        m = mirror.addr
+    ));
+    let (p0, m0) = (primary.log().len(), mirror.log().len());
+    assert_eq!(pull_digest(&w, "primary.test/team/app:a"), a_primary);
+    assert!(requests(&mirror, m0, "mirror/app").is_empty());
+    assert_eq!(manifest_hits(&requests(&primary, p0, "team/app")).0, 1);
+
     // A push never goes to a mirror: it lands on the primary location.
     let p0 = primary.log().len();
     push(&w, &src, "b", "primary.test/team/pushed:1");
