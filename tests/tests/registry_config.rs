@@ -728,7 +728,7 @@ fn creds_store_serves_login_push_and_logout_all() {
             "--authfile",
         ])
         .arg(&auth)
-        .arg(&reg.addr.replace("127.0.0.1", "localhost")));
+        .arg(reg.addr.replace("127.0.0.1", "localhost")));
     assert!(
         h.stored(&reg.addr.replace("127.0.0.1", "localhost"))
             .is_some()
@@ -988,4 +988,56 @@ fn login_asks_on_a_terminal() {
         "{text}"
     );
     assert_eq!(json(&std::fs::read_to_string(&auth).unwrap()), f);
+}
+
+#[test]
+fn registries_conf_credential_helpers_take_login_and_logout() {
+    require_peers!("docker-registry", "htpasswd", "jq");
+    let h = HelperWorld::new();
+    let Some(reg) = Registry::start_with(Some(&htpasswd(&h.w.path("")))) else {
+        return;
+    };
+    // A drop-in names the helper; no auth file names any.
+    h.w.drop_in(
+        "10-helpers.conf",
+        "credential-helpers = [\"lade-test\", \"containers-auth.json\"]\n",
+    );
+    let auth = h.authfile();
+    let login = |extra: &[&str]| {
+        let mut c = h.lade();
+        c.args(["login", "--tls-verify=false", "--authfile"])
+            .arg(&auth)
+            .args(extra)
+            .arg(&reg.addr);
+        c
+    };
+    ok(&mut login(&["-u", "helperuser", "-p", "s3cret"]));
+    assert_eq!(h.stored(&reg.addr).unwrap()["Secret"], "s3cret");
+    assert!(!auth.exists(), "the first helper took the credentials");
+    assert_eq!(ok(&mut login(&["--get-login"])).trim(), "helperuser");
+    // A namespace cannot go to the helper; the auth file (next in the list) takes it.
+    ok(h.lade()
+        .args([
+            "login",
+            "--tls-verify=false",
+            "-u",
+            "helperuser",
+            "-p",
+            "s3cret",
+            "--authfile",
+        ])
+        .arg(&auth)
+        .arg(format!("{}/team", reg.addr)));
+    let v = json(&std::fs::read_to_string(&auth).unwrap());
+    assert!(
+        v["auths"][format!("{}/team", reg.addr)]["auth"].is_string(),
+        "{v}"
+    );
+    // logout --all empties both.
+    ok(h.lade().args(["logout", "--all", "--authfile"]).arg(&auth));
+    assert!(h.stored(&reg.addr).is_none());
+    let v = json(&std::fs::read_to_string(&auth).unwrap());
+    assert_eq!(v["auths"], serde_json::json!({}));
+    let err = fails(&mut login(&["--get-login"]), 1);
+    assert!(err.contains("not logged into"), "{err}");
 }

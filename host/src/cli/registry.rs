@@ -156,9 +156,8 @@ fn ask_missing(
 
 pub fn login(g: &Global, a: LoginArgs) -> Result<()> {
     let key = registry_key(&a.registry)?;
-    let authfile = a.remote.authfile.as_deref();
-    let file = auth::primary_auth_file(authfile);
-    let existing = auth::for_key(&key, authfile)?;
+    let ctx = a.remote.context(g, None);
+    let existing = auth::for_key(&key, &ctx)?;
     let stored_user = match &existing {
         Some(auth::Credentials::Basic { username, .. }) => Some(username.clone()),
         _ => None,
@@ -174,7 +173,6 @@ pub fn login(g: &Global, a: LoginArgs) -> Result<()> {
     }
     let password = given_password(&a)?;
     let host = key.split('/').next().unwrap_or(&key).to_string();
-    let ctx = a.remote.context(g, None);
     let insecure = insecure_in_conf(&ctx, &host)?;
     let rt = super::runtime()?;
     let check = |c: auth::Credentials| -> Result<()> {
@@ -204,7 +202,7 @@ pub fn login(g: &Global, a: LoginArgs) -> Result<()> {
         username: username.clone(),
         password: password.clone(),
     })?;
-    match auth::save(&file, &key, &username, &password)? {
+    match auth::save_for(&ctx, &key, &username, &password)? {
         auth::Saved::File(f) => tracing::info!("credentials for {key} stored in {}", f.display()),
         auth::Saved::Helper(h) => {
             tracing::info!("credentials for {key} stored in credential helper {h}")
@@ -230,13 +228,18 @@ pub struct LogoutArgs {
     pub authfile: Option<PathBuf>,
 }
 
-pub fn logout(_g: &Global, a: LogoutArgs) -> Result<()> {
+pub fn logout(g: &Global, a: LogoutArgs) -> Result<()> {
     let file = auth::primary_auth_file(a.authfile.as_deref());
+    let ctx = SystemContext {
+        authfile: a.authfile.clone(),
+        registries_conf: g.registries_conf.clone(),
+        ..Default::default()
+    };
     if a.all {
         if let Some(r) = &a.registry {
             bail!("--all takes no registry (got `{r}`)");
         }
-        auth::forget_all(&file)?;
+        auth::forget_all_for(&ctx)?;
         println!("Removed login credentials for all registries");
         return Ok(());
     }
@@ -245,7 +248,7 @@ pub fn logout(_g: &Global, a: LogoutArgs) -> Result<()> {
             .as_deref()
             .context("name the registry to log out of, or pass --all")?,
     )?;
-    if auth::forget(&file, &key)? {
+    if auth::forget_for(&ctx, &key)? {
         println!("Removed login credentials for {key}");
         return Ok(());
     }

@@ -17,6 +17,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
 
+use crate::transport::SystemContext;
+
 /// Credentials for one registry.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credentials {
@@ -355,6 +357,65 @@ fn lookup_uncached(
 
 fn forget_lookups() {
     LOOKUPS.lock().expect("lock").clear();
+    HELPER_GETS.lock().expect("lock").clear();
+}
+
+/// The name registries.conf's `credential-helpers` gives the auth files.
+pub const AUTH_FILE_HELPER: &str = "containers-auth.json";
+
+/// `docker-credential-NAME get` answers already given to this process.
+type HelperKey = (String, String);
+static HELPER_GETS: LazyLock<Mutex<HashMap<HelperKey, Option<Credentials>>>> =
+    LazyLock::new(Default::default);
+
+fn helper_get_cached(helper: &str, registry: &str) -> Result<Option<Credentials>> {
+    let key = (helper.to_string(), registry.to_string());
+    if let Some(c) = HELPER_GETS.lock().expect("lock").get(&key) {
+        return Ok(c.clone());
+    }
+    let c = helper_get(helper, registry)?;
+    HELPER_GETS.lock().expect("lock").insert(key, c.clone());
+    Ok(c)
+}
+
+/// registries.conf's `credential-helpers`, in order (unset or empty: the auth files alone).
+pub fn credential_helpers(ctx: &SystemContext) -> Result<Vec<String>> {
+    let conf = super::registries_conf(ctx)?;
+    Ok(match &conf.credential_helpers {
+        Some(h) if !h.is_empty() => h.clone(),
+        _ => vec![AUTH_FILE_HELPER.to_string()],
+    })
+}
+
+/// Credentials for `registry` (and optionally a repository in it) as containers/image finds them: each of
+/// registries.conf's `credential-helpers` in order, where `containers-auth.json` means the auth files
+/// ([`lookup`]) and any other name a `docker-credential-NAME` helper asked for the registry. The first
+/// answer wins; a helper that fails is an error only when no other one answers.
+pub fn lookup_for(
+    registry: &str,
+    repository: Option<&str>,
+    ctx: &SystemContext,
+) -> Result<Option<Credentials>> {
+    let mut errors = vec![];
+    for h in credential_helpers(ctx)? {
+        let found = if h == AUTH_FILE_HELPER {
+            lookup(registry, repository, ctx.authfile.as_deref())
+        } else {
+            helper_get_cached(&h, registry)
+        };
+        match found {
+            Ok(Some(c)) => return Ok(Some(c)),
+            Ok(None) => {}
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if !errors.is_empty() {
+        bail!(
+            "looking up credentials for {registry}: {}",
+            errors.join("; ")
+        );
+    }
+    Ok(None)
 }
 
 fn write_atomic(path: &Path, v: &Value) -> Result<()> {
@@ -533,12 +594,83 @@ pub fn stored_user(file: &Path, key: &str) -> Result<Option<String>> {
 
 /// The credentials every source gives for `key` (`host` or `host/namespace`), helpers included (for
 /// `lade login --get-login` and for logging in again with what is stored).
-pub fn for_key(key: &str, authfile: Option<&Path>) -> Result<Option<Credentials>> {
+pub fn for_key(key: &str, ctx: &SystemContext) -> Result<Option<Credentials>> {
     let (host, repo) = match key.split_once('/') {
         Some((h, r)) => (h, Some(r)),
         None => (key, None),
     };
-    lookup(host, repo, authfile)
+    lookup_for(host, repo, ctx)
+}
+
+/// Store credentials for `key` in the first of registries.conf's `credential-helpers` that takes them
+/// (`containers-auth.json`: [`save`] into the primary auth file).
+pub fn save_for(ctx: &SystemContext, key: &str, username: &str, password: &str) -> Result<Saved> {
+    forget_lookups();
+    let mut errors = vec![];
+    for h in credential_helpers(ctx)? {
+        let r = if h == AUTH_FILE_HELPER {
+            save(
+                &primary_auth_file(ctx.authfile.as_deref()),
+                key,
+                username,
+                password,
+            )
+        } else if key.contains('/') {
+            Err(anyhow::anyhow!(
+                "credential helper `{h}` stores whole registries, not the namespace {key}"
+            ))
+        } else {
+            helper_store(&h, key, username, password).map(|()| Saved::Helper(h.clone()))
+        };
+        match r {
+            Ok(s) => return Ok(s),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    bail!("storing the credentials for {key}: {}", errors.join("; "))
+}
+
+/// Forget `key` everywhere registries.conf's `credential-helpers` says credentials live. Returns whether
+/// anything was removed.
+pub fn forget_for(ctx: &SystemContext, key: &str) -> Result<bool> {
+    forget_lookups();
+    let mut removed = false;
+    for h in credential_helpers(ctx)? {
+        if h == AUTH_FILE_HELPER {
+            removed |= forget(&primary_auth_file(ctx.authfile.as_deref()), key)?;
+        } else if !key.contains('/') {
+            removed |= helper_erase(&h, key)?;
+        }
+    }
+    Ok(removed)
+}
+
+/// Forget every credential: [`forget_all`] on the primary auth file, and every server each other
+/// `credential-helpers` entry lists (a helper that is not installed holds nothing).
+pub fn forget_all_for(ctx: &SystemContext) -> Result<()> {
+    forget_lookups();
+    for h in credential_helpers(ctx)? {
+        if h == AUTH_FILE_HELPER {
+            forget_all(&primary_auth_file(ctx.authfile.as_deref()))?;
+            continue;
+        }
+        let servers = match helper_list(&h) {
+            Ok(s) => s,
+            Err(e)
+                if e.chain().any(|c| {
+                    c.downcast_ref::<std::io::Error>()
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+                }) =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for server in servers {
+            helper_erase(&h, &server)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
