@@ -678,6 +678,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_chosen_file_is_the_only_one() {
+        let f = Path::new("/x/auth.json");
+        assert_eq!(auth_files(Some(f)), [f.to_path_buf()]);
+        assert_eq!(primary_auth_file(Some(f)), f);
+    }
+
+    #[test]
+    fn missing_helper_is_a_clear_error() {
+        let e = format!(
+            "{:#}",
+            helper_get("lade-no-such-helper-xyz", "h:1").unwrap_err()
+        );
+        assert!(
+            e.contains("docker-credential-lade-no-such-helper-xyz") && e.contains("PATH"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn keys_and_round_trip() {
         assert_eq!(normalise_key("https://index.docker.io/v1/"), "docker.io");
         assert_eq!(normalise_key("http://h:5000"), "h:5000");
