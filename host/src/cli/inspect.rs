@@ -58,24 +58,27 @@ async fn read_blob(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// The tags of the repository `reference` is in, as skopeo lists them. A registry that refuses to list tags
-/// (401, 403) only costs the list, with a warning; any other failure is an error.
+/// The tags of the repository `reference` is in, as skopeo lists them: from the registry the name points
+/// at (its registries.conf `location`; mirrors are for reading images, not for listing). A registry that
+/// refuses to list tags (401, 403) only costs the list, with a warning; any other failure is an error.
 async fn repo_tags(reference: &str, ctx: &SystemContext) -> Result<Vec<String>> {
-    let repo = crate::reference::Reference::parse(reference)
-        .with_context(|| format!("docker://{reference}"))?
-        .name();
-    match transport::docker::list_tags(&repo, ctx).await {
-        Ok((_, tags)) => Ok(tags),
+    let r = crate::reference::Reference::parse(reference)
+        .with_context(|| format!("docker://{reference}"))?;
+    let (repo, at) = crate::registry::open_repo(&r, ctx, false)?;
+    match repo.tags().await {
+        Ok(tags) => Ok(tags),
         Err(e) => {
             let msg = format!("{e:#}");
             if msg.contains("HTTP 401") || msg.contains("HTTP 403") {
                 tracing::warn!(
-                    "listing the tags of {repo} was refused, so RepoTags is empty: {msg}"
+                    "listing the tags of {} was refused, so RepoTags is empty: {msg}",
+                    at.name()
                 );
                 Ok(vec![])
             } else {
                 Err(e.context(format!(
-                    "listing the tags of {repo} for RepoTags (pass --no-tags to skip that)"
+                    "listing the tags of {} for RepoTags (pass --no-tags to skip that)",
+                    at.name()
                 )))
             }
         }
