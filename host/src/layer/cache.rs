@@ -1,5 +1,9 @@
 //! The unpacked-layer cache: `<store root>/lade/layers/<diff_id hex>`, one directory per layer in overlay form
 //! (ready to be an overlay lower dir), verified against its diff_id, made in a temp dir and renamed into place.
+//!
+//! Entries are not fsynced (that would cost a sync per file; the layer blobs they come from are durable).
+//! Instead each entry carries the boot id of the kernel that wrote it (`<hex>.boot`), and an entry from an
+//! earlier boot is thrown away and made again from its blob: after a crash its files may be torn.
 
 use super::digest::HashingReader;
 use super::unpack::{UnpackOptions, WhiteoutMode, unpack_tar};
@@ -11,6 +15,16 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Debug)]
 pub struct LayerCache {
     dir: PathBuf,
+}
+
+/// The running kernel's boot id ("" where /proc does not say).
+fn boot_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
 }
 
 /// `sha256:<64 hex>` → the hex, refusing anything else (it becomes a directory name).
@@ -39,10 +53,32 @@ impl LayerCache {
         &self.dir
     }
 
-    /// The unpacked directory of a layer, if it is cached.
+    /// The unpacked directory of a layer, if it is cached (and was written since the machine last booted).
     pub fn get(&self, diff_id: &str) -> Result<Option<PathBuf>> {
-        let p = self.dir.join(diff_id_hex(diff_id)?);
-        Ok(p.is_dir().then_some(p))
+        let hex = diff_id_hex(diff_id)?;
+        let p = self.dir.join(hex);
+        if !p.is_dir() {
+            return Ok(None);
+        }
+        let marker = self.dir.join(format!("{hex}.boot"));
+        if std::fs::read_to_string(&marker).is_ok_and(|b| b == boot_id()) {
+            return Ok(Some(p));
+        }
+        // Written before the last boot (or by a version of lade without markers): move it out of sight
+        // first, so no other process picks it up half-deleted, then delete it.
+        let stale = self
+            .dir
+            .join(format!(".stale-{hex}-{}", std::process::id()));
+        if std::fs::rename(&p, &stale).is_ok() {
+            let _ = std::fs::remove_dir_all(&stale);
+        }
+        Ok(None)
+    }
+
+    /// Mark the entry `hex` as written in this boot; done before the entry is renamed into place.
+    fn mark(&self, hex: &str) -> Result<()> {
+        let marker = self.dir.join(format!("{hex}.boot"));
+        std::fs::write(&marker, boot_id()).with_context(|| format!("writing {}", marker.display()))
     }
 
     /// The unpacked directory of a layer, unpacking it from `open()` (a compressed or plain layer blob) first if
@@ -80,6 +116,7 @@ impl LayerCache {
             );
         }
         let dest = self.dir.join(hex);
+        self.mark(hex)?;
         let tmp = tmp.keep();
         match std::fs::rename(&tmp, &dest) {
             Ok(()) => Ok(dest),
@@ -98,12 +135,14 @@ impl LayerCache {
     /// Put an already-unpacked directory in overlay form (a step's upper dir) into the cache under `diff_id`,
     /// by rename (it must be on the same filesystem). Returns the cached path.
     pub fn adopt(&self, diff_id: &str, dir: &Path) -> Result<PathBuf> {
-        let dest = self.dir.join(diff_id_hex(diff_id)?);
+        let hex = diff_id_hex(diff_id)?;
+        let dest = self.dir.join(hex);
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
-        if dest.is_dir() {
-            return Ok(dest);
+        if let Some(p) = self.get(diff_id)? {
+            return Ok(p);
         }
+        self.mark(hex)?;
         match std::fs::rename(dir, &dest) {
             Ok(()) => Ok(dest),
             Err(_) if dest.is_dir() => Ok(dest),
@@ -111,5 +150,35 @@ impl LayerCache {
                 Err(e).with_context(|| format!("moving {} into the layer cache", dir.display()))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_from_an_earlier_boot_is_not_trusted() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = LayerCache::new(root.path());
+        let id = format!("sha256:{}", "ab".repeat(32));
+        let src = root.path().join("tree");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("f"), "x").unwrap();
+        let dir = cache.adopt(&id, &src).unwrap();
+        assert_eq!(cache.get(&id).unwrap(), Some(dir.clone()));
+        std::fs::write(
+            cache.dir().join(format!("{}.boot", "ab".repeat(32))),
+            "old-boot",
+        )
+        .unwrap();
+        assert_eq!(cache.get(&id).unwrap(), None);
+        assert!(!dir.exists(), "the stale entry is removed");
+        let leftovers: Vec<_> = std::fs::read_dir(cache.dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }

@@ -79,7 +79,7 @@ pub(crate) fn threads() -> usize {
 
 /// A compressing writer over `out`; `finish` must be called to flush the trailer.
 pub enum Compressor<W: Write + Send + 'static> {
-    Gzip(Box<dyn gzp::ZWriter<W>>),
+    Gzip(super::pargzip::ParGzip<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
     None(W),
 }
@@ -94,17 +94,12 @@ impl<W: Write + Send + 'static> Compressor<W> {
     ) -> Result<Self> {
         let threads = threads.max(1);
         Ok(match format {
-            // gzp splits the stream into fixed-size blocks compressed in parallel; the output depends only on
-            // the input, the level and the block size, never on the thread count or timing.
-            // Always the parallel (pigz-style) path, even with one thread: gzp's single-threaded writer makes
-            // different bytes, and a layer digest must not depend on the machine's core count.
-            Compression::Gzip => Compressor::Gzip(Box::new(
-                gzp::par::compress::ParCompressBuilder::<gzp::deflate::Gzip>::new()
-                    .num_threads(threads)
-                    .map_err(|e| anyhow::anyhow!("gzip with {threads} threads: {e}"))?
-                    .compression_level(flate2::Compression::new(level.unwrap_or(6).clamp(1, 9)))
-                    .from_writer(out),
-            )),
+            // Parallel gzip whose output depends only on the input and the level, never on the thread
+            // count: a layer digest must not depend on the machine's core count.
+            Compression::Gzip => Compressor::Gzip(
+                super::pargzip::ParGzip::new(out, threads, level.unwrap_or(6).clamp(1, 9))
+                    .context("starting gzip")?,
+            ),
             Compression::Zstd => {
                 let mut e =
                     zstd::stream::write::Encoder::new(out, level.unwrap_or(3).clamp(1, 19) as i32)
@@ -122,9 +117,7 @@ impl<W: Write + Send + 'static> Compressor<W> {
     /// Flush everything, write the trailer, flush the output and return it.
     pub fn finish(self) -> Result<W> {
         let mut w = match self {
-            Compressor::Gzip(mut z) => z
-                .finish()
-                .map_err(|e| anyhow::anyhow!("gzip compression failed: {e}"))?,
+            Compressor::Gzip(z) => z.finish().context("gzip compression failed")?,
             Compressor::Zstd(e) => e.finish().context("finishing zstd stream")?,
             Compressor::None(w) => w,
         };

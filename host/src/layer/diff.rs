@@ -73,7 +73,10 @@ pub fn write_diff(source: DiffSource<'_>, tmp_dir: &Path, opts: &DiffOptions) ->
         .as_file()
         .try_clone()
         .context("duplicating the layer file handle")?;
-    let (compressed, blob_hash) = HashingWriter::new(BufWriter::with_capacity(1 << 20, out));
+    let (compressed, blob_hash) = HashingWriter::new(BufWriter::with_capacity(
+        1 << 20,
+        crate::store::writeback::WritebackFile::new(out),
+    ));
     let compressor = Compressor::with_level(
         opts.compression,
         compressed,

@@ -29,11 +29,12 @@ mod cache;
 mod compress;
 mod diff;
 mod digest;
+mod pargzip;
 mod tarwrite;
 mod unpack;
 
 pub use cache::LayerCache;
-pub use compress::{Compression, decompressor, detect_compression};
+pub use compress::{Compression, Compressor, decompressor, detect_compression};
 pub use diff::{DiffOptions, DiffSource, LayerBlob, write_diff, write_tar};
 pub use digest::{HashingReader, sha256_hex};
 pub use unpack::{UnpackOptions, UnpackStats, WhiteoutMode, unpack, unpack_tar};

@@ -149,12 +149,17 @@ impl Layout {
         let mut f = tokio::fs::File::from_std(std_file);
         let copied = async {
             let mut buf = vec![0u8; 1 << 20];
+            let mut progress = super::writeback::Progress::default();
             loop {
                 let n = data.read(&mut buf).await?;
                 if n == 0 {
                     break;
                 }
                 f.write_all(&buf[..n]).await?;
+                if progress.wrote(n) {
+                    f.flush().await?;
+                    progress.start(&f);
+                }
             }
             f.flush().await?;
             f.sync_all().await?;

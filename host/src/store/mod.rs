@@ -17,6 +17,7 @@
 
 pub mod layout;
 pub mod names;
+pub mod writeback;
 
 use crate::transport::verify::{DigestingReader, Hasher};
 use crate::transport::{BlobStream, Descriptor, Digest, media};
@@ -122,6 +123,7 @@ impl Store {
         let mut h = Hasher::sha256();
         let mut size = 0u64;
         let mut buf = vec![0u8; 1 << 20];
+        let mut progress = writeback::Progress::default();
         loop {
             let n = data
                 .read(&mut buf)
@@ -133,6 +135,10 @@ impl Store {
             h.update(&buf[..n]);
             size += n as u64;
             f.write_all(&buf[..n]).await?;
+            if progress.wrote(n) {
+                f.flush().await?;
+                progress.start(&f);
+            }
         }
         f.flush().await?;
         f.sync_all().await?;

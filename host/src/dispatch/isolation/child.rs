@@ -190,6 +190,9 @@ pub(crate) fn mount_rootfs(spec: &RootfsSpec) -> Result<PathBuf> {
             merged,
             user_xattr,
         } => {
+            // A snapshot mounted again (several steps on one snapshot) finds the marker its last volatile
+            // mount left, which the kernel refuses; that mount is gone and the upper dir is ours, so clear it.
+            let _ = std::fs::remove_dir_all(work.join("work/incompat/volatile"));
             // The new mount API takes one lower dir per call ("lowerdir+", Linux 6.8+): no limit on the number
             // of layers and no escaping of ':' or ','. Older kernels get the classic option string.
             match mount_overlay_fsconfig(lowers, upper, work, merged, *user_xattr) {
@@ -217,16 +220,22 @@ pub(crate) fn mount_rootfs(spec: &RootfsSpec) -> Result<PathBuf> {
                     lowers.len()
                 );
             }
-            mount(
+            let target = merged.display().to_string();
+            // `volatile` (Linux 5.10+; see mount_overlay_fsconfig) first, then without it for older kernels.
+            let with_volatile = format!("{data},volatile");
+            if mount(
                 Some("overlay"),
-                &merged.display().to_string(),
+                &target,
                 Some("overlay"),
                 0,
-                Some(&data),
+                Some(&with_volatile),
             )
-            .context(
-                "mounting the overlay rootfs (set LADE_NO_OVERLAY=1 to use the copy fallback)",
-            )?;
+            .is_err()
+            {
+                mount(Some("overlay"), &target, Some("overlay"), 0, Some(&data)).context(
+                    "mounting the overlay rootfs (set LADE_NO_OVERLAY=1 to use the copy fallback)",
+                )?;
+            }
             Ok(merged.clone())
         }
         RootfsSpec::Dir { path } => {
@@ -256,6 +265,11 @@ fn mount_overlay_fsconfig(
     if user_xattr {
         fsconfig_set_flag(&fs, "userxattr")?;
     }
+    // No fsync of every copied-up file: a step's upper dir is scratch until the step succeeds, then becomes
+    // an unpacked-layer cache entry, which is trusted only within the boot that wrote it (layer::cache), and
+    // the layer blob made from it is fsynced. Copy-up fsyncs made `chown -R` over a big tree several times
+    // slower. Kernels before 5.10 do not know the flag; the mount goes on without it.
+    let _ = fsconfig_set_flag(&fs, "volatile");
     fsconfig_create(&fs)?;
     let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
     move_mount(
