@@ -953,3 +953,50 @@ fn chunked_upload_when_asked_for_small_chunks() {
     assert_eq!(oci_digest(&out, "v1"), oci_digest(&src, "v1"));
     assert_blobs_valid(&out);
 }
+
+/// A manifest whose images are missing (`--multi-arch index-only` into an empty repository) is refused by
+/// the registry: lade sends it again at most twice (a refusal can be a passing misread while another client
+/// writes a blob), then fails naming the registry's error.
+#[test]
+fn a_manifest_with_missing_children_fails_after_bounded_retries() {
+    require_peers!("docker-registry", "umoci");
+    let Some(reg) = Registry::start() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let layout = t.path().join("img");
+    make_image(&layout, "one", 51, 1000);
+    let manifest = oci_digest(&layout, "one").unwrap();
+    let size = std::fs::metadata(layout.join("blobs/sha256").join(&manifest[7..]))
+        .unwrap()
+        .len();
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest, "size": size,
+                       "platform": {"os": "linux", "architecture": "amd64"}}]});
+    let bytes = serde_json::to_vec(&index).unwrap();
+    let l = lade::store::layout::Layout::create(&layout).unwrap();
+    let d = l.put_bytes(&bytes).unwrap();
+    let desc: lade::transport::Descriptor = serde_json::from_value(serde_json::json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": d.to_string(), "size": bytes.len()}))
+    .unwrap();
+    l.set_ref("idx", &desc).unwrap();
+    let err = fails(
+        lade()
+            .args([
+                "copy",
+                "--multi-arch",
+                "index-only",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("oci:{}:idx", layout.display()))
+            .arg(format!("docker://{}/lonely/index:1", reg.addr)),
+        1,
+    );
+    assert!(
+        err.contains("MANIFEST_BLOB_UNKNOWN") && err.contains("lonely/index"),
+        "{err}"
+    );
+    assert_eq!(
+        count_requests(&reg.log(), "PUT", "/v2/lonely/index/manifests/1"),
+        3,
+        "one PUT and two retries"
+    );
+}

@@ -20,6 +20,8 @@ pub const MANIFEST_MAX: usize = 4 << 20;
 /// Blobs larger than this are uploaded in chunks (of [`CHUNK`] bytes).
 pub const CHUNKED_THRESHOLD: u64 = 256 << 20;
 pub const CHUNK: usize = 32 << 20;
+/// How often a manifest refused with `MANIFEST_BLOB_UNKNOWN` is sent again (see [`Repo::put_manifest`]).
+const BLOB_UNKNOWN_RETRIES: u32 = 2;
 
 /// `(threshold, chunk size)` for uploads: `$LADE_UPLOAD_CHUNK_SIZE` (bytes) sets both, for registries or
 /// proxies that limit request sizes; else [`CHUNKED_THRESHOLD`] and [`CHUNK`].
@@ -250,22 +252,39 @@ impl Repo {
     ) -> Result<bool> {
         let what = format!("pushing manifest {}:{reference}", self.display());
         let url = self.url(&format!("manifests/{reference}")).await?;
-        let body = Body::Bytes(bytes::Bytes::copy_from_slice(bytes));
-        let r = self
-            .registry
-            .send(
-                Method::PUT,
-                &url,
-                &self.scopes(),
-                headers(&[(CONTENT_TYPE, media_type)]),
-                body,
-                &what,
-            )
-            .await?;
-        if !r.status().is_success() {
-            return Err(self.registry.error(r, &what).await);
+        let mut attempt = 0;
+        loop {
+            let body = Body::Bytes(bytes::Bytes::copy_from_slice(bytes));
+            let r = self
+                .registry
+                .send(
+                    Method::PUT,
+                    &url,
+                    &self.scopes(),
+                    headers(&[(CONTENT_TYPE, media_type)]),
+                    body,
+                    &what,
+                )
+                .await?;
+            if r.status().is_success() {
+                return Ok(r.headers().contains_key("oci-subject"));
+            }
+            let bad_request = r.status() == StatusCode::BAD_REQUEST;
+            let e = self.registry.error(r, &what).await;
+            // The blobs were all there a moment ago; another client writing one of them into this
+            // repository can make docker-registry 2.8 misread it (its link file is rewritten in place).
+            // That passes; a blob really missing fails again.
+            if bad_request
+                && attempt < BLOB_UNKNOWN_RETRIES
+                && e.to_string().contains("MANIFEST_BLOB_UNKNOWN")
+            {
+                attempt += 1;
+                tracing::warn!("{e:#}; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(250 << attempt)).await;
+                continue;
+            }
+            return Err(e);
         }
-        Ok(r.headers().contains_key("oci-subject"))
     }
 
     /// Delete a manifest by digest (a tag is resolved first).
