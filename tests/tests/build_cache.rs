@@ -115,6 +115,33 @@ impl Project {
     }
 }
 
+/// Same name, different image: add a file to the base and copy it over the old name.
+fn change_base(p: &Project) {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("base2");
+    busybox_image(&layout, "1");
+    let img = format!("{}:1", layout.display());
+    let extra = tmp.path().join("extra");
+    fs::create_dir_all(extra.join("etc")).unwrap();
+    fs::write(extra.join("etc/base-version"), "2\n").unwrap();
+    let tar = tmp.path().join("extra.tar");
+    ok(Command::new("tar")
+        .arg("-C")
+        .arg(&extra)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."));
+    ok(Command::new("umoci")
+        .args(["raw", "add-layer", "--image", &img])
+        .arg(&tar));
+    ok(lade()
+        .arg("--root")
+        .arg(&p.root)
+        .args(["copy", "-q"])
+        .arg(format!("oci:{img}"))
+        .arg("lade:localhost/base:1"));
+}
+
 fn is_miss(v: &Verdict, needle: &str) -> bool {
     matches!(v, Verdict::Miss(why) if why.contains(needle))
 }
@@ -220,33 +247,53 @@ fn a_changed_base_image_invalidates_every_step() {
     }
     let p = project();
     p.build(&[]);
-    // Same name, different image: add a file to the base and copy it over the old name.
-    let tmp = tempfile::tempdir().unwrap();
-    let layout = tmp.path().join("base2");
-    busybox_image(&layout, "1");
-    let img = format!("{}:1", layout.display());
-    let extra = tmp.path().join("extra");
-    fs::create_dir_all(extra.join("etc")).unwrap();
-    fs::write(extra.join("etc/base-version"), "2\n").unwrap();
-    let tar = tmp.path().join("extra.tar");
-    ok(Command::new("tar")
-        .arg("-C")
-        .arg(&extra)
-        .arg("-cf")
-        .arg(&tar)
-        .arg("."));
-    ok(Command::new("umoci")
-        .args(["raw", "add-layer", "--image", &img])
-        .arg(&tar));
-    ok(lade()
-        .arg("--root")
-        .arg(&p.root)
-        .args(["copy", "-q"])
-        .arg(format!("oci:{img}"))
-        .arg("lade:localhost/base:1"));
+    change_base(&p);
     let (copy, run) = p.copy_run(&[]);
     assert!(is_miss(&copy, "previous step changed"), "{copy:?}");
     assert!(matches!(run, Verdict::Miss(_)), "{run:?}");
     assert_eq!(p.image_file("/etc/base-version").as_deref(), Some("2\n"));
     let _ = &p.layout;
+}
+
+#[test]
+fn a_copy_link_layer_is_reused_over_a_changed_base() {
+    require_peers!("umoci");
+    if !lade_tests::need_root("a_copy_link_layer_is_reused_over_a_changed_base") {
+        return;
+    }
+    let p = project();
+    write(
+        &p.ctx.join("Containerfile"),
+        &CONTAINERFILE.replace("COPY app/ /app/", "COPY --link --chown=1:2 app/ /app/"),
+    );
+    p.build(&[]);
+    change_base(&p);
+    let (copy, run) = p.copy_run(&[]);
+    // A plain COPY misses here (a_changed_base_image_invalidates_every_step); the linked one does not, and
+    // the steps after it still see the new base.
+    assert_eq!(copy, Verdict::Hit);
+    assert!(matches!(run, Verdict::Miss(_)), "{run:?}");
+    assert_eq!(p.image_file("/etc/base-version").as_deref(), Some("2\n"));
+    assert_eq!(p.image_file("/copy-of-a").as_deref(), Some("alpha\n"));
+    // What the linked layer reads from the image is still in its key: a new WORKDIR above it misses.
+    let with_workdir = |w: &str| {
+        CONTAINERFILE
+            .replace(
+                "COPY app/ /app/",
+                &format!("WORKDIR {w}\nCOPY --link app/ app/"),
+            )
+            .replace("cat /app/a.txt", "cat app/a.txt")
+    };
+    write(&p.ctx.join("Containerfile"), &with_workdir("/w1"));
+    p.build(&[]);
+    write(&p.ctx.join("Containerfile"), &with_workdir("/w2"));
+    let (v, _) = p.build(&[]);
+    let copy = &v
+        .iter()
+        .find(|(n, _)| *n == 3)
+        .expect("a cache line for the COPY")
+        .1;
+    assert!(matches!(copy, Verdict::Miss(_)), "{v:?}");
+    assert_eq!(p.image_file("/w2/app/a.txt").as_deref(), Some("alpha\n"));
+    assert_eq!(p.image_file("/w1/app/a.txt"), None);
 }

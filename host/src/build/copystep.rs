@@ -45,8 +45,11 @@ pub struct CopyRequest<'a> {
     /// ADD (URLs, archive extraction) rather than COPY.
     pub add: bool,
     pub source: CopySource<'a>,
-    /// The image being built, as it is before this step.
+    /// What the copy lands on: the image being built as it is before this step, or an empty view for
+    /// `COPY --link` (a layer of its own, independent of what is below it).
     pub dest: &'a RootView,
+    /// Where `--chown` names are looked up: the image being built.
+    pub users: &'a RootView,
     /// The WORKDIR in force (absolute).
     pub workdir: &'a str,
     pub statcache: &'a StatCache,
@@ -114,6 +117,13 @@ pub struct PreparedCopy {
     new_dir_owner: (u32, u32),
     /// Downloads, deleted when the prepared copy is dropped.
     _downloads: Vec<tempfile::NamedTempFile>,
+}
+
+impl PreparedCopy {
+    /// The owner `--chown` resolved to (0:0 without it).
+    pub fn owner(&self) -> (u32, u32) {
+        self.new_dir_owner
+    }
 }
 
 /// Lexically normalize an absolute in-image path to root-relative components (`..` stops at `/`).
@@ -420,7 +430,9 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
         bail!("no source files were specified");
     }
     let owner = match step.chown.as_deref() {
-        Some(spec) => Some(parse_chown(spec, view).with_context(|| format!("--chown={spec}"))?),
+        Some(spec) => {
+            Some(parse_chown(spec, req.users).with_context(|| format!("--chown={spec}"))?)
+        }
         None => None,
     };
     let mode_spec = match step.chmod.as_deref() {

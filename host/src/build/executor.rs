@@ -459,13 +459,17 @@ impl Exec<'_> {
                 if let Some(SourceRef::Stage(i)) = &c.from {
                     parts.push(("from stage".into(), self.wait(*i)?.key.clone()));
                 }
-                let dest = state.view();
+                let image = state.view();
+                // `--link`: the files land on nothing, so the layer does not depend on what is below it.
+                let empty = super::rootview::RootView::new(Vec::new());
+                let dest = if c.link { &empty } else { &image };
                 let workdir = config::workdir(&state.config);
                 let req = CopyRequest {
                     step: c,
                     add,
                     source,
-                    dest: &dest,
+                    dest,
+                    users: &image,
                     workdir: &workdir,
                     statcache: &self.stat,
                     tmp_dir: &self.tmp,
@@ -476,9 +480,27 @@ impl Exec<'_> {
                 for (path, digest) in &prepared.inputs {
                     parts.push((format!("file {path}"), digest.clone()));
                 }
-                self.layer_step(state, key, parts, &slot, id, step, |tmp, opts| {
-                    self.tree_layer(tmp, opts, |out| prepared.apply(&req, out))
-                })
+                if !c.link {
+                    return self.layer_step(state, key, parts, &slot, id, step, |tmp, opts| {
+                        self.tree_layer(tmp, opts, |out| prepared.apply(&req, out))
+                    });
+                }
+                // A linked layer is keyed without its parent, so a change below it (a new base) reuses it;
+                // what it does read from the image (the WORKDIR for relative paths, --chown's ids) is in
+                // the key instead. The chain key for the steps after it still covers both.
+                let parent = parts.remove(0).1;
+                let (uid, gid) = prepared.owner();
+                parts.push(("workdir".into(), workdir.clone()));
+                parts.push(("owner".into(), format!("{uid}:{gid}")));
+                let diff_id =
+                    self.layer_step(state, key, parts, &slot, id, step, |tmp, opts| {
+                        self.tree_layer(tmp, opts, |out| prepared.apply(&req, out))
+                    })?;
+                *key = super::cache::key(&vec![
+                    ("parent".into(), parent),
+                    ("linked layer".into(), key.clone()),
+                ]);
+                Ok(diff_id)
             }
             Instruction::Workdir(_) => {
                 config::apply(&mut state.config, &step.instruction, false)?;

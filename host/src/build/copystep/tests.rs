@@ -76,6 +76,7 @@ impl Fixture {
             add,
             source: CopySource::Context(&self.ctx),
             dest: &self.view,
+            users: &self.view,
             workdir,
             statcache: &self.cache,
             tmp_dir: self.t.path(),
