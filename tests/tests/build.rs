@@ -118,11 +118,13 @@ fn target_skips_unneeded_stages_and_independent_stages_both_run() {
     }
     let s = store(
         "FROM localhost/base:1 AS broken\nRUN exit 7\n\
+         FROM 127.0.0.1:9/nowhere/base:1 AS offline\nRUN true\n\
          FROM localhost/base:1 AS left\nRUN echo left > /left\n\
          FROM localhost/base:1 AS right\nRUN echo right > /right\n\
          FROM localhost/base:1 AS final\nCOPY --from=left /left /l\nCOPY --from=right /right /r\n",
     );
-    // The broken stage is not needed by `final`, so it never runs.
+    // The broken stage is not needed by `final`, so it never runs, and the base of `offline` (a registry
+    // that does not exist) is never even looked up.
     ok(s.lade()
         .args(["build", "-t", "two:1", "--target", "final"])
         .arg(&s.dir));
@@ -151,6 +153,13 @@ fn target_skips_unneeded_stages_and_independent_stages_both_run() {
         !ok(s.lade().args(["images"])).contains("bad"),
         "a failed build must not tag anything"
     );
+    let err = fails(
+        s.lade()
+            .args(["build", "-t", "bad:1", "--target", "offline"])
+            .arg(&s.dir),
+        1,
+    );
+    assert!(err.contains("127.0.0.1:9/nowhere/base:1"), "{err}");
 }
 
 #[test]

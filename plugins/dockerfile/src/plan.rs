@@ -31,6 +31,9 @@ pub struct Planner<'a> {
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     consumed: BTreeSet<String>,
+    /// The stages whose base image is looked up (None: all). Bases of stages the target does not need are
+    /// never resolved, so `--target` pulls nothing it will not build.
+    resolve_for: Option<BTreeSet<usize>>,
 }
 
 struct StageHead<'r> {
@@ -90,6 +93,7 @@ pub fn plan(req: &Request, parsed: &Parsed, images: &dyn Images) -> Result<Plan,
         errors: parsed.errors.clone(),
         warnings: Vec::new(),
         consumed: BTreeSet::new(),
+        resolve_for: None,
     };
     if parsed.instructions.is_empty() {
         let mut d = error_at(
@@ -124,15 +128,45 @@ pub fn plan(req: &Request, parsed: &Parsed, images: &dyn Images) -> Result<Plan,
         return Err(p.errors);
     }
     let global_scope = p.global_args(&globals);
-    let stages = p.stages(&heads, &global_scope);
-    if !p.errors.is_empty() {
-        return Err(p.errors);
-    }
-    let target = match p.target(&stages, &heads) {
-        Some(t) => t,
-        None => return Err(p.errors),
+    // Plan first without looking up any base image, to learn which stages the target needs; then again,
+    // looking up only theirs. A base's config can change what a stage needs (ONBUILD triggers, its ENV in
+    // `--from=$X`), so repeat until the needed stages are all looked up. If the first pass fails, fall back
+    // to looking up every base, so no error comes from a missing base config.
+    let (errors, warnings, consumed) = (p.errors.clone(), p.warnings.clone(), p.consumed.clone());
+    let mut resolve_for = Some(BTreeSet::new());
+    let (stages, target, required) = loop {
+        p.errors = errors.clone();
+        p.warnings = warnings.clone();
+        p.consumed = consumed.clone();
+        p.resolve_for = resolve_for.clone();
+        let stages = p.stages(&heads, &global_scope);
+        let planned = if p.errors.is_empty() {
+            p.target(&stages, &heads).map(|t| (t, required(&stages, t)))
+        } else {
+            None
+        };
+        let Some(looked_up) = resolve_for.clone() else {
+            // Every base looked up: this pass is final, whatever it says.
+            if !p.errors.is_empty() {
+                return Err(p.errors);
+            }
+            let Some((target, required)) = planned else {
+                return Err(p.errors);
+            };
+            break (stages, target, required);
+        };
+        match planned {
+            Some((target, Ok(required))) => {
+                let need: BTreeSet<usize> = required.iter().map(|&i| i as usize).collect();
+                if need.is_subset(&looked_up) {
+                    break (stages, target, Ok(required));
+                }
+                resolve_for = Some(looked_up.union(&need).copied().collect());
+            }
+            _ => resolve_for = None,
+        }
     };
-    let required = match required(&stages, target) {
+    let required = match required {
         Ok(r) => r,
         Err(cycle) => {
             let names: Vec<String> = cycle
@@ -618,7 +652,10 @@ impl Planner<'_> {
         let h = &heads[index];
         let mut scope = base_scope.unwrap_or_default();
         let mut triggers = Vec::new();
-        if let StageBase::Image(reference) = &bases[index] {
+        let look_up = self.resolve_for.as_ref().is_none_or(|s| s.contains(&index));
+        if let StageBase::Image(reference) = &bases[index]
+            && look_up
+        {
             let plat = platform
                 .as_deref()
                 .and_then(Platform::parse)

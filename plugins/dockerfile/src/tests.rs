@@ -665,7 +665,7 @@ impl Images for FakeImages {
 
 #[test]
 fn base_image_env_and_onbuild_triggers() {
-    let r = req("FROM x AS helper\nFROM base:1\nENV P=$PATH:/opt H=${HOME}\nFROM 1\n");
+    let r = req("FROM x AS helper\nFROM base:1\nENV P=$PATH:/opt H=${HOME}\n");
     let p = crate::parse(&r, &FakeImages).unwrap().plan;
     let st = &p.stages[1].steps;
     assert!(st[0].from_onbuild && st[1].from_onbuild && st[2].from_onbuild && !st[3].from_onbuild);
@@ -691,6 +691,38 @@ fn base_image_env_and_onbuild_triggers() {
     assert_eq!(env_of(&p, 1), [("B".into(), "1/root".into())]);
     let e = crate::parse(&req("FROM broken\n"), &FakeImages).unwrap_err();
     assert!(e[0].message.contains("registry said no"));
+}
+
+/// Records every lookup.
+struct Recording(std::cell::RefCell<Vec<String>>);
+
+impl Images for Recording {
+    fn resolve(&self, reference: &str, p: &Platform) -> Result<Option<BaseImage>, String> {
+        self.0.borrow_mut().push(reference.to_string());
+        FakeImages.resolve(reference, p)
+    }
+}
+
+#[test]
+fn only_the_bases_the_target_needs_are_looked_up() {
+    let src =
+        "FROM broken AS unused\nFROM x AS helper\nFROM base:1 AS app\nRUN true\nFROM y AS other\n";
+    let mut r = req(src);
+    r.target = Some("app".into());
+    let images = Recording(Default::default());
+    let p = crate::parse(&r, &images).unwrap().plan;
+    // base:1's ONBUILD trigger copies from `helper`, so helper's base is needed too; `unused` (whose base
+    // would fail) and `other` are never looked up.
+    assert_eq!(p.required, [1, 2]);
+    let mut seen = images.0.borrow().clone();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen, ["base:1", "x"]);
+    assert!(p.stages[2].steps[0].from_onbuild);
+    // The target that needs the broken base still reports it.
+    r.target = Some("unused".into());
+    let e = crate::parse(&r, &FakeImages).unwrap_err();
+    assert!(e[0].message.contains("registry said no"), "{e:?}");
 }
 
 #[test]
