@@ -10,6 +10,7 @@ PACKAGES=(
   busybox-static mmdebstrap              # base images made locally (tests cannot pull)
   uidmap fuse-overlayfs                  # rootless: newuidmap/newgidmap
   curl jq zstd xz-utils bzip2 python3    # fixtures and the benchmark
+  git                                    # ADD of git repositories (and its test's git daemon)
 )
 
 missing=()
