@@ -116,6 +116,17 @@ pub async fn copy_image(
     dst: &dyn ImageDestination,
     opts: &CopyOptions,
 ) -> Result<CopyReport> {
+    let r = copy_image_inner(src, dst, opts).await;
+    // Where blobs were seen, for later cross-repository mounts: written once per image.
+    let _ = tokio::task::spawn_blocking(crate::registry::locations::flush).await;
+    r
+}
+
+async fn copy_image_inner(
+    src: &dyn ImageSource,
+    dst: &dyn ImageDestination,
+    opts: &CopyOptions,
+) -> Result<CopyReport> {
     let stats = Stats::default();
     let (bytes, mt) = src
         .manifest(None)
