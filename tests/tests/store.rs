@@ -241,3 +241,37 @@ fn concurrent_copies_into_one_store_and_one_oci_dir_lose_no_tag() {
     refs.sort();
     assert_eq!(refs, ["t0", "t1", "t2", "t3", "t4", "t5"]);
 }
+
+#[test]
+fn a_digest_pinned_image_does_not_take_over_the_latest_tag() {
+    require_peers!("skopeo");
+    let t = tempfile::tempdir().unwrap();
+    let (src, root) = (t.path().join("src"), t.path().join("root"));
+    let latest = fixture(&src, "new", "amd64", "new\n");
+    let pinned = fixture(&src, "old", "amd64", "old\n");
+    ok(store(&root)
+        .arg("copy")
+        .arg(format!("oci:{}:new", src.display()))
+        .arg("lade:quay.io/x/app:latest"));
+    ok(store(&root)
+        .arg("copy")
+        .arg(format!("oci:{}:old", src.display()))
+        .arg(format!("lade:quay.io/x/app@{pinned}")));
+    // `app:latest` still names the newer image; the pinned one is listed without a tag, found by digest.
+    assert_eq!(
+        skopeo_digest(&format!("oci:{}:quay.io/x/app:latest", root.display())),
+        latest
+    );
+    let by_digest: Value = serde_json::from_str(&ok(
+        store(&root).args(["inspect", &format!("quay.io/x/app@{pinned}")])
+    ))
+    .unwrap();
+    assert_eq!(by_digest["Digest"], pinned);
+    let table = ok(store(&root).arg("images"));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("quay.io/x/app") && l.contains("<none>")),
+        "{table}"
+    );
+}

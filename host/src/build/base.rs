@@ -647,8 +647,7 @@ fn dst_name(name: &str, remote: bool) -> String {
     };
     match full.split_once('@') {
         Some((n, _)) if n.rsplit('/').next().is_some_and(|l| l.contains(':')) => n.to_string(),
-        Some((n, _)) => format!("{n}:latest"),
-        None => full,
+        _ => full,
     }
 }
 
@@ -737,7 +736,7 @@ mod tests {
         assert_eq!(dst_name("v1", false), "localhost/v1:latest");
         assert_eq!(
             dst_name("alpine@sha256:00", true),
-            "docker.io/library/alpine:latest"
+            "docker.io/library/alpine@sha256:00"
         );
         assert_eq!(dst_name("h:5000/a:1", true), "h:5000/a:1");
     }

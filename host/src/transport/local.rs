@@ -43,10 +43,11 @@ impl LocalDestination {
         } else {
             names::qualify_local(name)
         };
+        // `repo:tag@digest` is kept as `repo:tag`; `repo@digest` keeps the digest as its name (shown with
+        // tag `<none>`, as podman does) rather than taking over `repo:latest`, which may name another image.
         let full = match full.split_once('@') {
             Some((n, _)) if n.rsplit('/').next().is_some_and(|l| l.contains(':')) => n.to_string(),
-            Some((n, _)) => format!("{n}:latest"),
-            None => full,
+            _ => full,
         };
         let guard = store.writer_guard()?;
         let repo = names::repository(&full).to_string();
