@@ -297,3 +297,53 @@ fn a_copy_link_layer_is_reused_over_a_changed_base() {
     assert_eq!(p.image_file("/w2/app/a.txt").as_deref(), Some("alpha\n"));
     assert_eq!(p.image_file("/w1/app/a.txt"), None);
 }
+
+#[test]
+fn prune_removes_the_unpacked_layers_no_image_uses() {
+    if !lade_tests::need_root("prune_removes_the_unpacked_layers_no_image_uses") {
+        return;
+    }
+    let p = project();
+    p.build(&[]);
+    let layer_dirs = || -> Vec<String> {
+        fs::read_dir(p.root.join("lade/layers"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let built = layer_dirs();
+    assert!(built.len() >= 3, "base, COPY and RUN layers: {built:?}");
+    // While the images exist, prune keeps every layer they use.
+    ok(lade().arg("--root").arg(&p.root).arg("prune"));
+    assert_eq!(layer_dirs().len(), built.len());
+    // Without the built image only the base's layers stay; without any image, none.
+    ok(lade().arg("--root").arg(&p.root).args(["rmi", "app:1"]));
+    let left = layer_dirs();
+    assert!(!left.is_empty() && left.len() < built.len(), "{left:?}");
+    ok(lade()
+        .arg("--root")
+        .arg(&p.root)
+        .args(["rmi", "localhost/base:1"]));
+    let out = ok(lade()
+        .arg("--root")
+        .arg(&p.root)
+        .args(["prune", "--format", "json"]));
+    assert_eq!(layer_dirs(), Vec::<String>::new(), "{out}");
+    let files: Vec<_> = fs::read_dir(p.root.join("lade/layers"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(files.is_empty(), "markers left behind: {files:?}");
+    // With the base back, the next build makes them again and still works.
+    ok(lade()
+        .arg("--root")
+        .arg(&p.root)
+        .args(["copy", "-q"])
+        .arg(format!("oci:{}:1", p.layout.display()))
+        .arg("lade:localhost/base:1"));
+    p.build(&[]);
+    assert_eq!(p.image_file("/copy-of-a").as_deref(), Some("alpha\n"));
+}

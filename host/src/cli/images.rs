@@ -227,8 +227,13 @@ pub fn rmi(g: &Global, a: RmiArgs) -> Result<()> {
             println!("Untagged: {t}");
         }
     }
-    let (n, bytes) = store.gc()?;
-    tracing::info!("removed {n} unreferenced blobs ({bytes} bytes)");
+    let c = store.gc()?;
+    tracing::info!(
+        "removed {} unreferenced blobs and {} unpacked layers ({} bytes)",
+        c.blobs,
+        c.layer_dirs,
+        c.bytes
+    );
     Ok(())
 }
 
@@ -241,16 +246,18 @@ pub struct PruneArgs {
 
 pub fn prune(g: &Global, a: PruneArgs) -> Result<()> {
     let store = Store::open(&g.root())?;
-    let (n, bytes) = store.gc()?;
+    let c = store.gc()?;
     if a.format == OutputFormat::Json {
         println!(
             "{}",
-            serde_json::json!({"blobs_removed": n, "bytes_freed": bytes})
+            serde_json::json!({"blobs_removed": c.blobs, "layers_removed": c.layer_dirs, "bytes_freed": c.bytes})
         );
     } else {
         println!(
-            "Removed {n} unreferenced blobs, freed {}",
-            human_size(bytes)
+            "Removed {} unreferenced blobs and {} unpacked layers, freed {}",
+            c.blobs,
+            c.layer_dirs,
+            human_size(c.bytes)
         );
     }
     Ok(())

@@ -358,7 +358,7 @@ impl Store {
     }
 
     /// Delete every blob no index.json entry reaches (and leftover temp files). Returns (blobs, bytes).
-    pub fn gc(&self) -> Result<(usize, u64)> {
+    pub fn gc(&self) -> Result<Collected> {
         let _gc = self.gc_lock(true)?;
         let _idx = self.layout.lock()?;
         // Untagged entries are referrers (or unnamed images): they stay while their subject does.
@@ -424,7 +424,68 @@ impl Store {
                 }
             }
         }
-        Ok((n, bytes))
+        let (layer_dirs, dir_bytes) = self.gc_layer_dirs(&keep);
+        Ok(Collected {
+            blobs: n,
+            layer_dirs,
+            bytes: bytes + dir_bytes,
+        })
+    }
+
+    /// Remove the unpacked layer dirs (`lade/layers/<hex>`) that no image left in the store uses, with
+    /// their markers and leftovers of interrupted unpacks. Runs under the exclusive gc lock, so no build
+    /// (which holds the writer guard throughout) is using them. A dir that cannot be removed (a rootless
+    /// layer owned by subordinate ids, outside the user namespace) is left with a warning.
+    fn gc_layer_dirs(&self, keep: &HashSet<String>) -> (usize, u64) {
+        let dir = crate::layer::LayerCache::new(self.root())
+            .dir()
+            .to_path_buf();
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return (0, 0);
+        };
+        let mut used = HashSet::new();
+        for d in keep {
+            let Ok(digest) = d.parse::<Digest>() else {
+                continue;
+            };
+            let small =
+                fs::metadata(self.layout.blob_path(&digest)).is_ok_and(|m| m.len() < 1 << 20);
+            let Some(v) = small
+                .then(|| self.layout.read_blob(&digest).ok())
+                .flatten()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            else {
+                continue;
+            };
+            let ids = v.pointer("/rootfs/diff_ids").and_then(Value::as_array);
+            for id in ids.into_iter().flatten().filter_map(Value::as_str) {
+                used.insert(id.trim_start_matches("sha256:").to_string());
+            }
+        }
+        let (mut n, mut bytes) = (0, 0);
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let hex = name.strip_suffix(".boot").unwrap_or(&name);
+            let leftover = name.starts_with(".tmp-") || name.starts_with(".stale-");
+            if !leftover && (used.contains(hex) || hex.len() != 64) {
+                continue;
+            }
+            let path = e.path();
+            let size = tree_size(&path);
+            let gone = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match gone {
+                Ok(()) => {
+                    bytes += size;
+                    n += usize::from(!name.ends_with(".boot"));
+                }
+                Err(err) => tracing::warn!("could not remove {}: {err}", path.display()),
+            }
+        }
+        (n, bytes)
     }
 
     /// Every digest reachable from `roots` (indexes, manifests, configs, layers).
@@ -571,4 +632,24 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Bytes held by the regular files under `path` (not following symlinks).
+fn tree_size(path: &std::path::Path) -> u64 {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::read_dir(path)
+            .map(|es| es.flatten().map(|e| tree_size(&e.path())).sum())
+            .unwrap_or(0),
+        Ok(m) if m.is_file() => m.len(),
+        _ => 0,
+    }
+}
+
+/// What [`Store::gc`] removed.
+#[derive(Debug, Clone, Copy)]
+pub struct Collected {
+    pub blobs: usize,
+    /// Unpacked layer dirs no image uses any more.
+    pub layer_dirs: usize,
+    pub bytes: u64,
 }
