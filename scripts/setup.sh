@@ -11,6 +11,7 @@ PACKAGES=(
   uidmap fuse-overlayfs                  # rootless: newuidmap/newgidmap
   curl jq zstd xz-utils bzip2 python3    # fixtures and the benchmark
   git                                    # ADD of git repositories (and its test's git daemon)
+  openssl                                # a private CA and client certificates for the HTTPS registry test
 )
 
 missing=()

@@ -176,20 +176,38 @@ impl Registry {
 
     /// With `htpasswd`: basic auth against that file (made with `htpasswd -Bbn`).
     pub fn start_with(htpasswd: Option<&Path>) -> Option<Registry> {
+        let auth = htpasswd.map(|h| {
+            format!(
+                "auth:\n  htpasswd:\n    realm: lade-test\n    path: {}\n",
+                h.display()
+            )
+        });
+        Self::start_config("", &auth.unwrap_or_default())
+    }
+
+    /// Serving HTTPS with `cert`/`key`; with `client_ca`, only clients with a certificate it signed get in.
+    pub fn start_tls(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Option<Registry> {
+        let mut tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        );
+        if let Some(ca) = client_ca {
+            tls.push_str(&format!("    clientcas:\n      - {}\n", ca.display()));
+        }
+        Self::start_config(&tls, "")
+    }
+
+    /// `http_extra` goes under `http:`, `top_extra` at the top level of the registry's config.
+    fn start_config(http_extra: &str, top_extra: &str) -> Option<Registry> {
         let bin = peer("docker-registry")?;
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
-        let mut cfg = format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+        let cfg = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{http_extra}{top_extra}",
             dir.path().join("data").display()
         );
-        if let Some(h) = htpasswd {
-            cfg.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: lade-test\n    path: {}\n",
-                h.display()
-            ));
-        }
         let cfg_path = dir.path().join("config.yml");
         std::fs::write(&cfg_path, cfg).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
