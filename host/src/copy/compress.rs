@@ -83,27 +83,15 @@ pub async fn recompress(
             hasher: hasher.clone(),
             written: written.clone(),
         };
-        match to {
-            Compression::Gzip => {
-                use gzp::ZWriter;
-                let mut w = gzp::par::compress::ParCompressBuilder::<gzp::deflate::Gzip>::new()
-                    .num_threads(threads)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?
-                    .from_writer(out);
-                io::copy(&mut reader, &mut w).context("recompressing a layer to gzip")?;
-                let mut out = w
-                    .finish()
-                    .map_err(|e| anyhow::anyhow!("finishing gzip: {e}"))?;
-                out.flush()?;
-            }
-            Compression::Zstd => {
-                let mut enc = zstd::stream::write::Encoder::new(out, 3)?;
-                enc.multithread(threads as u32)?;
-                io::copy(&mut reader, &mut enc).context("recompressing a layer to zstd")?;
-                let mut out = enc.finish()?;
-                out.flush()?;
-            }
-        }
+        // The same compressors layers are written with: parallel, and independent of the core count.
+        let format = match to {
+            Compression::Gzip => crate::layer::Compression::Gzip,
+            Compression::Zstd => crate::layer::Compression::Zstd,
+        };
+        let mut w = crate::layer::Compressor::with_level(format, out, threads, None)?;
+        io::copy(&mut reader, &mut w)
+            .with_context(|| format!("recompressing a layer to {format:?}"))?;
+        w.finish()?;
         drop(reader);
         // Read the source to its end so its digest is verified even if the decoder stopped early.
         io::copy(&mut input, &mut io::sink()).context("verifying the source layer")?;
