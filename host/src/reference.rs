@@ -23,7 +23,7 @@ static DOMAIN: LazyLock<regex::Regex> = LazyLock::new(|| {
     .unwrap()
 });
 static TAG: LazyLock<regex::Regex> =
-    LazyLock::new(|| regex::Regex::new(r"^[\w][\w.-]{0,127}$").unwrap());
+    LazyLock::new(|| regex::Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$").unwrap());
 static DIGEST: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r"^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$")
         .unwrap()

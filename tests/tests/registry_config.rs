@@ -430,6 +430,24 @@ insecure = true
     assert!(requests(&first, a0, "lade-test-tool").is_empty());
     assert!(requests(&second, b0, "lade-test-tool").is_empty());
 
+    // `lade pull` resolves the same way, as podman pull does, and names the image where it came from.
+    ok(w.lade().args(["pull", "shorty:1"]));
+    ok(w.lade().args(["pull", "lade-test-tool:2"]));
+    let names = ok(w.lade().args(["images", "--format", "json"]));
+    assert!(
+        names.contains(&format!("{}/shorty:1", second.addr)),
+        "{names}"
+    );
+    assert!(
+        names.contains(&format!("{}/elsewhere/tool:2", first.addr)),
+        "{names}"
+    );
+    let err = lade_tests::fails(w.lade().args(["pull", "nowhere-at-all:1"]), 1);
+    assert!(
+        err.contains(&first.addr) && err.contains(&second.addr),
+        "both candidates are named: {err}"
+    );
+
     // The v1 format's search list resolves short names too.
     w.conf(&format!(
         "[registries.search]\nregistries = [\"{b}\"]\n[registries.insecure]\nregistries = [\"{a}\", \"{b}\"]\n",

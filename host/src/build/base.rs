@@ -236,32 +236,12 @@ impl BaseResolver {
                 let r = r.with_default_tag();
                 self.by_policy(&r.to_string(), &|| Ok(vec![r.clone()]), platform)
             }
-            Source::Name(n) => self.by_policy(&n, &|| self.candidates(&n), platform),
+            Source::Name(n) => self.by_policy(
+                &n,
+                &|| crate::registry::pull_candidates(&n, &self.sys),
+                platform,
+            ),
         }
-    }
-
-    /// The registry references a bare name may be pulled from: registries.conf aliases and
-    /// `unqualified-search-registries` (short-name-mode applies); with neither configured, docker.io, as
-    /// `lade pull` and docker do.
-    fn candidates(&self, name: &str) -> Result<Vec<Reference>> {
-        let parsed = Reference::parse(name)?;
-        if parsed.qualified {
-            return Ok(vec![parsed.with_default_tag()]);
-        }
-        let conf = crate::registry::registries_conf(&self.sys)?;
-        let typed = names::repository(name);
-        let aliased = conf
-            .short_names
-            .aliases
-            .iter()
-            .any(|(k, _)| k == typed || *k == parsed.repository);
-        if conf.short_names.search_registries.is_empty() && !aliased {
-            return Ok(vec![parsed.with_default_tag()]);
-        }
-        Ok(crate::registry::short_name_candidates(name, &self.sys)?
-            .into_iter()
-            .map(|r| r.with_default_tag())
-            .collect())
     }
 
     /// The `--pull` decision for a registry image known locally as `local_name`; `candidates` (where to

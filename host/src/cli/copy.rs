@@ -3,7 +3,7 @@
 use super::Global;
 use crate::copy::{Compression, CopyOptions, CopyReport, ManifestFormat, MultiArch, copy_image};
 use crate::transport::{self, ImageDestination, PlatformOverride, SystemContext, TransportRef};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 
 /// `--format`: a manifest format (`oci`, `v2s2`) and/or `json` for a machine-readable summary on stdout.
@@ -357,12 +357,41 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
         e,
     );
     let opts = e.options(g);
-    let (name, remote) = pulled_name(&src)?;
+    // A name typed without a transport is resolved through registries.conf (aliases, search registries),
+    // as podman pull does; the candidates are tried in order and the first that has the image wins.
+    let sources = if transport::parse(&a.source).is_err() {
+        crate::registry::pull_candidates(&a.source, &src_ctx)?
+            .iter()
+            .map(|r| format!("docker://{r}"))
+            .collect()
+    } else {
+        vec![src]
+    };
     let root = g.root();
-    let rep = super::runtime()?.block_on(async {
-        let dst = transport::local::LocalDestination::open_named(&root, &name, remote)?;
-        run_copy(&src, &src_ctx, Box::new(dst), &opts).await
-    })?;
+    let mut failures = Vec::new();
+    let mut pulled = None;
+    for src in &sources {
+        let (name, remote) = pulled_name(src)?;
+        let copied = super::runtime()?.block_on(async {
+            let dst = transport::local::LocalDestination::open_named(&root, &name, remote)?;
+            run_copy(src, &src_ctx, Box::new(dst), &opts).await
+        });
+        match copied {
+            Ok(rep) => {
+                pulled = Some(rep);
+                break;
+            }
+            Err(err) if sources.len() == 1 => return Err(err),
+            Err(err) => failures.push(format!("{src}: {err:#}")),
+        }
+    }
+    let Some(rep) = pulled else {
+        bail!(
+            "pulling `{}`: no candidate had it:\n  {}",
+            a.source,
+            failures.join("\n  ")
+        );
+    };
     if e.json() {
         return report(&rep, e);
     }

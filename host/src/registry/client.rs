@@ -141,7 +141,7 @@ impl Registry {
         let http = tls::client(&settings)?;
         let creds = match &ctx.creds {
             Some(c) => Some(Credentials::from_creds_flag(c)?),
-            None => auth::lookup(host, repository, ctx.authfile.as_deref())?,
+            None => auth::lookup_for(host, repository, ctx)?,
         };
         let api_host = if host == "docker.io" {
             "registry-1.docker.io".to_string()

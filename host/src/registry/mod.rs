@@ -58,7 +58,7 @@ fn registry(
     // Namespaced credentials differ per repository: the auth lookup is part of the key.
     let creds_key = match &ctx.creds {
         Some(c) => Some(format!("flag:{c}")),
-        None => auth::lookup(host, Some(repository), ctx.authfile.as_deref())?
+        None => auth::lookup_for(host, Some(repository), ctx)?
             .map(|c| format!("{c:?}{}", creds_fingerprint(&c))),
     };
     let key = (
@@ -113,4 +113,28 @@ pub fn open_repo(
 pub fn short_name_candidates(name: &str, ctx: &SystemContext) -> Result<Vec<Reference>> {
     let conf = registries_conf(ctx)?;
     crate::reference::resolve_short_name(name, &conf.short_names)
+}
+
+/// Where a typed name is pulled from (`lade pull NAME`, a build's FROM), each with its default tag: the
+/// short-name candidates when registries.conf has search registries or an alias for it; otherwise the
+/// name qualified as docker does (`alpine` → `docker.io/library/alpine:latest`).
+pub fn pull_candidates(name: &str, ctx: &SystemContext) -> Result<Vec<Reference>> {
+    let parsed = Reference::parse(name)?;
+    if parsed.qualified {
+        return Ok(vec![parsed.with_default_tag()]);
+    }
+    let conf = registries_conf(ctx)?;
+    let typed = crate::store::names::repository(name);
+    let aliased = conf
+        .short_names
+        .aliases
+        .iter()
+        .any(|(k, _)| k == typed || *k == parsed.repository);
+    if conf.short_names.search_registries.is_empty() && !aliased {
+        return Ok(vec![parsed.with_default_tag()]);
+    }
+    Ok(short_name_candidates(name, ctx)?
+        .into_iter()
+        .map(|r| r.with_default_tag())
+        .collect())
 }
