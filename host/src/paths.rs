@@ -52,3 +52,21 @@ pub fn cache_dir() -> PathBuf {
             .join("lade")
     }
 }
+
+/// Create `dir` (and its parents) for many unrelated trees: layer dirs, step snapshots. On ext2/3/4 it is
+/// marked a "top directory" (`chattr +T`), so each new subdirectory is placed in a roomy block group rather
+/// than next to its siblings. That matters after a big delete: ext4 without a journal skips inodes freed in
+/// the last minutes, scanning past each one, and a rebuild right after `rm -rf` of the old store would
+/// otherwise allocate every inode in the groups just emptied (a cold build measured 4.7 s on fresh groups,
+/// 14.7 s on those). Other filesystems ignore the hint.
+pub fn create_spread_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use rustix::fs::{IFlags, ioctl_getflags, ioctl_setflags};
+    std::fs::create_dir_all(dir)?;
+    if let Ok(d) = std::fs::File::open(dir)
+        && let Ok(flags) = ioctl_getflags(&d)
+        && !flags.contains(IFlags::TOPDIR)
+    {
+        let _ = ioctl_setflags(&d, flags | IFlags::TOPDIR);
+    }
+    Ok(())
+}

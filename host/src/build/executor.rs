@@ -143,9 +143,11 @@ pub fn execute(
         first_error: Mutex::new(None),
         emulators: Mutex::new(BTreeMap::new()),
     };
-    for d in [&ex.tmp, &ex.steps_dir, &ex.cache_mounts] {
+    for d in [&ex.tmp, &ex.cache_mounts] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
+    crate::paths::create_spread_dir(&ex.steps_dir)
+        .with_context(|| format!("creating {}", ex.steps_dir.display()))?;
     // Blobs written before the final tag must survive a concurrent `lade prune`.
     let _guard = store.writer_guard()?;
     let _steps = sweep_steps(&ex.steps_dir)?;

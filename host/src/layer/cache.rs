@@ -92,7 +92,7 @@ impl LayerCache {
             return Ok(p);
         }
         let hex = diff_id_hex(diff_id)?;
-        std::fs::create_dir_all(&self.dir)
+        crate::paths::create_spread_dir(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".tmp-{}-", &hex[..12]))
@@ -137,7 +137,7 @@ impl LayerCache {
     pub fn adopt(&self, diff_id: &str, dir: &Path) -> Result<PathBuf> {
         let hex = diff_id_hex(diff_id)?;
         let dest = self.dir.join(hex);
-        std::fs::create_dir_all(&self.dir)
+        crate::paths::create_spread_dir(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
         if let Some(p) = self.get(diff_id)? {
             return Ok(p);
