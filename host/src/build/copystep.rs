@@ -11,6 +11,8 @@
 //! destination is resolved through the image's symlinks inside its root (`/bin -> usr/bin`); context files
 //! are owned by 0:0, image files keep their owner, unless `--chown`; mtimes are kept. ADD extracts local tar
 //! archives (plain, gzip, bzip2, xz, zstd) through the layer unpacker, so no entry escapes its directory.
+//! ADD of a git repository ([`git`]) resolves its ref to a commit in [`prepare`] (the key holds the commit)
+//! and checks it out only in [`PreparedCopy::apply`], so a cache hit fetches nothing.
 //! Nothing is ever written outside the output directory.
 
 use super::rootview::{Resolved, RootView};
@@ -30,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 mod chmod;
+mod git;
 
 pub use chmod::ModeSpec;
 
@@ -101,6 +104,17 @@ struct Extract {
     digest: String,
 }
 
+/// A git repository ADD checks out into `dir` (fetched only by [`PreparedCopy::apply`], so a cache hit
+/// costs one `git ls-remote`).
+#[derive(Debug)]
+struct GitTree {
+    /// In-image directory, root-relative without a leading `/`.
+    dir: String,
+    source: git::GitSource,
+    commit: git::Commit,
+    keep_git_dir: bool,
+}
+
 /// What [`prepare`] selected: the key material for the layer cache and the plan [`PreparedCopy::apply`] follows.
 #[derive(Debug)]
 pub struct PreparedCopy {
@@ -111,6 +125,9 @@ pub struct PreparedCopy {
     /// Root-relative in-image path (no leading `/`) → entry; a parent always sorts before its children.
     nodes: BTreeMap<String, Node>,
     extracts: Vec<Extract>,
+    gits: Vec<GitTree>,
+    /// `--chmod`, for the files of git trees.
+    mode_spec: Option<ModeSpec>,
     /// Path → the path it is a hardlink of (both files of this copy).
     hardlinks: BTreeMap<String, String>,
     /// Owner of destination parents this step creates (`--chown`, else 0:0), as buildah and BuildKit.
@@ -161,10 +178,6 @@ fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
 
-fn is_git(s: &str) -> bool {
-    s.starts_with("git@") || s.starts_with("git://") || (is_url(s) && s.contains(".git#"))
-}
-
 /// `--chown user[:group]` (names or ids) resolved through the image's /etc/passwd and /etc/group.
 /// A user without a group gets the group id equal to the user id, as Docker documents.
 fn parse_chown(spec: &str, view: &RootView) -> Result<(u32, u32)> {
@@ -212,6 +225,11 @@ enum Item {
         name: String,
         content: String,
         mode: u32,
+    },
+    /// A git repository, its ref resolved.
+    Git {
+        source: git::GitSource,
+        commit: git::Commit,
     },
     /// A fetched URL.
     Download {
@@ -451,10 +469,42 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
     let mut items = Vec::new();
     let mut downloads = Vec::new();
     for src in &step.sources {
-        if req.add && is_git(src) {
-            bail!(
-                "ADD of a git repository ({src}) is not supported yet; clone it in a RUN step or a previous stage"
-            );
+        if req.add && git::is_git(src) {
+            let source = git::parse(src)?;
+            if matches!(req.source, CopySource::Image(_)) {
+                bail!(
+                    "ADD --from cannot fetch a git repository ({})",
+                    source.display
+                );
+            }
+            let commit = git::resolve(&source, req.tmp_dir).with_context(|| {
+                format!(
+                    "resolving {} to a commit (ADD from a git repository)",
+                    source.display
+                )
+            })?;
+            if let Some(want) = step.checksum.as_deref() {
+                let want = want.trim();
+                if want.len() < 7 || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    bail!(
+                        "--checksum={want}: for a git source ({}) it is the commit sha (hex)",
+                        source.display
+                    );
+                }
+                if !commit
+                    .sha
+                    .to_ascii_lowercase()
+                    .starts_with(&want.to_ascii_lowercase())
+                {
+                    bail!(
+                        "checksum mismatch: --checksum says commit {want}, {} is at commit {}",
+                        source.display,
+                        commit.sha
+                    );
+                }
+            }
+            items.push(Item::Git { source, commit });
+            continue;
         }
         if req.add && is_url(src) {
             if matches!(req.source, CopySource::Image(_)) {
@@ -604,6 +654,7 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
         inputs: Vec::new(),
         hardlinks: BTreeMap::new(),
     };
+    let mut gits = Vec::new();
     let mut inodes: std::collections::HashMap<(u64, u64), String> = Default::default();
     let mut pending_digests: Vec<(String, String)> = Vec::new(); // (in-image path, context rel)
     let single_target = |name: &str, keep: &str| -> String {
@@ -639,6 +690,17 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
                         xattrs: Vec::new(),
                     },
                 );
+            }
+            Item::Git { source, commit } => {
+                // A repository is a directory source: its contents land in the destination.
+                plan.inputs
+                    .push((source.display.clone(), commit.sha.clone()));
+                gits.push(GitTree {
+                    dir: dest_path.clone(),
+                    source,
+                    commit,
+                    keep_git_dir: step.keep_git_dir,
+                });
             }
             Item::Download {
                 url,
@@ -916,11 +978,23 @@ fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
     for x in &plan.extracts {
         h.update(format!("extract\0{}\0{}\n", x.dir, x.digest).as_bytes());
     }
+    // The commit names the content; the remote and subdir say which part of which repository.
+    for g in &gits {
+        h.update(
+            format!(
+                "git\0{}\0{}\0{}\0{}\0{}\n",
+                g.dir, g.source.remote, g.commit.sha, g.source.subdir, g.keep_git_dir
+            )
+            .as_bytes(),
+        );
+    }
     Ok(PreparedCopy {
         digest: format!("sha256:{}", hex::encode(h.finalize())),
         inputs: plan.inputs,
         nodes: plan.nodes,
         extracts: plan.extracts,
+        gits,
+        mode_spec,
         hardlinks: plan.hardlinks,
         new_dir_owner: owner.unwrap_or((0, 0)),
         _downloads: downloads,
@@ -1163,6 +1237,28 @@ impl PreparedCopy {
             };
             unpack_tar(reader, &dir, &opts)
                 .with_context(|| format!("extracting {} into {}", x.source, x.dir))?;
+        }
+        for g in &self.gits {
+            implicit.extend(ensure_dir(out, &g.dir)?);
+            let co = git::checkout(&g.source, &g.commit, g.keep_git_dir, req.tmp_dir)
+                .with_context(|| {
+                    format!(
+                        "checking out {} at commit {}",
+                        g.source.display, g.commit.sha
+                    )
+                })?;
+            let mode = |m: u32, is_dir: bool| match &self.mode_spec {
+                Some(s) => s.apply(m, is_dir),
+                None => m,
+            };
+            let opts = git::CopyOpts {
+                owner: self.new_dir_owner,
+                mode: &mode,
+                mtime: co.time,
+                skip_git_dir: !g.keep_git_dir,
+            };
+            git::copy_tree(&co.root, &out.join(&g.dir), &opts)
+                .with_context(|| format!("copying {} into /{}", g.source.display, g.dir))?;
         }
         // Directory metadata last (writing into a directory moves its mtime), deepest first.
         for (path, n) in self.nodes.iter().rev() {
