@@ -8,8 +8,8 @@
 //! (aliases, filters, hooks, `insteadOf`) can change what is fetched. `protocol.file.allow` keeps git's default.
 //!
 //! [`resolve`] turns the ref into a commit with `git ls-remote` (a full commit sha is taken as given) and is
-//! all a cache hit costs; [`checkout`] fetches that one commit shallowly (`git init` + `git fetch --depth 1`
-//! + `git checkout`) into a temp dir under the build's tmp dir, with submodules; [`copy_tree`] writes the
+//! all a cache hit costs; [`checkout`] fetches that one commit shallowly (`git init`, `git fetch --depth 1`,
+//! `git checkout`) into a temp dir under the build's tmp dir, with submodules; [`copy_tree`] writes the
 //! tree (or its subdir, resolved inside the checkout) into the layer without ever following a link.
 //!
 //! File times: BuildKit leaves checkout-time mtimes by default and offers commit-time mtimes (`git.mtime=commit`,
