@@ -80,13 +80,13 @@ fn serve() -> Server {
     git(&repo, &["checkout", "-q", "main"], DATE2);
 
     let port = free_port();
-    let child = Command::new("git")
-        .args([
-            "daemon",
-            "--reuseaddr",
-            "--export-all",
-            "--listen=127.0.0.1",
-        ])
+    // git-daemon itself, not the `git daemon` wrapper: killing the wrapper would leave the daemon running,
+    // holding the test's stdout open (a CI log pipe would then never end).
+    let exec_path = git(&base, &["--exec-path"], DATE1);
+    let child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
         .arg(format!("--port={port}"))
         .arg(format!("--base-path={}", base.display()))
         .arg(&base)
@@ -326,6 +326,19 @@ fn add_git_bad_ref_names_it() {
     let p = project(&format!("FROM scratch\nADD {url}#dev:nope /src\n"));
     let err = fails(&mut p.build_cmd(), 1);
     assert!(err.contains("no directory `nope`"), "{err}");
+    // --checksum for a git source is the commit: the right one (a prefix) builds, another fails.
+    let v1 = srv.sha("v1");
+    let p = project(&format!(
+        "FROM scratch\nADD --checksum={} {url}#v1 /src\n",
+        &v1[..12]
+    ));
+    p.build();
+    let p = project(&format!(
+        "FROM scratch\nADD --checksum={} {url}#dev /src\n",
+        &v1[..12]
+    ));
+    let err = fails(&mut p.build_cmd(), 1);
+    assert!(err.contains(&v1[..12]), "{err}");
     let missing = "0123456789abcdef0123456789abcdef01234567";
     let p = project(&format!("FROM scratch\nADD {url}#{missing} /src\n"));
     let err = fails(&mut p.build_cmd(), 1);

@@ -1321,8 +1321,16 @@ impl Planner<'_> {
                     && !hex.is_empty()
                     && hex.chars().all(|c| c.is_ascii_hexdigit())
             });
-            if !ok {
-                self.err(r, format!("--checksum={v}: expected sha256:<hex>"), "");
+            // For a git repository the checksum is the commit (a hex prefix of at least 7 digits).
+            let git = !c.sources.is_empty() && c.sources.iter().all(|s| is_git_address(s));
+            let commit =
+                git && (7..=64).contains(&v.len()) && v.chars().all(|c| c.is_ascii_hexdigit());
+            if !ok && !commit {
+                self.err(
+                    r,
+                    format!("--checksum={v}: expected sha256:<hex>"),
+                    "for a git source, the commit sha",
+                );
                 return None;
             }
             c.checksum = Some(v);
@@ -1402,4 +1410,14 @@ fn valid_chmod(v: &str) -> bool {
                 && ops.starts_with(['+', '-', '='])
                 && ops.chars().all(|c| "+-=rwxXstugo".contains(c))
         })
+}
+
+/// A git repository address as ADD takes it: `git@host:…`, `git://`, `ssh://`, or an http(s) URL whose
+/// path ends in `.git` (optionally followed by `#ref[:subdir]`).
+fn is_git_address(s: &str) -> bool {
+    if s.starts_with("git@") || s.starts_with("git://") || s.starts_with("ssh://") {
+        return true;
+    }
+    (s.starts_with("https://") || s.starts_with("http://"))
+        && s.split('#').next().is_some_and(|u| u.ends_with(".git"))
 }

@@ -750,3 +750,13 @@ fn keywords_are_case_insensitive() {
     assert_eq!(p.stages[0].name.as_deref(), Some("b"));
     assert_eq!(p.stages[0].steps.len(), 2);
 }
+
+#[test]
+fn checksum_of_a_git_source_is_a_commit() {
+    let p = plan("FROM a\nADD --checksum=0123abc git://h/r.git#main /src\n");
+    assert!(
+        matches!(&steps(&p, 0)[0], Instruction::Add(c) if c.checksum.as_deref() == Some("0123abc"))
+    );
+    let e = errors("FROM a\nADD --checksum=0123abc https://h/file.tar /src\n");
+    assert!(e[0].message.contains("--checksum=0123abc"), "{e:?}");
+}
