@@ -20,18 +20,9 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Add image `layout:tag` (linux/amd64) made with umoci: one layer holding `files` (path, content), and
-/// `cmd` as its Cmd when given. The layout is created when missing.
-pub fn umoci_image(layout: &Path, tag: &str, files: &[(&str, &[u8])], cmd: Option<&str>) {
+/// Add a layer holding `files` (path, content; parents made as needed) to `image` (`LAYOUT:TAG`) with umoci.
+pub fn umoci_add_layer(image: &str, files: &[(&str, &[u8])]) {
     let work = tempfile::tempdir().unwrap();
-    if !layout.join("index.json").exists() {
-        ok(Command::new("umoci")
-            .arg("init")
-            .arg("--layout")
-            .arg(layout));
-    }
-    let img = format!("{}:{tag}", layout.display());
-    ok(Command::new("umoci").args(["new", "--image", &img]));
     let root = work.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
     for (path, content) in files {
@@ -47,8 +38,22 @@ pub fn umoci_image(layout: &Path, tag: &str, files: &[(&str, &[u8])], cmd: Optio
         .arg(&tar)
         .arg("."));
     ok(Command::new("umoci")
-        .args(["raw", "add-layer", "--image", &img])
+        .args(["raw", "add-layer", "--image", image])
         .arg(&tar));
+}
+
+/// Add image `layout:tag` (linux/amd64) made with umoci: one layer holding `files` (path, content), and
+/// `cmd` as its Cmd when given. The layout is created when missing.
+pub fn umoci_image(layout: &Path, tag: &str, files: &[(&str, &[u8])], cmd: Option<&str>) {
+    if !layout.join("index.json").exists() {
+        ok(Command::new("umoci")
+            .arg("init")
+            .arg("--layout")
+            .arg(layout));
+    }
+    let img = format!("{}:{tag}", layout.display());
+    ok(Command::new("umoci").args(["new", "--image", &img]));
+    umoci_add_layer(&img, files);
     let mut config = Command::new("umoci");
     config.args([
         "config",

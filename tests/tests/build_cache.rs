@@ -1,7 +1,7 @@
 //! The layer cache, driven through `lade build --explain-cache`: every kind of input change gives a hit or a
 //! miss as it should, a miss names what changed, and a hit never returns stale content.
 
-use lade_tests::oci::busybox_image;
+use lade_tests::oci::{busybox_image, umoci_add_layer};
 use lade_tests::{lade, ok, require_peers};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -121,19 +121,7 @@ fn change_base(p: &Project) {
     let layout = tmp.path().join("base2");
     busybox_image(&layout, "1");
     let img = format!("{}:1", layout.display());
-    let extra = tmp.path().join("extra");
-    fs::create_dir_all(extra.join("etc")).unwrap();
-    fs::write(extra.join("etc/base-version"), "2\n").unwrap();
-    let tar = tmp.path().join("extra.tar");
-    ok(Command::new("tar")
-        .arg("-C")
-        .arg(&extra)
-        .arg("-cf")
-        .arg(&tar)
-        .arg("."));
-    ok(Command::new("umoci")
-        .args(["raw", "add-layer", "--image", &img])
-        .arg(&tar));
+    umoci_add_layer(&img, &[("etc/base-version", b"2\n")]);
     ok(lade()
         .arg("--root")
         .arg(&p.root)

@@ -2,7 +2,7 @@
 //! mirrors exactly the expected tags; a second run uploads no blob (counted in the registry's access log);
 //! --dry-run copies nothing; --src docker to --dest oci; --keep-going.
 
-use lade_tests::oci::{noise, umoci_image};
+use lade_tests::oci::{noise, umoci_add_layer, umoci_image};
 use lade_tests::{Registry, fails, lade, ok, require_peers};
 use serde_json::Value;
 use std::path::Path;
@@ -315,19 +315,7 @@ fn parallel_copies_sharing_layers_write_each_blob_once() {
     umoci_image(&layout, "base", &[("a", &noise(7, 30_000))], None);
     let img = format!("{}:base", layout.display());
     for (i, seed) in [8u64, 9].iter().enumerate() {
-        let root = tmp.path().join(format!("layer{i}"));
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::write(root.join(format!("f{i}")), noise(*seed, 30_000)).unwrap();
-        let tar = tmp.path().join(format!("layer{i}.tar"));
-        ok(Command::new("tar")
-            .arg("-C")
-            .arg(&root)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("."));
-        ok(Command::new("umoci")
-            .args(["raw", "add-layer", "--image", &img])
-            .arg(&tar));
+        umoci_add_layer(&img, &[(&format!("f{i}"), &noise(*seed, 30_000))]);
     }
     // Six variants (same three layers, configs differ), each under two tags.
     let mut all = vec![];
