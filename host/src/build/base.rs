@@ -386,7 +386,7 @@ impl BaseResolver {
             copy_image(source.as_ref(), &dst, &opts).await
         })?;
         let digest: Digest = report.digest.parse()?;
-        let full = dst_name(name, remote);
+        let full = LocalDestination::stored_name(name, remote);
         let desc = crate::transport::oci::manifest_descriptor(digest, 0, &report.media_type)?;
         match self.load(&full, &desc, platform)? {
             Local::Found(b) => Ok(b),
@@ -618,19 +618,6 @@ fn pinned_digest(name: &str) -> Option<Digest> {
     names::split(name).2.and_then(|d| d.parse().ok())
 }
 
-/// The store name [`LocalDestination::open_named`] gives `name`.
-fn dst_name(name: &str, remote: bool) -> String {
-    let full = if remote {
-        names::qualify_remote(name)
-    } else {
-        names::qualify_local(name)
-    };
-    match full.split_once('@') {
-        Some((n, _)) if n.rsplit('/').next().is_some_and(|l| l.contains(':')) => n.to_string(),
-        _ => full,
-    }
-}
-
 fn strings(config: &Value, key: &str) -> Vec<String> {
     config
         .pointer(&format!("/config/{key}"))
@@ -713,12 +700,18 @@ mod tests {
                 .store_name(),
             "b"
         );
-        assert_eq!(dst_name("v1", false), "localhost/v1:latest");
         assert_eq!(
-            dst_name("alpine@sha256:00", true),
+            LocalDestination::stored_name("v1", false),
+            "localhost/v1:latest"
+        );
+        assert_eq!(
+            LocalDestination::stored_name("alpine@sha256:00", true),
             "docker.io/library/alpine@sha256:00"
         );
-        assert_eq!(dst_name("h:5000/a:1", true), "h:5000/a:1");
+        assert_eq!(
+            LocalDestination::stored_name("h:5000/a:1", true),
+            "h:5000/a:1"
+        );
     }
 
     #[test]

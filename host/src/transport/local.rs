@@ -38,17 +38,7 @@ impl LocalDestination {
     /// `remote`, else as a local one (`app` → `localhost/app:latest`).
     pub fn open_named(root: &Path, name: &str, remote: bool) -> Result<LocalDestination> {
         let store = Store::open(root)?;
-        let full = if remote {
-            names::qualify_remote(name)
-        } else {
-            names::qualify_local(name)
-        };
-        // `repo:tag@digest` is kept as `repo:tag`; `repo@digest` keeps the digest as its name (shown with
-        // tag `<none>`, as podman does) rather than taking over `repo:latest`, which may name another image.
-        let full = match full.split_once('@') {
-            Some((n, _)) if n.rsplit('/').next().is_some_and(|l| l.contains(':')) => n.to_string(),
-            _ => full,
-        };
+        let full = Self::stored_name(name, remote);
         let guard = store.writer_guard()?;
         let repo = names::repository(&full).to_string();
         let inner = OciDestination::from_parts(
@@ -62,6 +52,21 @@ impl LocalDestination {
             store,
             _guard: guard,
         })
+    }
+
+    /// The name [`LocalDestination::open_named`] stores `name` under. `repo:tag@digest` is kept as
+    /// `repo:tag`; `repo@digest` keeps the digest as its name (shown with tag `<none>`, as podman does)
+    /// rather than taking over `repo:latest`, which may name another image.
+    pub fn stored_name(name: &str, remote: bool) -> String {
+        let full = if remote {
+            names::qualify_remote(name)
+        } else {
+            names::qualify_local(name)
+        };
+        match full.split_once('@') {
+            Some((n, _)) if n.rsplit('/').next().is_some_and(|l| l.contains(':')) => n.to_string(),
+            _ => full,
+        }
     }
 
     pub fn open(root: &Path, name: &str) -> Result<LocalDestination> {
