@@ -2,11 +2,9 @@
 //! whose digest is computed while it is written.
 
 use crate::transport::media;
-use crate::transport::verify::Hasher;
 use crate::transport::{BlobStream, Digest};
 use anyhow::{Context, Result};
-use std::io::{self, Read, Write};
-use std::sync::{Arc, Mutex};
+use std::io::{self, Read};
 
 /// A layer compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -35,24 +33,6 @@ pub fn layer_media_type(manifest_mt: &str, c: Compression) -> &'static str {
     }
 }
 
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Arc<Mutex<Hasher>>,
-    written: Arc<Mutex<u64>>,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.lock().expect("hasher lock").update(&buf[..n]);
-        *self.written.lock().expect("size lock") += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// Decompress `src` (a verified stream of a layer compressed with `from`) and compress it with `to` into a
 /// temporary file in `tmp_dir`. Returns the file, its digest and its size.
 pub async fn recompress(
@@ -75,14 +55,7 @@ pub async fn recompress(
         let tmp = tempfile::Builder::new()
             .prefix(".recompress-")
             .tempfile_in(&tmp_dir)?;
-        let hasher = Arc::new(Mutex::new(Hasher::sha256()));
-        let written = Arc::new(Mutex::new(0u64));
-        let file = tmp.reopen()?;
-        let out = HashingWriter {
-            inner: io::BufWriter::new(file),
-            hasher: hasher.clone(),
-            written: written.clone(),
-        };
+        let (out, hashed) = crate::layer::HashingWriter::new(io::BufWriter::new(tmp.reopen()?));
         // The same compressors layers are written with: parallel, and independent of the core count.
         let format = match to {
             Compression::Gzip => crate::layer::Compression::Gzip,
@@ -96,9 +69,8 @@ pub async fn recompress(
         // Read the source to its end so its digest is verified even if the decoder stopped early.
         io::copy(&mut input, &mut io::sink()).context("verifying the source layer")?;
         tmp.as_file().sync_all()?;
-        let digest = hasher.lock().expect("hasher lock").clone().finish();
-        let size = *written.lock().expect("size lock");
-        Ok((tmp, digest, size))
+        let (digest, size) = hashed.digest();
+        Ok((tmp, digest.parse()?, size))
     })
     .await
     .context("the recompression task failed")?

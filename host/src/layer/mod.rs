@@ -36,7 +36,7 @@ mod unpack;
 pub use cache::LayerCache;
 pub use compress::{Compression, Compressor, decompressor, detect_compression};
 pub use diff::{DiffOptions, DiffSource, LayerBlob, write_diff, write_tar};
-pub use digest::{HashingReader, sha256_hex};
+pub use digest::{HashHandle, HashingReader, HashingWriter, sha256_hex};
 pub use unpack::{UnpackOptions, UnpackStats, WhiteoutMode, unpack, unpack_tar};
 
 /// Overlay whiteout/opaque markers in tar form (OCI image spec, "Whiteouts").

@@ -143,31 +143,9 @@ impl Layout {
             .parent()
             .expect("blob path has a parent")
             .to_path_buf();
-        tokio::fs::create_dir_all(&dir).await?;
-        let tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(&dir)?;
-        let (std_file, tmp_path) = tmp.into_parts();
-        let mut f = tokio::fs::File::from_std(std_file);
-        let copied = async {
-            let mut buf = vec![0u8; 1 << 20];
-            let mut progress = super::writeback::Progress::default();
-            loop {
-                let n = data.read(&mut buf).await?;
-                if n == 0 {
-                    break;
-                }
-                f.write_all(&buf[..n]).await?;
-                if progress.wrote(n) {
-                    f.flush().await?;
-                    progress.start(&f);
-                }
-            }
-            f.flush().await?;
-            f.sync_all().await?;
-            anyhow::Ok(())
-        }
-        .await;
-        copied.with_context(|| format!("writing blob {digest} into {}", self.root.display()))?;
-        drop(f);
+        let tmp_path = write_temp(&dir, &mut data, |_| {})
+            .await
+            .with_context(|| format!("writing blob {digest} into {}", self.root.display()))?;
         tmp_path
             .persist(self.blob_path(digest))
             .with_context(|| format!("publishing blob {digest} in {}", self.root.display()))?;
@@ -339,6 +317,38 @@ fn entries_of(idx: &Value, path: &Path) -> Result<Vec<Descriptor>> {
             })
         })
         .collect()
+}
+
+/// Stream `data` into a new temp file in `dir` (created if needed), passing each chunk to `seen`, with
+/// early writeback, then fsync; the caller renames the returned path into place.
+pub(crate) async fn write_temp(
+    dir: &Path,
+    data: &mut BlobStream,
+    mut seen: impl FnMut(&[u8]),
+) -> Result<tempfile::TempPath> {
+    tokio::fs::create_dir_all(dir).await?;
+    let (std_file, tmp_path) = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)?
+        .into_parts();
+    let mut f = tokio::fs::File::from_std(std_file);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut progress = super::writeback::Progress::default();
+    loop {
+        let n = data.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        seen(&buf[..n]);
+        f.write_all(&buf[..n]).await?;
+        if progress.wrote(n) {
+            f.flush().await?;
+            progress.start(&f);
+        }
+    }
+    f.flush().await?;
+    f.sync_all().await?;
+    Ok(tmp_path)
 }
 
 #[cfg(test)]

@@ -27,7 +27,6 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The local image store.
 #[derive(Debug, Clone)]
@@ -114,35 +113,14 @@ impl Store {
     /// Stream a blob in, hashing while writing; returns its descriptor.
     pub async fn put_blob(&self, mut data: BlobStream, media_type: &str) -> Result<Descriptor> {
         let dir = self.root().join("blobs/sha256");
-        tokio::fs::create_dir_all(&dir).await?;
-        let (std_file, tmp_path) = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(&dir)?
-            .into_parts();
-        let mut f = tokio::fs::File::from_std(std_file);
         let mut h = Hasher::sha256();
         let mut size = 0u64;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut progress = writeback::Progress::default();
-        loop {
-            let n = data
-                .read(&mut buf)
-                .await
-                .context("reading a blob to store")?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            size += n as u64;
-            f.write_all(&buf[..n]).await?;
-            if progress.wrote(n) {
-                f.flush().await?;
-                progress.start(&f);
-            }
-        }
-        f.flush().await?;
-        f.sync_all().await?;
-        drop(f);
+        let tmp_path = layout::write_temp(&dir, &mut data, |chunk| {
+            h.update(chunk);
+            size += chunk.len() as u64;
+        })
+        .await
+        .context("reading a blob to store")?;
         let digest = h.finish();
         tmp_path
             .persist(self.layout.blob_path(&digest))
@@ -405,7 +383,7 @@ impl Store {
                 Ok(())
             })?;
         }
-        let keep = self.reachable(self.layout.entries()?);
+        let (keep, used_diff_ids) = self.reachable_with_diff_ids(self.layout.entries()?);
         let (mut n, mut bytes) = (0, 0);
         for algo in fs::read_dir(self.root().join("blobs"))? {
             let algo = algo?;
@@ -424,7 +402,7 @@ impl Store {
                 }
             }
         }
-        let (layer_dirs, dir_bytes) = self.gc_layer_dirs(&keep);
+        let (layer_dirs, dir_bytes) = self.gc_layer_dirs(&used_diff_ids);
         Ok(Collected {
             blobs: n,
             layer_dirs,
@@ -436,32 +414,13 @@ impl Store {
     /// their markers and leftovers of interrupted unpacks. Runs under the exclusive gc lock, so no build
     /// (which holds the writer guard throughout) is using them. A dir that cannot be removed (a rootless
     /// layer owned by subordinate ids, outside the user namespace) is left with a warning.
-    fn gc_layer_dirs(&self, keep: &HashSet<String>) -> (usize, u64) {
+    fn gc_layer_dirs(&self, used: &HashSet<String>) -> (usize, u64) {
         let dir = crate::layer::LayerCache::new(self.root())
             .dir()
             .to_path_buf();
         let Ok(entries) = fs::read_dir(&dir) else {
             return (0, 0);
         };
-        let mut used = HashSet::new();
-        for d in keep {
-            let Ok(digest) = d.parse::<Digest>() else {
-                continue;
-            };
-            let small =
-                fs::metadata(self.layout.blob_path(&digest)).is_ok_and(|m| m.len() < 1 << 20);
-            let Some(v) = small
-                .then(|| self.layout.read_blob(&digest).ok())
-                .flatten()
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            else {
-                continue;
-            };
-            let ids = v.pointer("/rootfs/diff_ids").and_then(Value::as_array);
-            for id in ids.into_iter().flatten().filter_map(Value::as_str) {
-                used.insert(id.trim_start_matches("sha256:").to_string());
-            }
-        }
         let (mut n, mut bytes) = (0, 0);
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -490,6 +449,15 @@ impl Store {
 
     /// Every digest reachable from `roots` (indexes, manifests, configs, layers).
     fn reachable(&self, roots: Vec<Descriptor>) -> HashSet<String> {
+        self.reachable_with_diff_ids(roots).0
+    }
+
+    /// [`Store::reachable`], plus the hex of every diff_id in the image configs reached.
+    fn reachable_with_diff_ids(
+        &self,
+        roots: Vec<Descriptor>,
+    ) -> (HashSet<String>, HashSet<String>) {
+        let mut diff_ids = HashSet::new();
         let mut keep: HashSet<String> = HashSet::new();
         let mut todo = roots;
         while let Some(d) = todo.pop() {
@@ -506,6 +474,10 @@ impl Store {
             let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
                 continue;
             };
+            let ids = v.pointer("/rootfs/diff_ids").and_then(Value::as_array);
+            for id in ids.into_iter().flatten().filter_map(Value::as_str) {
+                diff_ids.insert(id.trim_start_matches("sha256:").to_string());
+            }
             if !(media::is_index(&mt) || media::is_manifest(&mt))
                 && v.get("schemaVersion").is_none()
             {
@@ -525,7 +497,7 @@ impl Store {
                 todo.push(c);
             }
         }
-        keep
+        (keep, diff_ids)
     }
 
     fn diff_dir(&self) -> PathBuf {
