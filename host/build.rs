@@ -48,11 +48,45 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"))
         .join("plugins");
+    // One cargo run per plugin: each enables the SDK feature of its own kind, and the SDK's kinds cannot be
+    // compiled together (wit-bindgen names the shared `metadata` export's macro the same in every world), so
+    // a single workspace build, which unifies features, would not compile.
+    for m in &members {
+        build_plugin(&plugins, &target_dir, &format!("lade-{m}"));
+    }
+
+    let mut table =
+        String::from("/// The default plugins, built from plugins/ (name, component bytes).\n");
+    table.push_str("pub static EMBEDDED: &[(&str, &[u8])] = &[\n");
+    for m in &members {
+        let file = format!("lade_{}.wasm", m.replace('-', "_"));
+        let built = target_dir.join(TARGET).join("release").join(&file);
+        let copy = out.join(&file);
+        fs::copy(&built, &copy).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+        table.push_str(&format!(
+            "    ({m:?}, include_bytes!({:?})),\n",
+            copy.display().to_string()
+        ));
+    }
+    table.push_str("];\n");
+    fs::write(out.join("embedded_plugins.rs"), table).unwrap();
+}
+
+/// `cargo build` of one plugin package for wasm32-wasip2 into `target_dir`.
+fn build_plugin(plugins: &Path, target_dir: &Path, package: &str) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&plugins)
-        .args(["build", "--release", "--target", TARGET, "--target-dir"])
-        .arg(&target_dir);
+    cmd.current_dir(plugins)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            TARGET,
+            "-p",
+            package,
+            "--target-dir",
+        ])
+        .arg(target_dir);
     // CI builds exactly what plugins/Cargo.lock says; a developer's build may refresh it, as cargo does for
     // the main workspace, so a dependency added in plugins/ does not stop everyone's build.
     println!("cargo:rerun-if-env-changed=CI");
@@ -75,27 +109,11 @@ fn main() {
     let status = cmd.status().expect("running cargo for the plugins");
     if !status.success() {
         panic!(
-            "building the default plugins in {} failed (see the errors above); after a dependency change in \
-             plugins/, refresh its lock file: `cargo update -w --manifest-path plugins/Cargo.toml`",
+            "building the default plugin {package} in {} failed (see the errors above); after a dependency \
+             change in plugins/, refresh its lock file: `cargo update -w --manifest-path plugins/Cargo.toml`",
             plugins.display()
         );
     }
-
-    let mut table =
-        String::from("/// The default plugins, built from plugins/ (name, component bytes).\n");
-    table.push_str("pub static EMBEDDED: &[(&str, &[u8])] = &[\n");
-    for m in &members {
-        let file = format!("lade_{}.wasm", m.replace('-', "_"));
-        let built = target_dir.join(TARGET).join("release").join(&file);
-        let copy = out.join(&file);
-        fs::copy(&built, &copy).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
-        table.push_str(&format!(
-            "    ({m:?}, include_bytes!({:?})),\n",
-            copy.display().to_string()
-        ));
-    }
-    table.push_str("];\n");
-    fs::write(out.join("embedded_plugins.rs"), table).unwrap();
 }
 
 /// Member crates of the plugins workspace: every directory with a Cargo.toml that builds a cdylib.

@@ -12,17 +12,9 @@ work=$(mktemp -d)
 reg_pid=
 cleanup() { [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
-port=5077
-cat > "$work/reg.yml" <<YML
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: $work/registry
-http:
-  addr: 127.0.0.1:$port
-YML
-docker-registry serve "$work/reg.yml" >/dev/null 2>&1 & reg_pid=$!
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/v2/" >/dev/null && break; sleep 0.1; done
+. scripts/registry.sh
+start_registry "$work/registry"
+reg_pid=$REG_PID
 
 # The base index: one busybox image per architecture, made with umoci, merged and pushed with lade.
 for arch in amd64 arm64; do
@@ -38,12 +30,12 @@ for arch in amd64 arm64; do
 done
 "$lade" --root "$work/seed" manifest create base:1 >/dev/null
 for arch in amd64 arm64; do "$lade" --root "$work/seed" manifest add base:1 "oci:$work/layout:$arch" >/dev/null; done
-"$lade" --root "$work/seed" manifest push --all --tls-verify=false base:1 "docker://127.0.0.1:$port/base:1" >/dev/null
+"$lade" --root "$work/seed" manifest push --all --tls-verify=false base:1 "docker://$REG/base:1" >/dev/null
 
 # Work that takes a moment natively and longer under emulation.
 mkdir -p "$work/ctx"
 cat > "$work/ctx/Containerfile" <<CF
-FROM 127.0.0.1:$port/base:1
+FROM $REG/base:1
 RUN for i in \$(seq 1 400); do head -c 65536 /bin/busybox | sha256sum; done > /sums && uname -m > /arch
 RUN mkdir -p /out && cat /sums /arch > /out/report
 CF

@@ -12,6 +12,10 @@ PACKAGES=(
   curl jq zstd xz-utils bzip2 python3    # fixtures and the benchmark
   git                                    # ADD of git repositories (and its test's git daemon)
   openssl                                # a private CA and client certificates for the HTTPS registry test
+  libseccomp-dev gcc libc6-dev           # building lade (seccomp), the confinement test's static syscall probe
+  golang-go python3-venv rpm             # the SBOM tests' oracles: go version -m, pip list, rpm (npm below)
+  db5.3-util sqlite3                     # Berkeley DB rpm databases for the SBOM tests (db_load; rpm reads them back)
+  python3-yaml                           # the CI recipes test parses examples/ci with it
 )
 
 missing=()
@@ -45,8 +49,27 @@ for f in /etc/subuid /etc/subgid; do
   grep -q '^lade-rootless:' "$f" 2>/dev/null || echo 'lade-rootless:300000:65536' >> "$f"
 done
 
+# npm for the SBOM tests (NodeSource's nodejs carries its own; Debian's comes apart).
+command -v npm >/dev/null || { apt-get update -q >/dev/null; apt-get install -y -q --no-install-recommends npm >/dev/null; }
+
+# spdx-tools (pyspdxtools) and jsonschema for the SBOM tests, in a venv of their own.
+SBOM_TOOLS=/usr/local/lib/lade-test/spdx-tools
+if [ ! -x "$SBOM_TOOLS/bin/pyspdxtools" ]; then
+  python3 -m venv "$SBOM_TOOLS"
+  "$SBOM_TOOLS/bin/pip" install -q spdx-tools jsonschema
+fi
+
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
+fi
+
+# Python cryptography and PyNaCl: the independent cosign implementation the sigstore plugin's tests check
+# against (plugins/sigstore/tests/peer.py).
+# (Debian's python3 refuses a plain pip install (PEP 668); its own packages are the last resort.)
+if ! python3 -c 'import cryptography, nacl' 2>/dev/null; then
+  python3 -m pip install -q cryptography pynacl 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages cryptography pynacl 2>/dev/null \
+    || apt-get install -y -q --no-install-recommends python3-cryptography python3-nacl >/dev/null
 fi
 
 # binfmt_misc for QEMU: mount it when absent, then register the handlers Debian ships.
@@ -55,5 +78,17 @@ if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
 fi
 if [ -e /proc/sys/fs/binfmt_misc/status ] && command -v update-binfmts >/dev/null; then
   update-binfmts --enable >/dev/null 2>&1 || true
+fi
+# Version-comparison and schema oracles for the vuln plugin's tests (tests/tests/vuln_versions.rs, vuln_db.rs):
+# Python's packaging and jsonschema, and npm's semver package in a fixed directory.
+python3 -c 'import packaging, jsonschema' 2>/dev/null || pip install -q packaging jsonschema
+ORACLES_DIR=/usr/local/lib/lade-oracles
+if [ ! -f "$ORACLES_DIR/node_modules/semver/package.json" ]; then
+  mkdir -p "$ORACLES_DIR" && (cd "$ORACLES_DIR" && npm install -q --no-audit --no-fund semver >/dev/null)
+fi
+# npm's sigstore libraries (@sigstore/verify, @sigstore/bundle, @sigstore/core): the independent implementation
+# that verifies lade's cosign v3 bundles offline and makes bundles for lade (tests/fixtures/sigstore/bundle_peer.js).
+if [ ! -f "$ORACLES_DIR/node_modules/@sigstore/verify/package.json" ]; then
+  mkdir -p "$ORACLES_DIR" && (cd "$ORACLES_DIR" && npm install -q --no-audit --no-fund @sigstore/verify @sigstore/bundle @sigstore/core >/dev/null)
 fi
 echo "setup: done" >&2

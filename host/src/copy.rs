@@ -9,21 +9,21 @@ pub mod compress;
 pub mod convert;
 mod multiple;
 mod once;
-pub mod platform;
 mod single;
+pub mod sync;
 
-use crate::transport::verify::{check_bytes, sha256_digest};
+use crate::oci::Compression;
+use crate::oci::verify::{check_bytes, sha256_digest};
 use crate::transport::{
     Descriptor, Digest, ImageDestination, ImageSource, PlatformOverride, media,
 };
 use anyhow::{Context, Result, bail};
-pub use compress::Compression;
 pub use convert::ManifestFormat;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// `--multi-arch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MultiArch {
     /// Only the image for the host platform (or the `--override-*` one).
     #[default]
@@ -32,6 +32,18 @@ pub enum MultiArch {
     All,
     /// The index alone (its images must already be at the destination).
     IndexOnly,
+}
+
+impl std::str::FromStr for MultiArch {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "system" => MultiArch::System,
+            "all" => MultiArch::All,
+            "index-only" => MultiArch::IndexOnly,
+            _ => anyhow::bail!("unknown --multi-arch {s:?}: use system, all or index-only"),
+        })
+    }
 }
 
 /// How to copy.
@@ -46,6 +58,9 @@ pub struct CopyOptions {
     pub compress: Option<Compression>,
     /// Carry OCI referrers and cosign tags.
     pub referrers: bool,
+    /// Carry signatures among them (cosign `.sig` tags, sigstore bundle referrers); false is
+    /// `--remove-signatures`.
+    pub signatures: bool,
     /// Platform overrides for `--multi-arch system`.
     pub platform: PlatformOverride,
     /// Blobs moved at once.
@@ -54,6 +69,8 @@ pub struct CopyOptions {
     pub retry_times: u32,
     /// Where recompressed layers are staged (same filesystem as a local destination is best).
     pub tmp_dir: std::path::PathBuf,
+    /// Where progress events go (blob started/done, manifest written, done).
+    pub events: crate::events::Events,
 }
 
 impl Default for CopyOptions {
@@ -64,10 +81,12 @@ impl Default for CopyOptions {
             format: None,
             compress: None,
             referrers: true,
+            signatures: true,
             platform: PlatformOverride::default(),
             jobs: 6,
             retry_times: 3,
             tmp_dir: std::env::temp_dir(),
+            events: Default::default(),
         }
     }
 }
@@ -110,6 +129,16 @@ pub(crate) struct Written {
     pub bytes: Vec<u8>,
 }
 
+/// One copy in progress: its two sides, its options and the counters every part of it adds to. The engine's
+/// steps (one image, one blob, an index, referrers) are its methods.
+#[derive(Clone, Copy)]
+pub(crate) struct Copier<'a> {
+    pub src: &'a dyn ImageSource,
+    pub dst: &'a dyn ImageDestination,
+    pub opts: &'a CopyOptions,
+    pub stats: &'a Stats,
+}
+
 /// Copy the image `src` names to `dst`, then commit `dst`.
 pub async fn copy_image(
     src: &dyn ImageSource,
@@ -132,23 +161,19 @@ async fn copy_image_inner(
         .manifest(None)
         .await
         .with_context(|| format!("reading the manifest of {}", src.name()))?;
+    let c = Copier {
+        src,
+        dst,
+        opts,
+        stats: &stats,
+    };
     let written = if media::is_index(&mt) {
-        multiple::copy_index(src, dst, opts, &stats, bytes, &mt).await?
+        c.copy_index(bytes, &mt).await?
     } else if media::is_manifest(&mt) {
-        let w = single::copy_single(src, dst, opts, &stats, &bytes, &mt, None).await?;
+        let w = c.copy_single(&bytes, &mt, None).await?;
         if opts.referrers {
-            copy_referrers(
-                src,
-                dst,
-                opts,
-                &stats,
-                &sha256_digest(&bytes),
-                bytes.len() as u64,
-                &mt,
-                &w,
-                0,
-            )
-            .await?;
+            c.copy_referrers(&sha256_digest(&bytes), bytes.len() as u64, &mt, &w, 0)
+                .await?;
         }
         w
     } else {
@@ -157,7 +182,7 @@ async fn copy_image_inner(
     dst.commit()
         .await
         .with_context(|| format!("committing {}", dst.name()))?;
-    Ok(CopyReport {
+    let report = CopyReport {
         source: src.name(),
         destination: dst.name(),
         digest: written.digest.to_string(),
@@ -168,7 +193,17 @@ async fn copy_image_inner(
         blobs_mounted: stats.mounted.load(Ordering::Relaxed),
         bytes_copied: stats.bytes.load(Ordering::Relaxed),
         referrers: stats.referrers.load(Ordering::Relaxed),
-    })
+    };
+    opts.events.emit(crate::events::Event::Done {
+        source: report.source.clone(),
+        destination: report.destination.clone(),
+        digest: report.digest.clone(),
+        blobs_copied: report.blobs_copied,
+        blobs_skipped: report.blobs_skipped,
+        blobs_mounted: report.blobs_mounted,
+        bytes_copied: report.bytes_copied,
+    });
+    Ok(report)
 }
 
 /// The manifest format to write for a manifest of type `mt` (None: keep it): `--format`, else the
@@ -214,96 +249,114 @@ pub(crate) async fn fetch_child(
     Ok((b, mt))
 }
 
+/// Whether a referrer is a signature (`--remove-signatures` drops it): a sigstore bundle.
+fn is_signature_referrer(r: &Descriptor) -> bool {
+    r.artifact_type().as_ref().is_some_and(|t| {
+        t.to_string()
+            .starts_with("application/vnd.dev.sigstore.bundle")
+    })
+}
+
 /// Copy what refers to the manifest `subject` (source digest) now written as `written`: OCI referrers and
 /// cosign tags. Referrers of referrers follow, two levels deep.
-#[allow(clippy::too_many_arguments)]
-async fn copy_referrers(
-    src: &dyn ImageSource,
-    dst: &dyn ImageDestination,
-    opts: &CopyOptions,
-    stats: &Stats,
-    subject: &Digest,
-    size: u64,
-    mt: &str,
-    written: &Written,
-    depth: usize,
-) -> Result<()> {
-    // Archives in docker format have no place for referrers.
-    if depth > 1 || !dst.supports_index() {
-        return Ok(());
-    }
-    let subject_desc = crate::transport::oci::manifest_descriptor(subject.clone(), size, mt)?;
-    let list = src
-        .referrers(&subject_desc)
-        .await
-        .with_context(|| format!("listing referrers of {subject} in {}", src.name()))?;
-    let mut cosign = vec![];
-    for suffix in ["sig", "att", "sbom"] {
-        let tag = format!("{}-{}.{suffix}", subject.algorithm(), subject.digest());
-        if let Some((b, tmt)) = src
-            .tagged_manifest(&tag)
-            .await
-            .with_context(|| format!("looking up {tag} in {}", src.name()))?
-            && media::is_manifest(&tmt)
-        {
-            cosign.push((tag, b, tmt));
-        }
-    }
-    if list.is_empty() && cosign.is_empty() {
-        return Ok(());
-    }
-    if written.digest != *subject {
-        tracing::warn!(
-            "{}: the manifest digest changed ({subject} → {}), so its {} signatures/referrers no longer apply and are not copied",
-            src.name(),
-            written.digest,
-            list.len() + cosign.len()
-        );
-        return Ok(());
-    }
-    let ref_opts = CopyOptions {
-        format: None,
-        compress: None,
-        ..opts.clone()
-    };
-    for r in list {
-        let (b, rmt) = fetch_child(src, &r).await?;
-        let w = if media::is_index(&rmt) {
-            bail!(
-                "{}: referrer {} is an index; lade copies manifest referrers",
-                src.name(),
-                r.digest()
-            );
-        } else {
-            single::copy_single(src, dst, &ref_opts, stats, &b, &rmt, Some(r.digest())).await?
-        };
-        stats.referrers.fetch_add(1, Ordering::Relaxed);
-        Box::pin(copy_referrers(
+impl Copier<'_> {
+    pub(crate) async fn copy_referrers(
+        &self,
+        subject: &Digest,
+        size: u64,
+        mt: &str,
+        written: &Written,
+        depth: usize,
+    ) -> Result<()> {
+        let Copier {
             src,
             dst,
             opts,
             stats,
-            r.digest(),
-            r.size(),
-            &rmt,
-            &w,
-            depth + 1,
-        ))
-        .await?;
-    }
-    for (tag, b, tmt) in cosign {
-        let w = single::copy_single_blobs(src, dst, &ref_opts, stats, &b, &tmt).await?;
-        if !dst
-            .put_tagged_manifest(&w.bytes, &w.media_type, &tag)
-            .await?
-        {
-            tracing::warn!(
-                "{}: cannot store the cosign tag {tag}; it is not copied",
-                dst.name()
-            );
-            continue;
+        } = *self;
+        // Archives in docker format have no place for referrers.
+        if depth > 1 || !dst.supports_index() {
+            return Ok(());
         }
-        stats.referrers.fetch_add(1, Ordering::Relaxed);
+        let subject_desc = crate::oci::manifest_descriptor(subject.clone(), size, mt)?;
+        let list = src
+            .referrers(&subject_desc)
+            .await
+            .with_context(|| format!("listing referrers of {subject} in {}", src.name()))?;
+        let list: Vec<_> = list
+            .into_iter()
+            .filter(|r| opts.signatures || !is_signature_referrer(r))
+            .collect();
+        let mut cosign = vec![];
+        for suffix in ["sig", "att", "sbom"] {
+            if suffix == "sig" && !opts.signatures {
+                continue;
+            }
+            let tag = format!("{}-{}.{suffix}", subject.algorithm(), subject.digest());
+            if let Some((b, tmt)) = src
+                .tagged_manifest(&tag)
+                .await
+                .with_context(|| format!("looking up {tag} in {}", src.name()))?
+                && media::is_manifest(&tmt)
+            {
+                cosign.push((tag, b, tmt));
+            }
+        }
+        if list.is_empty() && cosign.is_empty() {
+            return Ok(());
+        }
+        if written.digest != *subject {
+            tracing::warn!(
+                "{}: the manifest digest changed ({subject} → {}), so its {} signatures/referrers no longer apply and are not copied",
+                src.name(),
+                written.digest,
+                list.len() + cosign.len()
+            );
+            return Ok(());
+        }
+        let ref_opts = CopyOptions {
+            format: None,
+            compress: None,
+            ..opts.clone()
+        };
+        for r in list {
+            let (b, rmt) = fetch_child(src, &r).await?;
+            let w = if media::is_index(&rmt) {
+                bail!(
+                    "{}: referrer {} is an index; lade copies manifest referrers",
+                    src.name(),
+                    r.digest()
+                );
+            } else {
+                Copier {
+                    opts: &ref_opts,
+                    ..*self
+                }
+                .copy_single(&b, &rmt, Some(r.digest()))
+                .await?
+            };
+            stats.referrers.fetch_add(1, Ordering::Relaxed);
+            Box::pin(self.copy_referrers(r.digest(), r.size(), &rmt, &w, depth + 1)).await?;
+        }
+        for (tag, b, tmt) in cosign {
+            let w = Copier {
+                opts: &ref_opts,
+                ..*self
+            }
+            .copy_single_blobs(&b, &tmt)
+            .await?;
+            if !dst
+                .put_tagged_manifest(&w.bytes, &w.media_type, &tag)
+                .await?
+            {
+                tracing::warn!(
+                    "{}: cannot store the cosign tag {tag}; it is not copied",
+                    dst.name()
+                );
+                continue;
+            }
+            stats.referrers.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     }
-    Ok(())
 }

@@ -5,6 +5,7 @@
 //! missing the test says so loudly and is skipped, unless `LADE_REQUIRE_PEERS=1` (CI), where it fails.
 
 pub mod oci;
+pub mod tree;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -240,18 +241,28 @@ impl Drop for Registry {
     }
 }
 
-/// Whether this process is root, which RUN steps need (lade has no rootless user namespace yet). When not:
-/// skips the test loudly, or fails it under LADE_REQUIRE_PEERS=1.
+/// Whether this process is root.
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Whether this process is root, which most build tests want: their RUN steps run as root does (lade's
+/// rootless path, a re-run in a user namespace from /etc/subuid (host/src/dispatch/userns.rs), is tested
+/// by tests/tests/rootless.rs as an ordinary user), and the peers they compare with (buildah, umoci, runc)
+/// keep owners only as root. When not root: skips the test loudly, or fails it under LADE_REQUIRE_PEERS=1.
 pub fn need_root(test: &str) -> bool {
-    if rustix::process::geteuid().is_root() {
+    need_root_for(test, "its RUN steps and its peers run as root")
+}
+
+/// [`need_root`] saying `why` the test needs root.
+pub fn need_root_for(test: &str, why: &str) -> bool {
+    if is_root() {
         return true;
     }
     assert!(
         !peers_required(),
-        "{test} needs root: RUN steps use namespaces and overlay mounts (LADE_REQUIRE_PEERS=1)"
+        "{test} needs root ({why}) and LADE_REQUIRE_PEERS=1: run the tests as root"
     );
-    eprintln!(
-        "\n*** SKIPPED {test}: RUN steps need root here (no rootless user namespace yet) ***\n"
-    );
+    eprintln!("\n*** SKIPPED {test}: needs root ({why}) ***\n");
     false
 }

@@ -1,6 +1,7 @@
 //! ADD from git repositories, against a real `git daemon` on 127.0.0.1: tags, branches with a subdir,
 //! commits by sha, `--keep-git-dir`, commit-time mtimes, links kept as links, the cache following the
-//! branch, and a bad ref failing with its name.
+//! branch, and a bad ref failing with its name. An `http://user:password@` remote (git's smart HTTP
+//! through `git http-backend`, which git:// cannot carry) leaves no credential in the image.
 
 use lade_tests::{fails, free_port, lade, need_root, ok, require_peers, wait_for_port};
 use std::fs;
@@ -344,4 +345,194 @@ fn add_git_bad_ref_names_it() {
     let err = fails(&mut p.build_cmd(), 1);
     assert!(err.contains(missing), "{err}");
     assert!(err.contains("git fetch"), "{err}");
+}
+
+/// git's smart HTTP on 127.0.0.1: each connection's one request goes to `git http-backend` (CGI) for the
+/// repositories under `base`. Authentication is not checked: the test is about what lade keeps.
+struct HttpGit {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for HttpGit {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn http_backend(base: PathBuf, exec_path: PathBuf, mut conn: std::net::TcpStream) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut r = BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let mut parts = line.split_whitespace();
+    let (method, target) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    );
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).unwrap() == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.trim_end().split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let header = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let len: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).unwrap();
+    let mut cgi = Command::new(exec_path.join("git-http-backend"));
+    cgi.env_clear()
+        .env("GIT_PROJECT_ROOT", &base)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", &method)
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env("CONTENT_LENGTH", len.to_string())
+        .env("CONTENT_TYPE", header("content-type").unwrap_or_default())
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (k, env) in [
+        ("content-encoding", "HTTP_CONTENT_ENCODING"),
+        ("git-protocol", "GIT_PROTOCOL"),
+    ] {
+        if let Some(v) = header(k) {
+            cgi.env(env, v);
+        }
+    }
+    let mut child = cgi.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(&body).unwrap();
+    let out = child.wait_with_output().unwrap().stdout;
+    // CGI headers (with `Status:`) up to the blank line, then the body.
+    let split = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| out.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)))
+        .unwrap_or((out.len(), 0));
+    let head = String::from_utf8_lossy(&out[..split.0]).into_owned();
+    let mut status = "200 OK".to_string();
+    let mut response = String::new();
+    for h in head.lines() {
+        match h.strip_prefix("Status:") {
+            Some(st) => status = st.trim().to_string(),
+            None => response.push_str(&format!("{h}\r\n")),
+        }
+    }
+    let _ = conn
+        .write_all(format!("HTTP/1.1 {status}\r\n{response}Connection: close\r\n\r\n").as_bytes());
+    let _ = conn.write_all(&out[(split.0 + split.1).min(out.len())..]);
+}
+
+fn serve_http(base: &Path) -> HttpGit {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let exec_path = PathBuf::from(git(base, &["--exec-path"], DATE1));
+    let (base, flag) = (base.to_path_buf(), stop.clone());
+    let thread = std::thread::spawn(move || {
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((conn, _)) => {
+                    conn.set_nonblocking(false).unwrap();
+                    http_backend(base.clone(), exec_path.clone(), conn);
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    HttpGit {
+        port,
+        stop,
+        thread: Some(thread),
+    }
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                let bytes = fs::read(e.path()).unwrap();
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push(e.path());
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn add_git_keeps_no_credentials() {
+    require_peers!("git", "umoci");
+    if !need_root("add_git_keeps_no_credentials") {
+        return;
+    }
+    let srv = serve();
+    let base = srv.repo.parent().unwrap().to_path_buf();
+    let http = serve_http(&base);
+    let url = format!(
+        "http://lade-user:s3cret-token@127.0.0.1:{}/repo.git",
+        http.port
+    );
+    let p = project(&format!(
+        "FROM scratch\n\
+         ADD --keep-git-dir=true {url}#dev /kept\n\
+         ADD {url}#v1 /plain\n"
+    ));
+    p.build();
+    let rootfs = p.unpack("creds");
+    // Fetched for real over HTTP.
+    assert_eq!(read(&rootfs, "/kept/README").as_deref(), Some("two\n"));
+    assert_eq!(read(&rootfs, "/plain/README").as_deref(), Some("one\n"));
+    // The kept repository still names its remote, without the credentials.
+    let config = read(&rootfs, "/kept/.git/config").unwrap();
+    assert!(
+        config.contains(&format!("url = http://127.0.0.1:{}/repo.git", http.port)),
+        "{config}"
+    );
+    for secret in ["s3cret-token", "lade-user"] {
+        let leaks = files_containing(&rootfs.join("kept/.git"), secret);
+        assert!(leaks.is_empty(), "{secret} in the kept .git: {leaks:?}");
+    }
+    // The history's created_by has the URL without them.
+    let layout = p.tmp.path().join("oci-creds");
+    let cfg = files_containing(&layout.join("blobs/sha256"), "created_by");
+    assert!(!cfg.is_empty());
+    for c in cfg {
+        let text = fs::read_to_string(&c).unwrap();
+        assert!(
+            !text.contains("s3cret-token") && !text.contains("lade-user@"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "ADD --keep-git-dir=true http://127.0.0.1:{}/repo.git#dev",
+                http.port
+            )),
+            "{text}"
+        );
+    }
 }

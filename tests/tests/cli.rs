@@ -24,12 +24,10 @@ fn bad_usage_exits_2() {
 #[test]
 fn the_example_builds_and_its_program_runs() {
     require_peers!("mmdebstrap", "umoci");
-    if !rustix::process::geteuid().is_root() {
-        assert!(
-            !peers_required(),
-            "the example's build needs root (RUN steps, mmdebstrap)"
-        );
-        eprintln!("SKIPPED the_example_builds_and_its_program_runs: needs root");
+    if !lade_tests::need_root_for(
+        "the_example_builds_and_its_program_runs",
+        "RUN steps, mmdebstrap",
+    ) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

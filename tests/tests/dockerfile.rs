@@ -521,3 +521,93 @@ fn plan_agrees_with_buildah_on_the_config() {
         );
     }
 }
+
+/// `ENV C trailing\\backslash\\` ends its line: BuildKit continues a line only when its last escape follows
+/// something other than the escape (docker/for-win#5254), and an odd run ends it too (BuildKit's regular
+/// expression). buildah 1.28 still joins such a line with the next, so the comparison with buildah covers the
+/// cases where both agree: a plain continuation and escaped escapes inside a line.
+#[test]
+fn escaped_escape_at_line_end_is_literal() {
+    let text =
+        "FROM scratch\nENV C trailing\\\\backslash\\\\\nENV D next\nENV E a\\\\\\\nENV F two\n";
+    let v = parse_json(text, &[]);
+    let env: Vec<Value> = steps(&v, 0)
+        .into_iter()
+        .flat_map(|s| s["Env"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        env,
+        [
+            kv("C", "trailing\\backslash\\"),
+            kv("D", "next"),
+            kv("E", "a\\"),
+            kv("F", "two")
+        ]
+    );
+    lade_tests::require_peers!("buildah");
+    let agreed =
+        "FROM scratch\nENV G=x\\\ny\nENV H=a\\\\b \\\n  I=\"q\\\\\\\"\" \\\n  J=c\\\\\\\\d\n";
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "Containerfile", agreed);
+    let storage = tempfile::tempdir().unwrap();
+    let buildah = |args: &[&str]| {
+        let mut c = std::process::Command::new(lade_tests::peer("buildah").unwrap());
+        c.arg("--root")
+            .arg(storage.path().join("root"))
+            .arg("--runroot")
+            .arg(storage.path().join("run"));
+        c.args(["--storage-driver", "vfs"]).args(args);
+        ok(&mut c)
+    };
+    buildah(&[
+        "build",
+        "-q",
+        "-t",
+        "lade-escape-compare",
+        dir.path().to_str().unwrap(),
+    ]);
+    let inspect: Value =
+        serde_json::from_str(&buildah(&["inspect", "lade-escape-compare"])).unwrap();
+    let theirs: Vec<Value> = inspect["OCIv1"]["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| !e.as_str().unwrap().starts_with("PATH="))
+        .cloned()
+        .collect();
+    let ours = config_from_plan(&parse_json(agreed, &[]));
+    assert_eq!(ours["Env"], json!(theirs));
+    assert_eq!(
+        theirs,
+        [
+            json!("G=xy"),
+            json!("H=a\\b"),
+            json!("I=q\\\""),
+            json!("J=c\\\\d")
+        ],
+        "buildah reads the shared cases as expected"
+    );
+}
+
+/// An unterminated quote in ENV, ADD or COPY gets a hint about quotes, not about defining variables.
+#[test]
+fn quote_errors_hint_at_the_quote() {
+    for text in [
+        "FROM scratch\nENV A \"open\n",
+        "FROM scratch\nENV A='open\n",
+        "FROM scratch\nADD \"a b /x\n",
+        "FROM scratch\nCOPY 'a /x\n",
+    ] {
+        let (stderr, _) = parse_fails(text, &[]);
+        assert!(
+            stderr.contains("Containerfile:2")
+                && stderr.contains("matching")
+                && stderr.contains("close the quote"),
+            "{text:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("define the variable"),
+            "{text:?}: {stderr}"
+        );
+    }
+}

@@ -2,9 +2,11 @@
 //! digests, the copy-mode tree diff, and the unpacked-layer cache.
 
 use lade::layer::{
-    Compression, DiffOptions, DiffSource, LayerCache, UnpackOptions, WhiteoutMode, unpack,
-    write_diff, write_tar,
+    DiffOptions, DiffSource, LayerCache, UnpackOptions, WhiteoutMode, unpack, write_diff, write_tar,
 };
+use lade::oci::Compression;
+use lade_tests::oci::busybox_image;
+use lade_tests::{lade, need_root, ok, require_peers, run};
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
@@ -207,7 +209,8 @@ fn metadata_long_names_and_xattrs_round_trip() {
     let suid = src.path().join("suid");
     fs::write(&suid, "bin").unwrap();
     fs::set_permissions(&suid, fs::Permissions::from_mode(0o4755)).unwrap();
-    let root = rustix::process::geteuid().is_root();
+    // The owner part needs root (a skip of that part fails under LADE_REQUIRE_PEERS=1).
+    let root = need_root("metadata_long_names_and_xattrs_round_trip (owners)");
     if root {
         std::os::unix::fs::lchown(&suid, Some(1234), Some(5678)).unwrap();
         fs::set_permissions(&suid, fs::Permissions::from_mode(0o4755)).unwrap();
@@ -312,10 +315,8 @@ fn same_tree_same_epoch_same_digests() {
 
 #[test]
 fn whiteouts_and_opaque_dirs_round_trip() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!(
-            "SKIPPED whiteouts_and_opaque_dirs_round_trip: needs root for char devices and trusted xattrs"
-        );
+    // Root for char devices and trusted xattrs.
+    if !need_root("whiteouts_and_opaque_dirs_round_trip") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -488,8 +489,7 @@ fn cache_verifies_the_diff_id_and_never_shows_half_layers() {
 
 #[test]
 fn whiteout_mode_overlay_needs_no_lower() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIPPED whiteout_mode_overlay_needs_no_lower: needs root");
+    if !need_root("whiteout_mode_overlay_needs_no_lower") {
         return;
     }
     let dest = tempfile::tempdir().unwrap();
@@ -510,4 +510,166 @@ fn whiteout_mode_overlay_needs_no_lower() {
     assert!(std::os::unix::fs::FileTypeExt::is_char_device(
         &md.file_type()
     ));
+}
+
+/// What must stay as it is on a host file: mode, owner, mtime, ctime (moved by any chmod, chown, xattr or
+/// times change), content and xattrs.
+fn host_state(p: &Path) -> (u32, u32, u32, i64, i64, i64, i64, Vec<u8>, Vec<u8>) {
+    let m = fs::symlink_metadata(p).unwrap();
+    let mut list = vec![0u8; 64 * 1024];
+    let n = rustix::fs::llistxattr(p, &mut list[..]).unwrap_or(0);
+    list.truncate(n);
+    let content = if m.is_dir() {
+        let mut names: Vec<String> = fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names.join("\n").into_bytes()
+    } else {
+        fs::read(p).unwrap()
+    };
+    let (mt, mtn, ct, ctn) = (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+    (m.mode(), m.uid(), m.gid(), mt, mtn, ct, ctn, content, list)
+}
+
+/// One entry of [`hostile_layer`]: name, type, link target, mode, pax xattrs.
+type LayerEnt<'a> = (
+    &'a str,
+    tar::EntryType,
+    &'a str,
+    u32,
+    &'a [(&'a str, &'a str)],
+);
+
+/// A layer tar of `entries`, mtime 2001-09-09, owner 4242:4242.
+fn hostile_layer(entries: &[LayerEnt]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, link, mode, xattrs) in entries {
+        if !xattrs.is_empty() {
+            let recs: Vec<(String, &[u8])> = xattrs
+                .iter()
+                .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_bytes()))
+                .collect();
+            b.append_pax_extensions(recs.iter().map(|(k, v)| (k.as_str(), *v)))
+                .unwrap();
+        }
+        let mut h = tar::Header::new_ustar();
+        let u = h.as_ustar_mut().unwrap();
+        u.name[..name.len()].copy_from_slice(name.as_bytes());
+        u.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(*kind);
+        h.set_mode(*mode);
+        h.set_uid(4242);
+        h.set_gid(4242);
+        h.set_mtime(1_000_000_000);
+        if *kind == tar::EntryType::Char {
+            // /dev/null's numbers (0/0 would be a whiteout).
+            h.set_device_major(1).unwrap();
+            h.set_device_minor(3).unwrap();
+        }
+        let body: &[u8] = if *kind == tar::EntryType::Regular {
+            b"evil"
+        } else {
+            b""
+        };
+        h.set_size(body.len() as u64);
+        h.set_cksum();
+        b.append(&h, body).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn a_base_layer_cannot_reach_the_host_through_its_links() {
+    if !need_root("a_base_layer_cannot_reach_the_host_through_its_links") {
+        return;
+    }
+    require_peers!("umoci");
+    let t = tempfile::tempdir().unwrap();
+    // The victims: a host directory and a file in it, with distinctive metadata.
+    let hostdir = t.path().join("hostdir");
+    let victim = hostdir.join("victim");
+    fs::create_dir_all(&hostdir).unwrap();
+    fs::write(&victim, "host file").unwrap();
+    let old = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_234_567_890);
+    for p in [&victim, &hostdir] {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o640)).unwrap();
+        std::os::unix::fs::chown(p, Some(4321), Some(4321)).unwrap();
+        fs::File::open(p)
+            .unwrap()
+            .set_times(fs::FileTimes::new().set_modified(old).set_accessed(old))
+            .unwrap();
+    }
+    let (hd, v) = (hostdir.to_str().unwrap(), victim.to_str().unwrap());
+    let in_root = format!("{}/", hd.trim_start_matches('/'));
+    let in_root_victim = v.trim_start_matches('/');
+    let x: &[(&str, &str)] = &[("user.lade.evil", "1")];
+    use tar::EntryType::{Char, Directory as D, Link, Regular as F, Symlink as L};
+    let layer = hostile_layer(&[
+        // A link to the host directory, then writes and metadata through it (they land in the rootfs).
+        (&in_root, D, "", 0o755, &[]),
+        ("esc", L, hd, 0o777, &[]),
+        ("esc/victim", F, "", 0o4777, x),
+        ("esc/", D, "", 0o777, x),
+        // A directory (its mtime set last) replaced by a link to the host file.
+        ("d/", D, "", 0o777, x),
+        ("d", L, v, 0o777, x),
+        // A directory below a directory that becomes a link to the host directory.
+        ("p/q/", D, "", 0o777, &[]),
+        ("p", L, hd, 0o777, &[]),
+        // A hardlink and a device node where links to the host file were.
+        ("h", L, v, 0o777, &[]),
+        ("h", Link, in_root_victim, 0o777, &[]),
+        ("n", L, v, 0o777, &[]),
+        ("n", Char, "", 0o666, &[]),
+    ]);
+    let layout = t.path().join("img");
+    busybox_image(&layout, "1");
+    let tar_path = t.path().join("evil.tar");
+    fs::write(&tar_path, layer).unwrap();
+    ok(std::process::Command::new("umoci")
+        .args(["raw", "add-layer", "--image"])
+        .arg(format!("{}:1", layout.display()))
+        .arg(&tar_path));
+    let root = t.path().join("store");
+    ok(lade()
+        .arg("--root")
+        .arg(&root)
+        .args(["copy", "-q"])
+        .arg(format!("oci:{}:1", layout.display()))
+        .arg("lade:localhost/evil:1"));
+    let ctx = t.path().join("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    // The RUN step sees what the layer wrote inside the rootfs, and changes nothing.
+    fs::write(
+        ctx.join("Containerfile"),
+        format!(
+            "FROM localhost/evil:1\nRUN cat /{in_root_victim} && test -L /d && test -L /p && \
+             test -c /n && cat /h\n"
+        ),
+    )
+    .unwrap();
+    let before = (host_state(&victim), host_state(&hostdir));
+    let o = run(lade()
+        .arg("--root")
+        .arg(&root)
+        .args(["build", "-t", "after"])
+        .arg(&ctx));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        host_state(&victim),
+        before.0,
+        "the host file changed\n{err}"
+    );
+    assert_eq!(
+        host_state(&hostdir),
+        before.1,
+        "the host dir changed\n{err}"
+    );
+    assert!(o.status.success(), "{err}");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("evilevil") || err.contains("evilevil"),
+        "the writes through the link landed in the rootfs\n{err}"
+    );
 }

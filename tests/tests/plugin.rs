@@ -1,5 +1,6 @@
 //! The plugin sandbox: hostile plugins (tests/fixtures/plugins) each end as the right error and never take
-//! the host down; the import check, the compile cache and `lade plugin list/inspect/install/remove`.
+//! the host down, built against either contract version; 0.1.0 and 0.2.0 plugins side by side; data
+//! directories; the import check, the compile cache and `lade plugin list/inspect/install/remove`.
 
 use lade::plugin::frontend::{
     BaseImage, ContextEntry, ContextFileKind, ContextReader, ContextStat, ImageResolver, NoImages,
@@ -26,6 +27,23 @@ const FIXTURES: &[&str] = &[
     "toy-signer",
     "sleeper",
 ];
+
+/// Fixtures built against lade:plugin@0.2.0: the frontends above from the same source, plus 0.2.0-only ones.
+const FIXTURES_V0_2: &[&str] = &[
+    "endless-loop",
+    "memory-bomb",
+    "recursion",
+    "panic",
+    "fs-reader",
+    "net-caller",
+    "sleeper",
+    "well-behaved",
+    "data-reader",
+    "key-signer",
+];
+
+/// The contract versions the shared-source fixtures are built for.
+const VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
 
 /// The fixture plugins, built for wasm32-wasip2 once per test process and copied to `<name>.wasm`, plus
 /// `garbage.wasm` (bytes that are no component at all).
@@ -70,6 +88,21 @@ fn fixtures() -> &'static Path {
             std::fs::copy(&built, out.join(format!("{name}.wasm")))
                 .unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
         }
+        // The 0.2.0 builds go in a directory of their own, so they keep the same names (and the same
+        // plugin names in messages).
+        std::fs::create_dir_all(out.join("v0.2.0")).unwrap();
+        for name in FIXTURES_V0_2 {
+            let krate = name.replace('-', "_");
+            // A twin of a 0.1.0 fixture is `<crate>_v0_2`; a 0.2.0-only fixture has its plain name.
+            let file = if FIXTURES.contains(name) {
+                format!("fixture_{krate}_v0_2.wasm")
+            } else {
+                format!("fixture_{krate}.wasm")
+            };
+            let built = target.join("wasm32-wasip2/release").join(file);
+            std::fs::copy(&built, out.join("v0.2.0").join(format!("{name}.wasm")))
+                .unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+        }
         std::fs::write(
             out.join("garbage.wasm"),
             b"this is not a component, just some bytes\n".repeat(40),
@@ -79,8 +112,19 @@ fn fixtures() -> &'static Path {
     })
 }
 
+/// A fixture built against lade:plugin@0.1.0 (or version-independent: garbage, future-contract).
 fn fixture(name: &str) -> PathBuf {
     fixtures().join(format!("{name}.wasm"))
+}
+
+/// A fixture built against the given contract version.
+fn fixture_at(version: &str, name: &str) -> PathBuf {
+    match version {
+        "0.1.0" => fixture(name),
+        v => fixtures()
+            .join(format!("v{v}"))
+            .join(format!("{name}.wasm")),
+    }
 }
 
 /// A build context held in memory.
@@ -172,7 +216,11 @@ fn runtime(deadline: Duration, cache: &Path) -> Runtime {
 
 /// What a call to `name` ends with: a load error, a runtime failure, or the plugin's own answer.
 fn call(rt: &Runtime, name: &str) -> String {
-    let plugin = match rt.load(&PluginSource::File(fixture(name))) {
+    call_file(rt, fixture(name))
+}
+
+fn call_file(rt: &Runtime, file: PathBuf) -> String {
+    let plugin = match rt.load(&PluginSource::File(file)) {
         Ok(p) => p,
         Err(e) => return format!("load: {e:#}"),
     };
@@ -187,13 +235,16 @@ fn call(rt: &Runtime, name: &str) -> String {
     }
 }
 
-/// The well-behaved plugin works: proof that the runtime survived whatever came before.
+/// The well-behaved plugin works, in both contract versions: proof that the runtime survived whatever came
+/// before.
 fn assert_runtime_still_works(rt: &Runtime, after: &str) {
-    let answer = call(rt, "well-behaved");
-    assert!(
-        answer.contains("hello from the context"),
-        "after {after}, a good plugin failed: {answer}"
-    );
+    for version in VERSIONS {
+        let answer = call_file(rt, fixture_at(version, "well-behaved"));
+        assert!(
+            answer.contains("hello from the context"),
+            "after {after}, a good {version} plugin failed: {answer}"
+        );
+    }
 }
 
 #[test]
@@ -216,7 +267,8 @@ fn hostile_plugins_each_get_the_right_error_and_the_next_call_works() {
         (
             "panic",
             &[
-                "runtime: plugin `panic` panicked at panic/src/lib.rs:",
+                "runtime: plugin `panic` panicked at ",
+                "panic/src/lib.rs:",
                 "the panic fixture gives up on purpose",
             ],
         ),
@@ -234,25 +286,99 @@ fn hostile_plugins_each_get_the_right_error_and_the_next_call_works() {
                 "wasi:sockets/tcp@0.2.6",
             ],
         ),
+    ];
+    // The same hostile source, built against each contract version, meets the same sandbox.
+    for version in VERSIONS {
+        for (name, expected) in cases {
+            let file = fixture_at(version, name);
+            assert!(file.exists(), "{}", file.display());
+            let answer = call_file(&rt, file);
+            for e in *expected {
+                assert!(
+                    answer.contains(e),
+                    "{name} ({version}): expected `{e}` in: {answer}"
+                );
+            }
+            assert_runtime_still_works(&rt, name);
+        }
+    }
+    for (name, expected) in [
         (
             "future-contract",
             &[
                 "load: plugin `future-contract` was built against lade:plugin@0.9.0",
-                "it knows lade:plugin@0.1.0",
-            ],
+                "it knows lade:plugin@0.1.0, lade:plugin@0.2.0",
+            ][..],
         ),
         (
             "garbage",
-            &["load: plugin `garbage` is not a WebAssembly component"],
+            &["load: plugin `garbage` is not a WebAssembly component"][..],
         ),
-    ];
-    for (name, expected) in cases {
+    ] {
         let answer = call(&rt, name);
-        for e in *expected {
+        for e in expected {
             assert!(answer.contains(e), "{name}: expected `{e}` in: {answer}");
         }
         assert_runtime_still_works(&rt, name);
     }
+}
+
+#[test]
+fn plugins_of_both_contract_versions_load_and_run_in_one_process() {
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(Duration::from_secs(10), cache.path());
+    let old = rt
+        .load(&PluginSource::File(fixture_at("0.1.0", "well-behaved")))
+        .unwrap();
+    let new = rt
+        .load(&PluginSource::File(fixture_at("0.2.0", "well-behaved")))
+        .unwrap();
+    assert_eq!(old.contract_version(), "0.1.0");
+    assert_eq!(new.contract_version(), "0.2.0");
+    let script = "read hello.txt\nstat hello.txt\nlist .\nimage alpine";
+    let mut answers = Vec::new();
+    // Interleaved, so neither version's bindings disturb the other's.
+    for plugin in [&old, &new, &old, &new] {
+        let out = plugin
+            .frontend()
+            .unwrap()
+            .parse(&request(script), context(), Arc::new(OneImage))
+            .unwrap();
+        let d: BTreeMap<String, String> = out
+            .plan
+            .directives
+            .into_iter()
+            .map(|kv| (kv.key, kv.value))
+            .collect();
+        assert_eq!(d["read:hello.txt"], "hello from the context");
+        assert_eq!(d["stat:hello.txt"], "file 22 644");
+        assert_eq!(d["list:."], "hello.txt:file");
+        assert_eq!(
+            d["image:alpine"],
+            "docker.io/library/alpine:latest env=ARCH=arm64"
+        );
+        answers.push(d);
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "0.1.0 adapted up answers as 0.2.0 does"
+    );
+    // The plugin's own error comes up from 0.1.0 as from 0.2.0.
+    for plugin in [&old, &new] {
+        let failure = plugin
+            .frontend()
+            .unwrap()
+            .parse(&request("fail adapted"), context(), Arc::new(NoImages))
+            .unwrap_err();
+        assert!(
+            failure
+                .to_string()
+                .contains("Containerfile:1:1: error: adapted"),
+            "{failure}"
+        );
+    }
+    // Both declare no needs.
+    assert!(old.info().needs.data_dirs.is_empty() && new.info().needs.data_dirs.is_empty());
 }
 
 #[test]
@@ -401,19 +527,53 @@ fn a_frontend_reads_the_real_build_context_only_inside_it_and_not_what_is_ignore
     );
 }
 
-#[test]
-fn a_scanner_reads_exactly_the_files_it_is_handed_in_chunks() {
-    use lade::plugin::scanner::{Entry, EntryKind, ImageInfo, KeyValue, MemoryFiles};
-    let entry = |path: &str, size: u64| Entry {
+fn scan_entry(
+    path: &str,
+    size: u64,
+    layer_index: u32,
+    visible: bool,
+) -> lade::plugin::scanner::Entry {
+    lade::plugin::scanner::Entry {
         path: path.into(),
-        kind: EntryKind::File,
+        kind: lade::plugin::scanner::EntryKind::File,
         size,
         mode: 0o644,
         uid: 0,
         gid: 0,
         link_target: None,
-        layer: "sha256:layer1".into(),
-    };
+        layer: format!("sha256:layer{layer_index}"),
+        layer_index,
+        visible,
+    }
+}
+
+fn scan_request(
+    options: &[(&str, &str)],
+    inputs: Vec<lade::plugin::scanner::InputDocument>,
+) -> lade::plugin::scanner::ScanRequest {
+    use lade::plugin::scanner::{ImageInfo, KeyValue, ScanRequest};
+    ScanRequest {
+        image: Some(ImageInfo {
+            reference: "docker.io/library/alpine:3".into(),
+            digest: "sha256:abc".into(),
+            config: "{}".into(),
+            platform: platform("amd64"),
+            layers: vec!["sha256:layer0".into(), "sha256:layer1".into()],
+        }),
+        options: options
+            .iter()
+            .map(|(k, v)| KeyValue {
+                key: k.to_string(),
+                value: v.to_string(),
+            })
+            .collect(),
+        inputs,
+    }
+}
+
+#[test]
+fn a_scanner_reads_exactly_the_files_it_is_handed_in_chunks() {
+    use lade::plugin::scanner::{DataGrants, MemoryFiles};
     let cache = tempfile::tempdir().unwrap();
     let rt = runtime(Duration::from_secs(10), cache.path());
     let plugin = rt
@@ -422,22 +582,24 @@ fn a_scanner_reads_exactly_the_files_it_is_handed_in_chunks() {
     assert_eq!(plugin.kind(), lade::plugin::Kind::Scanner);
     assert!(plugin.frontend().is_err());
     let scanner = plugin.scanner().unwrap();
-    assert_eq!(scanner.wants().unwrap(), ["/etc/**"]);
+    // A 0.1.0 scanner's globs, adapted up: the final filesystem only.
+    let wants = scanner.wants().unwrap();
+    assert_eq!(wants.globs, ["/etc/**"]);
+    assert!(!wants.all_layers && !wants.executables);
     let files = MemoryFiles::new([
-        (entry("/etc/os-release", 10), b"ID=alpine\n".to_vec()),
-        (entry("/etc/empty", 0), Vec::new()),
+        (
+            scan_entry("/etc/os-release", 10, 1, true),
+            b"ID=alpine\n".to_vec(),
+        ),
+        (scan_entry("/etc/empty", 0, 1, true), Vec::new()),
     ]);
-    let image = ImageInfo {
-        reference: "docker.io/library/alpine:3".into(),
-        digest: "sha256:abc".into(),
-        config: "{}".into(),
-        platform: platform("amd64"),
-    };
-    let chunk = [KeyValue {
-        key: "chunk".into(),
-        value: "3".into(),
-    }];
-    let out = scanner.scan(&image, &chunk, Box::new(files)).unwrap();
+    let out = scanner
+        .scan(
+            &scan_request(&[("chunk", "3")], vec![]),
+            Box::new(files),
+            &DataGrants::default(),
+        )
+        .unwrap();
     let messages: Vec<(&str, &str)> = out
         .findings
         .iter()
@@ -447,55 +609,277 @@ fn a_scanner_reads_exactly_the_files_it_is_handed_in_chunks() {
         messages,
         [("/etc/os-release", "ID=alpine\n"), ("/etc/empty", "")]
     );
+    // 0.1.0 findings carry no layer.
+    assert!(out.findings.iter().all(|f| f.layer.is_none()));
     assert_eq!(out.documents.len(), 1);
     assert_eq!(
         String::from_utf8_lossy(&out.documents[0].content),
         "docker.io/library/alpine:3\n/etc/os-release sha256:layer1\n/etc/empty sha256:layer1\n"
     );
+    // Without an image (documents alone), a 0.1.0 scanner says it cannot.
+    let mut no_image = scan_request(&[], vec![]);
+    no_image.image = None;
+    let e = scanner
+        .scan(
+            &no_image,
+            Box::new(MemoryFiles::default()),
+            &DataGrants::default(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("lade:plugin@0.1.0 and scans images only"), "{e}");
+}
+
+/// A data directory for the data-reader fixture, a secret beside it, and links in and out.
+fn data_dir() -> (tempfile::TempDir, PathBuf) {
+    let top = tempfile::tempdir().unwrap();
+    let db = top.path().join("db");
+    std::fs::create_dir_all(db.join("sub")).unwrap();
+    std::fs::write(db.join("rules.txt"), "rule one\nrule two\n").unwrap();
+    std::fs::write(db.join("sub/deep.txt"), "deep").unwrap();
+    std::fs::write(top.path().join("secret.txt"), "do not leak").unwrap();
+    std::os::unix::fs::symlink(top.path().join("secret.txt"), db.join("out-abs")).unwrap();
+    std::os::unix::fs::symlink("../secret.txt", db.join("out-rel")).unwrap();
+    std::os::unix::fs::symlink("rules.txt", db.join("in")).unwrap();
+    (top, db)
+}
+
+fn findings_of(out: &lade::plugin::scanner::ScanResult) -> BTreeMap<String, String> {
+    out.findings
+        .iter()
+        .map(|f| (f.id.clone(), f.message.clone()))
+        .collect()
+}
+
+#[test]
+fn a_scanner_reads_its_granted_data_directory_and_nothing_outside_it() {
+    use lade::plugin::scanner::{DataGrants, Document, InputDocument, MemoryFiles};
+    let (top, db) = data_dir();
+    let grants = DataGrants::parse(&[format!("db={}", db.display())]).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(Duration::from_secs(10), cache.path());
+    let plugin = rt
+        .load(&PluginSource::File(fixture_at("0.2.0", "data-reader")))
+        .unwrap();
+    assert_eq!(plugin.contract_version(), "0.2.0");
+    let needs = &plugin.info().needs;
+    assert_eq!(needs.data_dirs.len(), 2);
+    assert!(needs.data_dirs[0].name == "db" && needs.data_dirs[0].required);
+    let scanner = plugin.scanner().unwrap();
+    let wants = scanner.wants().unwrap();
+    assert!(wants.all_layers && wants.executables);
+
+    let secret = top.path().join("secret.txt").display().to_string();
+    let options = [
+        ("read", "db:rules.txt"),
+        ("read", "db:sub/../in"),
+        ("read-at", "db:rules.txt:5:3"),
+        ("list", "db:"),
+        ("read", "db:../secret.txt"),
+        ("read", "db:sub/../../secret.txt"),
+        ("read", &format!("db:{secret}")),
+        ("read", "db:out-abs"),
+        ("read", "db:out-rel"),
+        ("list", "db:.."),
+        ("open", "extra"),
+        ("open", "elsewhere"),
+    ];
+    // A file a later layer deleted still reaches an all-layers scanner, marked invisible, with its layer.
+    let files = MemoryFiles::new([
+        (scan_entry("/etc/key", 4, 0, false), b"key!".to_vec()),
+        (scan_entry("/etc/os-release", 4, 1, true), b"ID=x".to_vec()),
+    ]);
+    let inputs = vec![InputDocument {
+        producer: "sbom".into(),
+        document: Document {
+            media_type: "text/plain".into(),
+            content: b"an earlier document".to_vec(),
+        },
+    }];
+    let out = scanner
+        .scan(&scan_request(&options, inputs), Box::new(files), &grants)
+        .unwrap();
+    let f = findings_of(&out);
+    assert_eq!(f["read db:rules.txt"], "rule one\nrule two\n");
+    assert_eq!(
+        f["read db:sub/../in"], "rule one\nrule two\n",
+        "a link inside is followed"
+    );
+    assert_eq!(f["read-at db:rules.txt:5:3"], "one");
+    assert_eq!(f["list db:"], "in,out-abs,out-rel,rules.txt,sub");
+    for refused in [
+        "read db:../secret.txt".to_string(),
+        "read db:sub/../../secret.txt".to_string(),
+        format!("read db:{secret}"),
+        "read db:out-abs".to_string(),
+        "read db:out-rel".to_string(),
+        "list db:..".to_string(),
+    ] {
+        let v = &f[&refused];
+        assert!(
+            v.starts_with("host error: ")
+                && v.contains("in data directory `db`")
+                && !v.contains("do not leak"),
+            "{refused}: {v}"
+        );
+    }
+    assert!(f[&format!("read db:{secret}")].contains("absolute paths are refused"));
+    assert!(
+        f["open extra"].contains("`extra` was not granted")
+            && f["open extra"].contains("--plugin-data extra=DIR"),
+        "{f:?}"
+    );
+    assert!(
+        f["open elsewhere"].contains("did not declare the data directory `elsewhere`"),
+        "{f:?}"
+    );
+    assert_eq!(f["/etc/key"], "layer 0 visible false");
+    assert_eq!(f["/etc/os-release"], "layer 1 visible true");
+    let layers: BTreeMap<&str, Option<&str>> = out
+        .findings
+        .iter()
+        .map(|x| (x.id.as_str(), x.layer.as_deref()))
+        .collect();
+    assert_eq!(layers["/etc/key"], Some("sha256:layer0"));
+    assert_eq!(f["input sbom"], "an earlier document");
+
+    // The host keeps serving: the same scanner again, and a frontend of each version.
+    let again = scanner
+        .scan(
+            &scan_request(&[("read", "db:sub/deep.txt")], vec![]),
+            Box::new(MemoryFiles::default()),
+            &grants,
+        )
+        .unwrap();
+    assert_eq!(findings_of(&again)["read db:sub/deep.txt"], "deep");
+    assert_runtime_still_works(&rt, "a scanner reading outside its data directory");
+
+    // Its required directory not granted: refused before it runs, saying how to grant it.
+    let e = scanner
+        .scan(
+            &scan_request(&[], vec![]),
+            Box::new(MemoryFiles::default()),
+            &DataGrants::default(),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("plugin `data-reader` needs the data directory `db` (the test database)")
+            && e.contains("--plugin-data db=DIR"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_signer_signs_and_verifies_through_the_sandbox() {
-    use lade::plugin::signer::KeyMaterial;
+    use lade::plugin::signer::{KeyMaterial, SignRequest, SignatureFormat, Signed};
     let cache = tempfile::tempdir().unwrap();
     let rt = runtime(Duration::from_secs(10), cache.path());
-    let plugin = rt.load(&PluginSource::File(fixture("toy-signer"))).unwrap();
-    let signer = plugin.signer().unwrap();
-    assert_eq!(signer.payload_type().unwrap(), "application/x-lade-toy");
     let key = |private: Option<&[u8]>, public: Option<&[u8]>| KeyMaterial {
         private_key: private.map(<[u8]>::to_vec),
         public_key: public.map(<[u8]>::to_vec),
         passphrase: None,
         options: vec![],
     };
-    let sig = signer.sign(b"payload", &key(Some(b"K"), None)).unwrap();
-    assert_eq!(sig.content, b"daolyapK");
-    assert_eq!(sig.media_type, "application/x-lade-toy-signature");
+    let request = |format| SignRequest {
+        format,
+        payload: b"payload".to_vec(),
+        payload_type: "application/x-test".into(),
+    };
+
+    // 0.1.0, adapted up: untyped artifact signatures, the material handed over on each call.
+    let plugin = rt.load(&PluginSource::File(fixture("toy-signer"))).unwrap();
+    let signer = plugin.signer().unwrap();
+    assert!(signer.formats().unwrap().is_empty());
+    let signing = signer.signing_key(&key(Some(b"K"), None)).unwrap();
+    assert!(signing.key_id().unwrap().starts_with("sha256:"));
+    let sig = signing.sign(&request(SignatureFormat::Cosign)).unwrap();
+    let Signed::Artifact(artifact) = &sig else {
+        panic!("a 0.1.0 signature comes up as an artifact: {sig:?}")
+    };
+    assert_eq!(artifact.content, b"daolyapK");
+    assert_eq!(artifact.media_type, "application/x-lade-toy-signature");
+    let verifying = signer.verifying_key(&key(None, Some(b"K"))).unwrap();
     assert_eq!(
-        signer
-            .verify(b"payload", &sig, &key(None, Some(b"K")))
-            .unwrap()
-            .signer,
+        verifying.verify(Some(b"payload"), &sig).unwrap().key_id,
         "toy-key"
     );
-    let wrong = signer.verify(b"payload", &sig, &key(None, Some(b"X")));
+    let wrong = signer.verifying_key(&key(None, Some(b"X"))).unwrap();
+    let e = wrong.verify(Some(b"payload"), &sig).unwrap_err();
     assert!(
-        matches!(&wrong, Err(f @ PluginFailure::Reported { .. }) if f.to_string().contains("does not match")),
-        "{:?}",
-        wrong.err().map(|e| e.to_string())
+        matches!(&e, PluginFailure::Reported { .. }) && e.to_string().contains("does not match"),
+        "{e}"
+    );
+
+    // 0.2.0: a key opened once serves many signatures (it is parsed once), typed outputs, stable ids.
+    let plugin = rt
+        .load(&PluginSource::File(fixture_at("0.2.0", "key-signer")))
+        .unwrap();
+    let signer = plugin.signer().unwrap();
+    assert_eq!(
+        signer.formats().unwrap(),
+        [SignatureFormat::Cosign, SignatureFormat::Dsse]
+    );
+    let signing = signer.signing_key(&key(Some(b"K"), None)).unwrap();
+    assert_eq!(signing.key_id().unwrap(), "toy:K");
+    assert_eq!(signing.public_key().unwrap().as_deref(), Some(&b"K"[..]));
+    let mut last = None;
+    for _ in 0..3 {
+        last = Some(signing.sign(&request(SignatureFormat::Cosign)).unwrap());
+    }
+    let Some(Signed::Cosign(cosign)) = &last else {
+        panic!("{last:?}")
+    };
+    assert_eq!(cosign.signature, b"daolyapK");
+    assert_eq!(
+        cosign.annotations[0].value, "1",
+        "the key was parsed more than once"
+    );
+    let dsse = signing.sign(&request(SignatureFormat::Dsse)).unwrap();
+    assert!(matches!(&dsse, Signed::Dsse(d) if d.signatures[0].keyid == "toy:K"));
+    let e = signing
+        .sign(&request(SignatureFormat::OpenpgpMessage))
+        .unwrap_err();
+    assert!(e.to_string().contains("only cosign and dsse"), "{e}");
+
+    let verifying = signer.verifying_key(&key(None, Some(b"K"))).unwrap();
+    assert_eq!(verifying.key_ids().unwrap(), ["toy:K"]);
+    let v = verifying
+        .verify(Some(b"payload"), last.as_ref().unwrap())
+        .unwrap();
+    assert_eq!(
+        (v.key_id.as_str(), v.payload.as_slice()),
+        ("toy:K", &b"payload"[..])
+    );
+    let v = verifying.verify(None, &dsse).unwrap();
+    assert_eq!(v.payload, b"payload");
+    let wrong = signer.verifying_key(&key(None, Some(b"X"))).unwrap();
+    assert!(
+        wrong
+            .verify(None, &dsse)
+            .unwrap_err()
+            .to_string()
+            .contains("does not match")
+    );
+    // A key that does not open is the plugin's own error.
+    let e = signer.signing_key(&key(None, None)).err().unwrap();
+    assert!(
+        matches!(&e, PluginFailure::Reported { .. }) && e.to_string().contains("no key material"),
+        "{e}"
     );
 }
 
 /// What any plugin may import, written out independently of the host's own list.
-fn import_allowed(import: &str, kind: &str) -> bool {
+fn import_allowed(import: &str, kind: &str, contract: &str) -> bool {
     let (name, version) = import.split_once('@').unwrap_or((import, ""));
-    let lade = match kind {
-        "frontend" => &["types", "context", "images"][..],
-        "scanner" => &["types", "image-files"][..],
+    let lade = match (kind, contract) {
+        ("frontend", _) => &["types", "context", "images"][..],
+        ("scanner", "0.1.0") => &["types", "image-files"][..],
+        ("scanner", _) => &["types", "image-files", "data-dirs"][..],
         _ => &["types"][..],
     };
     if let Some(iface) = name.strip_prefix("lade:plugin/") {
-        return version == "0.1.0" && lade.contains(&iface);
+        return version == contract && lade.contains(&iface);
     }
     let wasi = [
         "wasi:io/poll",
@@ -538,10 +922,13 @@ fn every_embedded_plugin_imports_only_what_its_kind_may() {
         ))
         .unwrap();
         let kind = d["kind"].as_str().unwrap();
+        // The embedded plugins are built against the newest contract.
+        let contract = d["contract_version"].as_str().unwrap();
+        assert_eq!(contract, "0.2.0", "{d}");
         let imports = d["imports"].as_array().unwrap();
         for i in imports {
             assert!(
-                import_allowed(i.as_str().unwrap(), kind),
+                import_allowed(i.as_str().unwrap(), kind, contract),
                 "embedded {kind} `{name}` imports {i}"
             );
         }
@@ -550,17 +937,184 @@ fn every_embedded_plugin_imports_only_what_its_kind_may() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|e| e == "lade:plugin/metadata@0.1.0"),
+                .any(|e| e == "lade:plugin/metadata@0.2.0"),
             "{d}"
         );
         assert!(d["digest"].as_str().unwrap().starts_with("sha256:"), "{d}");
         // The text form shows the same imports.
         let text = ok(lade().args(["plugin", "inspect", name]));
-        assert!(text.contains("contract:    lade:plugin@0.1.0"), "{text}");
+        assert!(text.contains("contract:    lade:plugin@0.2.0"), "{text}");
         for i in imports {
             assert!(text.contains(i.as_str().unwrap()), "{text}");
         }
     }
+}
+
+#[test]
+fn inspect_shows_declared_needs_and_what_plugin_data_grants() {
+    let (_top, db) = data_dir();
+    let file = fixture_at("0.2.0", "data-reader");
+    let text = ok(lade().args(["plugin", "inspect"]).arg(&file));
+    assert!(text.contains("contract:    lade:plugin@0.2.0"), "{text}");
+    assert!(
+        text.contains(
+            "data directory db: the test database (required, not granted: --plugin-data NAME=DIR)"
+        ) && text.contains("data directory extra: optional extra rules (optional, not granted)")
+            && text.contains("input documents: text/plain"),
+        "{text}"
+    );
+    let granted = ok(lade()
+        .arg("--plugin-data")
+        .arg(format!("db={}", db.display()))
+        .args(["plugin", "inspect"])
+        .arg(&file));
+    assert!(
+        granted.contains("data directory db: the test database (granted)"),
+        "{granted}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&ok(lade()
+        .arg(format!("--plugin-data=db={}", db.display()))
+        .args(["plugin", "inspect", "--format", "json"])
+        .arg(&file)))
+    .unwrap();
+    assert_eq!(json["needs"]["data_dirs"][0]["name"], "db");
+    assert_eq!(json["granted_data_dirs"], serde_json::json!(["db"]));
+    // A frontend declares nothing.
+    let text = ok(lade().args(["plugin", "inspect", "dockerfile"]));
+    assert!(text.contains("needs:       nothing"), "{text}");
+    for (bad, want) in [
+        ("db", "expected NAME=DIR"),
+        ("db=/no/such/dir", "cannot open directory /no/such/dir"),
+        ("Bad=/tmp", "not a valid data directory name"),
+    ] {
+        let err = fails(
+            lade()
+                .args(["--plugin-data", bad, "plugin", "inspect"])
+                .arg(&file),
+            1,
+        );
+        assert!(err.contains(want), "{bad}: {err}");
+    }
+}
+
+/// `cargo` for a plugin crate: the outer build's settings removed, a target directory shared between test
+/// runs (a cache only: the crate itself is made from nothing each time).
+fn plugin_cargo(dir: &Path) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(dir)
+        .env("CARGO_TARGET_DIR", target_dir().join("new-plugins"));
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+#[test]
+fn a_new_author_goes_from_an_empty_directory_to_a_running_plugin() {
+    use lade::plugin::scanner::{DataGrants, MemoryFiles};
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let lade_at = || {
+        let mut c = lade();
+        c.arg("--root").arg(root.path());
+        c
+    };
+    let release = target_dir().join("new-plugins/wasm32-wasip2/release");
+    for kind in ["frontend", "scanner", "signer"] {
+        let name = format!("hello-{kind}");
+        let out = ok(lade_at()
+            .args(["plugin", "new", "--kind", kind, &name, "--dir"])
+            .arg(work.path()));
+        assert!(
+            out.contains(&format!("created {kind} plugin `{name}`")),
+            "{out}"
+        );
+        let krate = work.path().join(&name);
+        // The SDK comes along: nothing is read from lade's repository.
+        assert!(krate.join("sdk/wit/worlds.wit").is_file());
+        ok(plugin_cargo(&krate).args([
+            "build",
+            "--quiet",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+        ]));
+        // The template's logic unit-tests natively.
+        let tests = ok(plugin_cargo(&krate).args(["test", "--quiet"]));
+        assert!(tests.contains("1 passed"), "{tests}");
+        let wasm = release.join(format!("hello_{kind}.wasm"));
+        let installed = ok(lade_at().args(["plugin", "install"]).arg(&wasm));
+        assert!(
+            installed.contains(&format!("installed {kind} plugin `{name}`")),
+            "{installed}"
+        );
+    }
+    let list = ok(lade_at().args(["plugin", "list"]));
+    for kind in ["frontend", "scanner", "signer"] {
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with(&format!("hello-{kind} ")) && l.contains("0.2.0")),
+            "{list}"
+        );
+    }
+
+    // A run: the new frontend parses a build file through the CLI, by its installed name...
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Containerfile"),
+        "FROM alpine\nRUN echo from the new plugin\n",
+    )
+    .unwrap();
+    let parsed = ok(lade_at()
+        .args(["dockerfile", "parse", "--frontend", "hello-frontend"])
+        .arg(ctx.path()));
+    assert!(parsed.contains("echo from the new plugin"), "{parsed}");
+    std::fs::write(ctx.path().join("Containerfile"), "RUN too early\n").unwrap();
+    let err = fails(
+        lade_at()
+            .args(["dockerfile", "parse", "--frontend", "hello-frontend"])
+            .arg(ctx.path()),
+        1,
+    );
+    assert!(
+        err.contains("Containerfile:1:1") && err.contains("write `FROM <image>` first"),
+        "{err}"
+    );
+
+    // ...and the new scanner flags a marker in a deleted file, with its layer.
+    let cache = tempfile::tempdir().unwrap();
+    let rt = runtime(Duration::from_secs(10), cache.path());
+    let plugin = rt
+        .load(&PluginSource::File(release.join("hello_scanner.wasm")))
+        .unwrap();
+    let files = MemoryFiles::new([
+        (scan_entry("/app/notes", 9, 0, false), b"TODO: fix".to_vec()),
+        (scan_entry("/app/done", 4, 1, true), b"done".to_vec()),
+    ]);
+    let out = plugin
+        .scanner()
+        .unwrap()
+        .scan(
+            &scan_request(&[], vec![]),
+            Box::new(files),
+            &DataGrants::default(),
+        )
+        .unwrap();
+    assert_eq!(out.findings.len(), 1, "{:?}", out.findings);
+    assert_eq!(out.findings[0].layer.as_deref(), Some("sha256:layer0"));
+
+    // ...and, by its installed name, through `lade scan` over a root filesystem.
+    let rootfs = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(rootfs.path().join("app")).unwrap();
+    std::fs::write(rootfs.path().join("app/notes"), "TODO: ship it\n").unwrap();
+    std::fs::write(rootfs.path().join("app/done"), "shipped\n").unwrap();
+    let json: serde_json::Value = serde_json::from_str(&ok(lade_at()
+        .args(["scan", "--plugin", "hello-scanner", "-f", "json"])
+        .arg(rootfs.path())))
+    .unwrap();
+    let findings = json["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{json}");
+    assert_eq!(findings[0]["location"], "/app/notes");
 }
 
 fn sha256_of(path: &Path) -> String {

@@ -7,6 +7,7 @@ use lade_tests::{Registry, fails, lade, ok, require_peers};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 /// An image `layout:tag` made with umoci (not with lade): one layer holding a file of `size` noisy bytes.
 fn make_image(layout: &Path, tag: &str, seed: u64, size: usize) {
@@ -998,5 +999,207 @@ fn a_manifest_with_missing_children_fails_after_bounded_retries() {
         count_requests(&reg.log(), "PUT", "/v2/lonely/index/manifests/1"),
         3,
         "one PUT and two retries"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Oversized answers: a fake registry on loopback sends endless (or hugely announced) bodies where lade
+// reads into memory. lade must stop at its cap, fail naming the URL and the limit, and not read on.
+
+/// What the fake registry answers on one path.
+#[derive(Clone)]
+enum Answer {
+    /// This status, headers and a fixed body.
+    Fixed(u16, &'static str, Vec<u8>),
+    /// This status and headers, then a body that never ends (close-delimited, no Content-Length).
+    Endless(u16, &'static str),
+    /// This status, headers and `Content-Length` announcing that many bytes, of which none are sent.
+    Announced(u16, &'static str, u64),
+}
+
+/// The most an endless body sends before the server gives up: far past every cap, so a client that reads
+/// on is caught by the byte count.
+const ENDLESS_MAX: u64 = 512 << 20;
+
+/// A fake registry: `routes` maps a request path (without the query) to its answer, every other path is
+/// 404. `sent` counts the endless-body bytes written.
+struct Fake {
+    addr: String,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn fake_registry(routes: Vec<(String, Answer)>) -> Fake {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = sent.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let (routes, counter) = (routes.clone(), counter.clone());
+            std::thread::spawn(move || {
+                let mut s = conn;
+                let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+                let mut head = Vec::new();
+                let mut b = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut b) {
+                        Ok(n) if n > 0 && head.len() < 65536 => head.extend_from_slice(&b[..n]),
+                        _ => return, // closed, or not HTTP (lade's TLS probe)
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                let target = head.split_whitespace().nth(1).unwrap_or_default();
+                let path = target.split('?').next().unwrap_or_default();
+                let answer = routes
+                    .iter()
+                    .find(|(p, _)| p == path)
+                    .map(|(_, a)| a.clone())
+                    .unwrap_or(Answer::Fixed(404, "", b"{\"errors\":[]}".to_vec()));
+                let _ = match answer {
+                    Answer::Fixed(code, headers, body) => write!(
+                        s,
+                        "HTTP/1.1 {code} X\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .and_then(|_| s.write_all(&body)),
+                    Answer::Announced(code, headers, len) => write!(
+                        s,
+                        "HTTP/1.1 {code} X\r\n{headers}Content-Length: {len}\r\nConnection: close\r\n\r\n"
+                    )
+                    .and_then(|_| s.write_all(b"[")),
+                    Answer::Endless(code, headers) => {
+                        let r = write!(s, "HTTP/1.1 {code} X\r\n{headers}Connection: close\r\n\r\n");
+                        let chunk = [b' '; 65536];
+                        let mut n = 0;
+                        while r.is_ok() && n < ENDLESS_MAX && s.write_all(&chunk).is_ok() {
+                            n += chunk.len() as u64;
+                            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                        }
+                        Ok(())
+                    }
+                };
+            });
+        }
+    });
+    Fake { addr, sent }
+}
+
+/// Run `args` (`{}` replaced by the fake registry's address) against `routes`: lade fails naming the URL
+/// it was reading and `limit`, and the fake sent far less than its endless bodies would have.
+fn refuses_oversized(routes: Vec<(String, Answer)>, args: &[&str], url: &str, limit: &str) {
+    let fake = fake_registry(routes);
+    let args: Vec<String> = args.iter().map(|a| a.replace("{}", &fake.addr)).collect();
+    let out = lade_tests::run(lade().args(&args));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} should fail: {err}");
+    let url = format!("http://{}{url}", fake.addr);
+    assert!(
+        err.contains(&url) && err.contains(limit),
+        "{args:?}: the error should name {url} and the limit {limit}: {err}"
+    );
+    // Sent and unread bytes wait in socket buffers (a few MiB on loopback); a client reading on would
+    // have taken ENDLESS_MAX.
+    let sent = fake.sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        sent < 64 << 20,
+        "{args:?}: the fake sent {sent} bytes before lade hung up"
+    );
+}
+
+const MANIFEST_TYPE: &str = "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n";
+
+#[test]
+fn an_endless_manifest_is_cut_at_4_mib() {
+    refuses_oversized(
+        vec![
+            ("/v2/".into(), Answer::Fixed(200, "", b"{}".to_vec())),
+            (
+                "/v2/big/manifests/1".into(),
+                Answer::Endless(200, MANIFEST_TYPE),
+            ),
+        ],
+        &["inspect", "--tls-verify=false", "docker://{}/big:1"],
+        "/v2/big/manifests/1",
+        "4194304 bytes",
+    );
+}
+
+#[test]
+fn a_manifest_announced_too_large_is_not_read() {
+    refuses_oversized(
+        vec![
+            ("/v2/".into(), Answer::Fixed(200, "", b"{}".to_vec())),
+            (
+                "/v2/big/manifests/1".into(),
+                Answer::Announced(200, MANIFEST_TYPE, 1 << 40),
+            ),
+        ],
+        &["inspect", "--tls-verify=false", "docker://{}/big:1"],
+        "/v2/big/manifests/1",
+        "4194304 bytes",
+    );
+}
+
+#[test]
+fn an_endless_tag_list_is_cut() {
+    refuses_oversized(
+        vec![
+            ("/v2/".into(), Answer::Fixed(200, "", b"{}".to_vec())),
+            (
+                "/v2/big/tags/list".into(),
+                Answer::Endless(200, "Content-Type: application/json\r\n"),
+            ),
+        ],
+        &["list-tags", "--tls-verify=false", "docker://{}/big"],
+        "/v2/big/tags/list",
+        "4194304 bytes",
+    );
+}
+
+#[test]
+fn an_endless_token_is_cut() {
+    let realm = "Www-Authenticate: Bearer realm=\"http://{}/token\",service=\"fake\"\r\n";
+    // The realm names the fake itself, whose address is known only once it listens: a second fake
+    // answers /v2/ with a challenge pointing at the first, which serves the endless token.
+    let tokens = fake_registry(vec![(
+        "/token".into(),
+        Answer::Endless(200, "Content-Type: application/json\r\n"),
+    )]);
+    let challenge: &'static str = Box::leak(realm.replace("{}", &tokens.addr).into_boxed_str());
+    let fake = fake_registry(vec![(
+        "/v2/".into(),
+        Answer::Fixed(401, challenge, b"{}".to_vec()),
+    )]);
+    let out = lade_tests::run(lade().args([
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{}/big:1", fake.addr),
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    let url = format!("http://{}/token", tokens.addr);
+    assert!(
+        err.contains(&url) && err.contains("1048576 bytes"),
+        "the error should name {url} and the 1 MiB limit: {err}"
+    );
+    let sent = tokens.sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(sent < 64 << 20, "the token server sent {sent} bytes");
+}
+
+#[test]
+fn an_endless_error_body_is_cut() {
+    refuses_oversized(
+        vec![
+            ("/v2/".into(), Answer::Fixed(200, "", b"{}".to_vec())),
+            (
+                "/v2/big/manifests/1".into(),
+                Answer::Endless(400, "Content-Type: application/json\r\n"),
+            ),
+        ],
+        &["inspect", "--tls-verify=false", "docker://{}/big:1"],
+        "/v2/big/manifests/1",
+        "1048576 bytes",
     );
 }

@@ -14,16 +14,18 @@ use super::{ImageState, Layer};
 use crate::copy::{CopyOptions, MultiArch, copy_image};
 use crate::dispatch::platform::Platform;
 use crate::layer::LayerCache;
+use crate::oci::ImageConfig;
+use crate::oci::config::{Nullable, set};
+use crate::oci::document::{self, Desc, Index, Manifest};
+use crate::oci::verify::check_bytes;
 use crate::plugin::frontend::{BaseImage, ImageResolver};
 use crate::reference::Reference;
 use crate::store::{Store, names};
 use crate::transport::local::LocalDestination;
-use crate::transport::verify::check_bytes;
 use crate::transport::{
     self, Descriptor, Digest, PlatformOverride, SystemContext, TransportRef, media,
 };
 use anyhow::{Context, Result, anyhow, bail};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
@@ -31,7 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// `--pull`: when a base image is fetched from its registry.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum PullPolicy {
     /// Always pull; fail if the registry cannot be reached
     Always,
@@ -43,6 +45,19 @@ pub enum PullPolicy {
     /// Pull when the registry has a different image than the local store (keep the local one when the
     /// registry cannot be reached)
     Newer,
+}
+
+impl std::str::FromStr for PullPolicy {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "always" | "true" => PullPolicy::Always,
+            "missing" | "ifmissing" => PullPolicy::Missing,
+            "never" | "false" => PullPolicy::Never,
+            "newer" | "ifnewer" => PullPolicy::Newer,
+            _ => bail!("unknown pull policy {s:?}: use always, missing, never or newer"),
+        })
+    }
 }
 
 impl std::fmt::Display for PullPolicy {
@@ -63,8 +78,8 @@ pub struct ResolvedBase {
     pub name: String,
     /// `sha256:<hex>` of the single-platform manifest (for an index: the chosen instance).
     pub manifest_digest: String,
-    /// The whole image config JSON.
-    pub config: Value,
+    /// The whole image config (unknown fields kept).
+    pub config: ImageConfig,
     /// The layer blobs, base first, as the manifest lists them.
     pub layers: Vec<Descriptor>,
     /// `rootfs.diff_ids`, one per layer.
@@ -79,9 +94,9 @@ enum Source {
     Name(String),
     /// `docker://REF`: the local store under the normalised name, then that registry.
     Docker(Reference),
-    /// `lade:NAME` / `containers-storage:NAME`: the local store only.
+    /// `lade:NAME`: the local store only.
     Local(String),
-    /// `oci:`, `oci-archive:`, `docker-archive:`, `dir:`: local files, read into the store every time.
+    /// `oci:`, `oci-archive:`, `docker-archive:`, `dir:`, `containers-storage:`: read into the store every time.
     Files(String, TransportRef),
 }
 
@@ -124,28 +139,28 @@ fn platform_override(p: &Platform) -> PlatformOverride {
 
 /// Whether an image config's os/architecture/variant is `want`. A config without a variant matches any
 /// variant of its architecture (many arm64 images leave it out).
-fn config_matches(config: &Value, want: &Platform) -> bool {
-    let os = config.get("os").and_then(Value::as_str).unwrap_or("linux");
-    let Some(arch) = config.get("architecture").and_then(Value::as_str) else {
+fn config_matches(config: &ImageConfig, want: &Platform) -> bool {
+    let os = config.os.as_deref().unwrap_or("linux");
+    let Some(arch) = config.architecture.as_deref() else {
         return true;
     };
-    let have = Platform::new(os, arch, config.get("variant").and_then(Value::as_str));
+    let have = Platform::new(os, arch, config.variant.as_deref());
     have.os == want.os
         && have.architecture == want.architecture
         && (have.variant.is_none() || want.variant.is_none() || have.variant == want.variant)
 }
 
-fn config_platform(config: &Value) -> String {
-    let f = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or("?");
-    match config.get("variant").and_then(Value::as_str) {
-        Some(v) => format!("{}/{}/{v}", f("os"), f("architecture")),
-        None => format!("{}/{}", f("os"), f("architecture")),
+fn config_platform(config: &ImageConfig) -> String {
+    let f = |k: &Option<String>| k.as_deref().unwrap_or("?").to_string();
+    match config.variant.as_deref() {
+        Some(v) => format!("{}/{}/{v}", f(&config.os), f(&config.architecture)),
+        None => format!("{}/{}", f(&config.os), f(&config.architecture)),
     }
 }
 
 /// Why a local image cannot be used as it is.
 enum Local {
-    Found(ResolvedBase),
+    Found(Box<ResolvedBase>),
     /// In the store, but not for this platform (or incomplete): the message says which.
     Unusable(String),
     Absent,
@@ -160,6 +175,7 @@ pub struct BaseResolver {
     pull: PullPolicy,
     handle: tokio::runtime::Handle,
     memo: Mutex<HashMap<(String, Platform), Slot>>,
+    events: crate::events::Events,
 }
 
 impl BaseResolver {
@@ -175,7 +191,14 @@ impl BaseResolver {
             pull,
             handle,
             memo: Mutex::new(HashMap::new()),
+            events: Default::default(),
         }
+    }
+
+    /// Send the pulls' progress events (blobs, manifests) to `events`.
+    pub fn with_events(mut self, events: crate::events::Events) -> Self {
+        self.events = events;
+        self
     }
 
     pub fn pull_policy(&self) -> PullPolicy {
@@ -221,7 +244,7 @@ impl BaseResolver {
         }
         match classify(reference)? {
             Source::Local(n) => match self.local(&n, platform)? {
-                Local::Found(b) => Ok(b),
+                Local::Found(b) => Ok(*b),
                 Local::Unusable(why) => bail!("{why}"),
                 Local::Absent => bail!(
                     "not in the local store at {}; pull it first (`lade pull …`) or tag it there",
@@ -258,8 +281,8 @@ impl BaseResolver {
             self.local(local_name, platform)?
         };
         match (self.pull, local) {
-            (PullPolicy::Missing, Local::Found(b)) => Ok(b),
-            (PullPolicy::Never, Local::Found(b)) => Ok(b),
+            (PullPolicy::Missing, Local::Found(b)) => Ok(*b),
+            (PullPolicy::Never, Local::Found(b)) => Ok(*b),
             (PullPolicy::Never, Local::Unusable(why)) => {
                 bail!(
                     "{why}, and --pull=never forbids pulling it; pull it with `lade pull` or use --pull=missing"
@@ -272,14 +295,14 @@ impl BaseResolver {
             ),
             (PullPolicy::Newer, Local::Found(b)) => match candidates().and_then(|c| self.remote_digest(&c, platform))
             {
-                Ok(Some(d)) if d == b.manifest_digest => Ok(b),
+                Ok(Some(d)) if d == b.manifest_digest => Ok(*b),
                 Ok(_) => self.pull_any(&candidates()?, platform),
                 Err(e) => {
                     tracing::warn!(
                         "--pull=newer: cannot reach the registry for `{local_name}` ({e:#}); using the local image {}",
                         b.manifest_digest
                     );
-                    Ok(b)
+                    Ok(*b)
                 }
             },
             (_, Local::Unusable(why)) => {
@@ -312,15 +335,14 @@ impl BaseResolver {
                 let s = transport::open_source(&src, &self.sys).await?;
                 let (bytes, mt) = s.manifest(None).await?;
                 if !media::is_index(&mt) {
-                    return Ok(crate::transport::verify::sha256_digest(&bytes).to_string());
+                    return Ok::<_, anyhow::Error>(
+                        crate::oci::verify::sha256_digest(&bytes).to_string(),
+                    );
                 }
-                let idx: Value = serde_json::from_slice(&bytes)
-                    .with_context(|| format!("{src}: the index is not JSON"))?;
-                let i = crate::copy::platform::choose(&idx, &platform_override(platform))?;
-                idx["manifests"][i]["digest"]
-                    .as_str()
-                    .map(str::to_string)
-                    .with_context(|| format!("{src}: index entry {i} has no digest"))
+                let idx: Index = document::parse(&bytes)
+                    .with_context(|| format!("{src}: the index is not valid"))?;
+                let i = crate::oci::platform::choose(&idx, &platform_override(platform))?;
+                Ok(idx.manifests[i].digest.clone())
             });
             match got {
                 Ok(d) => return Ok(Some(d)),
@@ -367,12 +389,15 @@ impl BaseResolver {
             platform: platform_override(platform),
             retry_times: self.sys.retry_times,
             tmp_dir: root.join("lade").join("tmp"),
+            events: self.events.clone(),
             ..CopyOptions::default()
         };
         let report = self.block_on(async {
             let source = transport::open_source(src, &self.sys)
                 .await
                 .with_context(|| format!("opening {src}"))?;
+            // The signature policy, before a single layer is read.
+            let source = crate::policy::check(src, source, &self.sys).await?;
             let dst = LocalDestination::open_named(&root, name, remote)?;
             // A digest-pinned index is kept (only its chosen instance is copied, and that is what the store
             // names), so the next build finds the pinned digest locally instead of asking the registry.
@@ -387,9 +412,9 @@ impl BaseResolver {
         })?;
         let digest: Digest = report.digest.parse()?;
         let full = LocalDestination::stored_name(name, remote);
-        let desc = crate::transport::oci::manifest_descriptor(digest, 0, &report.media_type)?;
+        let desc = crate::oci::manifest_descriptor(digest, 0, &report.media_type)?;
         match self.load(&full, &desc, platform)? {
-            Local::Found(b) => Ok(b),
+            Local::Found(b) => Ok(*b),
             Local::Unusable(why) => bail!("{why} (after reading it from {src})"),
             Local::Absent => bail!("{src}: the copied image is missing from the store"),
         }
@@ -407,8 +432,7 @@ impl BaseResolver {
                 {
                     let bytes = self.store.layout().read_blob(&d)?;
                     let mt = media::sniff(&bytes);
-                    let desc =
-                        crate::transport::oci::manifest_descriptor(d, bytes.len() as u64, &mt)?;
+                    let desc = crate::oci::manifest_descriptor(d, bytes.len() as u64, &mt)?;
                     return self.load(name, &desc, platform);
                 }
                 return Ok(Local::Absent);
@@ -425,9 +449,9 @@ impl BaseResolver {
             .with_context(|| format!("manifest of `{name}` in the store"))?;
         let mut digest = top.digest().clone();
         if media::is_index(&media::sniff(&bytes)) {
-            let idx: Value = serde_json::from_slice(&bytes)
-                .with_context(|| format!("`{name}`: the stored index is not JSON"))?;
-            let i = match crate::copy::platform::choose(&idx, &platform_override(platform)) {
+            let idx: Index = document::parse(&bytes)
+                .with_context(|| format!("`{name}`: the stored index is not valid"))?;
+            let i = match crate::oci::platform::choose(&idx, &platform_override(platform)) {
                 Ok(i) => i,
                 Err(e) => {
                     return Ok(Local::Unusable(format!(
@@ -435,7 +459,7 @@ impl BaseResolver {
                     )));
                 }
             };
-            let child: Descriptor = serde_json::from_value(idx["manifests"][i].clone())
+            let child: Descriptor = (idx.manifests[i].spec())
                 .with_context(|| format!("`{name}`: index entry {i} is not a descriptor"))?;
             if !layout.has_blob(child.digest(), None) {
                 return Ok(Local::Unusable(format!(
@@ -448,15 +472,11 @@ impl BaseResolver {
                 .with_context(|| format!("`{name}`: stored manifest {}", child.digest()))?;
             digest = child.digest().clone();
         }
-        let manifest: Value = serde_json::from_slice(&bytes)
-            .with_context(|| format!("`{name}`: manifest {digest} is not JSON"))?;
-        let cfg_desc: Descriptor = serde_json::from_value(
-            manifest
-                .get("config")
-                .cloned()
-                .with_context(|| format!("`{name}`: manifest {digest} has no config"))?,
-        )
-        .with_context(|| format!("`{name}`: manifest {digest} has a bad config descriptor"))?;
+        let manifest: Manifest = document::parse(&bytes).with_context(|| {
+            format!("`{name}`: manifest {digest} is not a valid image manifest")
+        })?;
+        let cfg_desc: Descriptor = (manifest.config.spec())
+            .with_context(|| format!("`{name}`: manifest {digest} has a bad config descriptor"))?;
         if !layout.has_blob(cfg_desc.digest(), None) {
             return Ok(Local::Unusable(format!(
                 "`{name}` in the local store lacks its config {}",
@@ -466,34 +486,18 @@ impl BaseResolver {
         let cfg_bytes = layout.read_blob(cfg_desc.digest())?;
         check_bytes(&cfg_bytes, cfg_desc.digest(), Some(cfg_desc.size()))
             .with_context(|| format!("`{name}`: stored config"))?;
-        let config: Value = serde_json::from_slice(&cfg_bytes)
-            .with_context(|| format!("`{name}`: config {} is not JSON", cfg_desc.digest()))?;
+        let config: ImageConfig = document::parse(&cfg_bytes)
+            .with_context(|| format!("`{name}`: config {} is not valid", cfg_desc.digest()))?;
         if !config_matches(&config, platform) {
             return Ok(Local::Unusable(format!(
                 "`{name}` in the local store is for {}, not {platform}",
                 config_platform(&config)
             )));
         }
-        let layers: Vec<Descriptor> = manifest
-            .get("layers")
-            .and_then(Value::as_array)
-            .map(|l| {
-                l.iter()
-                    .map(|d| serde_json::from_value(d.clone()))
-                    .collect::<std::result::Result<_, _>>()
-            })
-            .transpose()
-            .with_context(|| format!("`{name}`: manifest {digest} has a bad layer descriptor"))?
-            .unwrap_or_default();
-        let diff_ids: Vec<String> = config
-            .pointer("/rootfs/diff_ids")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|d| d.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let layers: Vec<Descriptor> = (manifest.layers.iter().map(Desc::spec))
+            .collect::<Result<_>>()
+            .with_context(|| format!("`{name}`: manifest {digest} has a bad layer descriptor"))?;
+        let diff_ids: Vec<String> = config.diff_ids().to_vec();
         if diff_ids.len() != layers.len() {
             bail!(
                 "`{name}`: manifest {digest} lists {} layers but its config has {} diff_ids; the image is damaged",
@@ -510,35 +514,42 @@ impl BaseResolver {
                 )));
             }
         }
-        Ok(Local::Found(ResolvedBase {
+        Ok(Local::Found(Box::new(ResolvedBase {
             name: name.to_string(),
             manifest_digest: digest.to_string(),
             config,
             layers,
             diff_ids,
-        }))
+        })))
     }
 
     /// Every layer of `base` unpacked into `cache` (in parallel; each verified against its diff_id, which
     /// is recorded in the store), as an [`ImageState`]. Layers already unpacked cost a stat.
     pub fn image_state(&self, base: &ResolvedBase, cache: &LayerCache) -> Result<ImageState> {
         let n = base.layers.len();
+        // A layer listed twice (schema 1 conversions, several empty layers) is unpacked once: `first[i]`
+        // is the first index with layer i's diff_id, and only those are unpacked.
+        let first: Vec<usize> = (0..n)
+            .map(|i| {
+                (0..i)
+                    .find(|&k| base.diff_ids[k] == base.diff_ids[i])
+                    .unwrap_or(i)
+            })
+            .collect();
+        let unique: Vec<usize> = (0..n).filter(|&i| first[i] == i).collect();
         let dirs: Vec<Mutex<Option<Result<PathBuf>>>> = (0..n).map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
         let work = || {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
+            while let Some(&i) = unique.get(next.fetch_add(1, Ordering::Relaxed)) {
                 let r = self.unpack_one(&base.layers[i], &base.diff_ids[i], cache);
                 if let Ok(mut slot) = dirs[i].lock() {
                     *slot = Some(r);
                 }
             }
         };
-        let todo = (0..n)
-            .filter(|&i| !matches!(cache.get(&base.diff_ids[i]), Ok(Some(_))))
+        let todo = unique
+            .iter()
+            .filter(|&&i| !matches!(cache.get(&base.diff_ids[i]), Ok(Some(_))))
             .count();
         let workers = std::thread::available_parallelism()
             .map_or(2, |c| c.get())
@@ -552,20 +563,23 @@ impl BaseResolver {
                 }
             });
         }
-        let mut layers = Vec::with_capacity(n);
+        let mut layers: Vec<Layer> = Vec::with_capacity(n);
         for (i, slot) in dirs.into_iter().enumerate() {
-            let dir = slot
-                .into_inner()
-                .map_err(|_| anyhow!("layer unpacking panicked"))?
-                .unwrap_or_else(|| Err(anyhow!("layer {i} was not unpacked")))
-                .with_context(|| {
-                    format!(
-                        "base image `{}`: layer {} of {n} ({})",
-                        base.name,
-                        i + 1,
-                        base.layers[i].digest()
-                    )
-                })?;
+            let dir = if first[i] != i {
+                Ok(layers[first[i]].dir.clone())
+            } else {
+                slot.into_inner()
+                    .map_err(|_| anyhow!("layer unpacking panicked"))?
+                    .unwrap_or_else(|| Err(anyhow!("layer {i} was not unpacked")))
+            };
+            let dir = dir.with_context(|| {
+                format!(
+                    "base image `{}`: layer {} of {n} ({})",
+                    base.name,
+                    i + 1,
+                    base.layers[i].digest()
+                )
+            })?;
             layers.push(Layer {
                 diff_id: base.diff_ids[i].clone(),
                 blob: base.layers[i].clone(),
@@ -618,16 +632,8 @@ fn pinned_digest(name: &str) -> Option<Digest> {
     names::split(name).2.and_then(|d| d.parse().ok())
 }
 
-fn strings(config: &Value, key: &str) -> Vec<String> {
-    config
-        .pointer(&format!("/config/{key}"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
+fn strings(field: Option<&Nullable<Vec<String>>>) -> Vec<String> {
+    field.and_then(set).cloned().unwrap_or_default()
 }
 
 impl ImageResolver for BaseResolver {
@@ -648,9 +654,9 @@ impl ImageResolver for BaseResolver {
         let base = self.resolve_memo(reference, &p)?;
         Ok(Some(BaseImage {
             reference: base.name.clone(),
-            env: strings(&base.config, "Env"),
-            on_build: strings(&base.config, "OnBuild"),
-            shell: strings(&base.config, "Shell"),
+            env: strings(base.config.container().map(|c| &c.env)),
+            on_build: strings(base.config.container().map(|c| &c.on_build)),
+            shell: strings(base.config.container().map(|c| &c.shell)),
         }))
     }
 }
@@ -720,46 +726,56 @@ mod tests {
         let amd64: Platform = "linux/amd64".parse().unwrap();
         let v7: Platform = "linux/arm/v7".parse().unwrap();
         assert!(config_matches(
-            &json!({"os": "linux", "architecture": "arm64", "variant": "v8"}),
+            &cfg(json!({"os": "linux", "architecture": "arm64", "variant": "v8"})),
             &arm64
         ));
         assert!(config_matches(
-            &json!({"os": "linux", "architecture": "aarch64"}),
+            &cfg(json!({"os": "linux", "architecture": "aarch64"})),
             &arm64
         ));
         assert!(!config_matches(
-            &json!({"os": "linux", "architecture": "amd64"}),
+            &cfg(json!({"os": "linux", "architecture": "amd64"})),
             &arm64
         ));
         assert!(config_matches(
-            &json!({"os": "linux", "architecture": "x86_64"}),
+            &cfg(json!({"os": "linux", "architecture": "x86_64"})),
             &amd64
         ));
         assert!(!config_matches(
-            &json!({"os": "linux", "architecture": "arm", "variant": "v6"}),
+            &cfg(json!({"os": "linux", "architecture": "arm", "variant": "v6"})),
             &v7
         ));
         assert!(config_matches(
-            &json!({"os": "linux", "architecture": "arm"}),
+            &cfg(json!({"os": "linux", "architecture": "arm"})),
             &v7
         ));
         assert!(!config_matches(
-            &json!({"os": "windows", "architecture": "amd64"}),
+            &cfg(json!({"os": "windows", "architecture": "amd64"})),
             &amd64
         ));
         assert_eq!(
-            config_platform(&json!({"os": "linux", "architecture": "arm", "variant": "v6"})),
+            config_platform(&cfg(
+                json!({"os": "linux", "architecture": "arm", "variant": "v6"})
+            )),
             "linux/arm/v6"
         );
     }
 
     #[test]
     fn reads_base_config_fields() {
-        let c = json!({"config": {"Env": ["A=1", "PATH=/bin"], "OnBuild": ["RUN true"], "Shell": ["/bin/bash", "-c"]}});
-        assert_eq!(strings(&c, "Env"), vec!["A=1", "PATH=/bin"]);
-        assert_eq!(strings(&c, "OnBuild"), vec!["RUN true"]);
-        assert_eq!(strings(&c, "Shell"), vec!["/bin/bash", "-c"]);
-        assert!(strings(&c, "Cmd").is_empty());
+        let c = cfg(
+            json!({"config": {"Env": ["A=1", "PATH=/bin"], "OnBuild": ["RUN true"], "Shell": ["/bin/bash", "-c"]}}),
+        );
+        let c = c.container();
+        assert_eq!(strings(c.map(|c| &c.env)), vec!["A=1", "PATH=/bin"]);
+        assert_eq!(strings(c.map(|c| &c.on_build)), vec!["RUN true"]);
+        assert_eq!(strings(c.map(|c| &c.shell)), vec!["/bin/bash", "-c"]);
+        assert!(strings(c.map(|c| &c.cmd)).is_empty());
+        assert!(strings(None).is_empty());
+    }
+
+    fn cfg(v: serde_json::Value) -> ImageConfig {
+        serde_json::from_value(v).unwrap()
     }
 
     /// A one-layer image tagged `name` in a new store under `root`; returns (store, layer diff_id).
@@ -785,7 +801,7 @@ mod tests {
             h.set_cksum();
             tar.append_data(&mut h, path, *data).unwrap();
             let layer = tar.into_inner().unwrap();
-            diffs.push(crate::transport::verify::sha256_digest(&layer).to_string());
+            diffs.push(crate::oci::verify::sha256_digest(&layer).to_string());
             descs.push(store.put_manifest(&layer, media::OCI_LAYER).unwrap());
         }
         let config = json!({"architecture": arch, "os": "linux",
@@ -835,6 +851,24 @@ mod tests {
         // A second call reuses the unpacked dirs.
         let again = r.image_state(&b, &cache).unwrap();
         assert_eq!(again.lowers(), st.lowers());
+    }
+
+    #[test]
+    fn a_layer_listed_twice_is_unpacked_once_and_kept_in_both_places() {
+        let t = tempfile::tempdir().unwrap();
+        let host = Platform::host();
+        let refs: [(&str, &[u8]); 3] = [("a", b"A\n"), ("b", b"B\n"), ("a", b"A\n")];
+        let (store, diffs) = store_layers(t.path(), "twice:1", &host.architecture, &refs);
+        assert_eq!(diffs[0], diffs[2]);
+        let rt = runtime();
+        let r = resolver(&store, PullPolicy::Never, &rt);
+        let b = r.resolve("twice:1", &host).unwrap();
+        let st = r.image_state(&b, &LayerCache::new(store.root())).unwrap();
+        let ids: Vec<&str> = st.layers.iter().map(|l| l.diff_id.as_str()).collect();
+        assert_eq!(ids, diffs.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(st.layers[0].dir, st.layers[2].dir);
+        assert_ne!(st.layers[0].dir, st.layers[1].dir);
+        assert_eq!(std::fs::read(st.layers[2].dir.join("a")).unwrap(), b"A\n");
     }
 
     fn resolver(store: &Store, pull: PullPolicy, rt: &tokio::runtime::Runtime) -> BaseResolver {
@@ -924,7 +958,7 @@ mod tests {
                 .map(|d| d.to_string()),
             Some(diff_id.clone())
         );
-        assert_eq!(st.config["config"]["Env"][0], "PATH=/bin");
+        assert_eq!(crate::build::config::env(&st.config)[0], "PATH=/bin");
 
         // A layer that does not match its diff_id is refused, naming the image and the layer.
         let t2 = tempfile::tempdir().unwrap();
@@ -986,7 +1020,15 @@ mod tests {
             store_root: store.root().to_path_buf(),
             ..Default::default()
         };
-        crate::build::output::export(&store, "app:1", &spec, &sys, rt.handle()).unwrap();
+        crate::build::output::export(
+            &store,
+            "app:1",
+            &spec,
+            &sys,
+            rt.handle(),
+            &Default::default(),
+        )
+        .unwrap();
         let other = Store::open(&t.path().join("b")).unwrap();
         let r = resolver(&other, PullPolicy::Never, &rt);
         let b = r

@@ -6,8 +6,8 @@
 //! written once, when the step runs). For `--explain-cache`, each step position (file, stage, step number)
 //! points at the key its last build had (`.../slots/`), so a miss can name the input that changed.
 
+use crate::fsutil::write_atomic;
 use crate::layer::sha256_hex;
-use crate::store::layout::write_atomic;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -1,101 +1,93 @@
 //! The image config as instructions change it, and the history entries buildah writes for them.
 
 use crate::dispatch::platform::Platform;
+use crate::oci::ImageConfig;
+use crate::oci::config::{ContainerConfig, Healthcheck, History, Nullable, RootFs, set};
 use crate::plugin::frontend::{Command, HealthCheck, Instruction, Step};
 use anyhow::Result;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
+use std::collections::BTreeMap;
 
-/// Build args that never reach history or cache keys (they are about the build machine, not the image).
-pub const PROXY_ARGS: &[&str] = &[
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
+// `PROXY_ARGS`, shared with the Dockerfile frontend (one file, included by both).
+include!("../../../plugins/dockerfile/src/proxy_args.rs");
 
 pub fn is_proxy_arg(name: &str) -> bool {
     PROXY_ARGS.contains(&name)
 }
 
 /// The config a stage starts from: the base image's (its ONBUILD triggers consumed) or an empty one.
-pub fn initial(base: Option<&Value>, platform: &Platform, from_stage: bool) -> Value {
-    let mut cfg = base.cloned().unwrap_or_else(|| json!({}));
-    if !cfg.is_object() {
-        cfg = json!({});
-    }
+pub fn initial(base: Option<&ImageConfig>, platform: &Platform, from_stage: bool) -> ImageConfig {
+    let mut cfg = base.cloned().unwrap_or_default();
     if base.is_none() {
         // As buildah and BuildKit: a stage from scratch gets the default PATH.
-        cfg["config"] = json!({"Env": [format!("PATH={}", super::run::DEFAULT_PATH)]});
+        cfg.config = Some(Some(ContainerConfig {
+            env: Some(Some(vec![format!("PATH={}", super::run::DEFAULT_PATH)])),
+            ..ContainerConfig::default()
+        }));
     }
-    let o = cfg.as_object_mut().expect("object");
-    o.insert("architecture".into(), json!(platform.architecture));
-    o.insert("os".into(), json!(platform.os));
-    match &platform.variant {
-        Some(v) => o.insert("variant".into(), json!(v)),
-        None => o.remove("variant"),
-    };
-    if !o.get("config").is_some_and(Value::is_object) {
-        o.insert("config".into(), json!({}));
-    }
+    cfg.architecture = Some(platform.architecture.clone());
+    cfg.os = Some(platform.os.clone());
+    cfg.variant = platform.variant.clone();
+    let section = cfg.container_mut();
     if !from_stage {
         // Triggers run in this build (the frontend inserted them as steps) and are not inherited further.
-        o["config"]
-            .as_object_mut()
-            .expect("object")
-            .remove("OnBuild");
+        section.on_build = None;
     }
-    if !o.get("rootfs").is_some_and(Value::is_object) {
-        o.insert("rootfs".into(), json!({"type": "layers", "diff_ids": []}));
+    if !matches!(cfg.rootfs, Some(Some(_))) {
+        cfg.rootfs = Some(Some(RootFs::default()));
     }
-    if !o.get("history").is_some_and(Value::is_array) {
-        o.insert("history".into(), json!([]));
+    if !matches!(cfg.history, Some(Some(_))) {
+        cfg.history = Some(Some(vec![]));
     }
     cfg
 }
 
-fn section(cfg: &mut Value) -> &mut Map<String, Value> {
-    if !cfg["config"].is_object() {
-        cfg["config"] = json!({});
-    }
-    cfg["config"].as_object_mut().expect("object")
-}
-
-/// The `Env` list.
-pub fn env(cfg: &Value) -> Vec<String> {
-    strings(&cfg["config"]["Env"])
-}
-
-fn strings(v: &Value) -> Vec<String> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
+/// The strings of a list field (none when absent or `null`).
+fn strings(
+    cfg: &ImageConfig,
+    field: impl Fn(&ContainerConfig) -> &Nullable<Vec<String>>,
+) -> Vec<String> {
+    cfg.container()
+        .and_then(|c| set(field(c)))
+        .cloned()
         .unwrap_or_default()
 }
 
+/// A string field (none when absent or `null`).
+fn string(
+    cfg: &ImageConfig,
+    field: impl Fn(&ContainerConfig) -> &Nullable<String>,
+) -> Option<&str> {
+    cfg.container()
+        .and_then(|c| set(field(c)))
+        .map(String::as_str)
+}
+
+/// The `Env` list.
+pub fn env(cfg: &ImageConfig) -> Vec<String> {
+    strings(cfg, |c| &c.env)
+}
+
 /// `WorkingDir`, or `/`.
-pub fn workdir(cfg: &Value) -> String {
-    match cfg["config"]["WorkingDir"].as_str() {
+pub fn workdir(cfg: &ImageConfig) -> String {
+    match string(cfg, |c| &c.working_dir) {
         Some(w) if !w.is_empty() => w.to_string(),
         _ => "/".into(),
     }
 }
 
-pub fn user(cfg: &Value) -> String {
-    cfg["config"]["User"].as_str().unwrap_or("").to_string()
+/// `WorkingDir` as the image has it (`""` when unset).
+pub fn workdir_as_set(cfg: &ImageConfig) -> &str {
+    string(cfg, |c| &c.working_dir).unwrap_or("")
+}
+
+pub fn user(cfg: &ImageConfig) -> String {
+    string(cfg, |c| &c.user).unwrap_or("").to_string()
 }
 
 /// `Shell`, or `/bin/sh -c`.
-pub fn shell(cfg: &Value) -> Vec<String> {
-    let s = strings(&cfg["config"]["Shell"]);
+pub fn shell(cfg: &ImageConfig) -> Vec<String> {
+    let s = strings(cfg, |c| &c.shell);
     if s.is_empty() {
         vec!["/bin/sh".into(), "-c".into()]
     } else {
@@ -104,7 +96,7 @@ pub fn shell(cfg: &Value) -> Vec<String> {
 }
 
 /// Set `KEY=value` in `Env`, replacing an earlier value of the same key in place.
-pub fn set_env(cfg: &mut Value, key: &str, value: &str) {
+pub fn set_env(cfg: &mut ImageConfig, key: &str, value: &str) {
     let mut list = env(cfg);
     let entry = format!("{key}={value}");
     match list
@@ -114,24 +106,27 @@ pub fn set_env(cfg: &mut Value, key: &str, value: &str) {
         Some(e) => *e = entry,
         None => list.push(entry),
     }
-    section(cfg).insert("Env".into(), json!(list));
+    cfg.container_mut().env = Some(Some(list));
 }
 
 /// Remove `KEY` from `Env`.
-pub fn unset_env(cfg: &mut Value, key: &str) {
+pub fn unset_env(cfg: &mut ImageConfig, key: &str) {
     let list: Vec<String> = env(cfg)
         .into_iter()
         .filter(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) != key)
         .collect();
-    section(cfg).insert("Env".into(), json!(list));
+    cfg.container_mut().env = Some(Some(list));
 }
 
-pub fn set_label(cfg: &mut Value, key: &str, value: &str) {
-    let s = section(cfg);
-    if !s.get("Labels").is_some_and(Value::is_object) {
-        s.insert("Labels".into(), json!({}));
-    }
-    s["Labels"][key] = json!(value);
+pub fn set_label(cfg: &mut ImageConfig, key: &str, value: &str) {
+    let labels = cfg.container_mut().labels.get_or_insert_default();
+    (labels.get_or_insert_default()).insert(key.into(), value.into());
+}
+
+/// Add `key` to a set-like map field (`ExposedPorts`, `Volumes`: keys with empty objects).
+fn add_key(field: &mut Nullable<BTreeMap<String, Value>>, key: &str) {
+    let map = field.get_or_insert_default().get_or_insert_default();
+    map.insert(key.into(), Value::Object(Default::default()));
 }
 
 /// A path made absolute against the current WORKDIR and cleaned (`.` and `..` resolved lexically).
@@ -154,7 +149,7 @@ pub fn absolute(workdir: &str, path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-fn command(cfg: &Value, c: &Command) -> Vec<String> {
+fn command(cfg: &ImageConfig, c: &Command) -> Vec<String> {
     match c {
         Command::Exec(argv) => argv.clone(),
         Command::Shell(line) => {
@@ -165,28 +160,25 @@ fn command(cfg: &Value, c: &Command) -> Vec<String> {
     }
 }
 
-fn healthcheck(h: &HealthCheck) -> Value {
-    let mut o = Map::new();
-    o.insert("Test".into(), json!(h.test));
-    for (k, v) in [
-        ("Interval", h.interval),
-        ("Timeout", h.timeout),
-        ("StartPeriod", h.start_period),
-        ("StartInterval", h.start_interval),
-    ] {
-        if let Some(v) = v.filter(|v| *v > 0) {
-            o.insert(k.into(), json!(v));
-        }
+fn healthcheck(h: &HealthCheck) -> Healthcheck {
+    let positive = |v: Option<u64>| {
+        v.filter(|v| *v > 0)
+            .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+    };
+    Healthcheck {
+        test: Some(h.test.clone()),
+        interval: positive(h.interval),
+        timeout: positive(h.timeout),
+        start_period: positive(h.start_period),
+        start_interval: positive(h.start_interval),
+        retries: positive(h.retries.map(u64::from)),
+        ..Healthcheck::default()
     }
-    if let Some(r) = h.retries.filter(|r| *r > 0) {
-        o.insert("Retries".into(), json!(r));
-    }
-    Value::Object(o)
 }
 
 /// Apply an instruction that changes only the config. RUN, COPY and ADD are the executor's; ARG changes nothing.
 /// `cmd_set_here`: a CMD came earlier in this stage (an ENTRYPOINT then keeps it; it resets only an inherited one).
-pub fn apply(cfg: &mut Value, ins: &Instruction, cmd_set_here: bool) -> Result<()> {
+pub fn apply(cfg: &mut ImageConfig, ins: &Instruction, cmd_set_here: bool) -> Result<()> {
     match ins {
         Instruction::Env(kvs) => {
             for kv in kvs {
@@ -199,59 +191,61 @@ pub fn apply(cfg: &mut Value, ins: &Instruction, cmd_set_here: bool) -> Result<(
             }
         }
         Instruction::Maintainer(m) => {
-            cfg["author"] = json!(m);
+            cfg.author = Some(m.clone());
         }
         Instruction::Cmd(c) => {
             let v = command(cfg, c);
-            section(cfg).insert("Cmd".into(), json!(v));
+            cfg.container_mut().cmd = Some(Some(v));
         }
         Instruction::Entrypoint(c) => {
             let v = command(cfg, c);
-            let s = section(cfg);
-            s.insert("Entrypoint".into(), json!(v));
+            let s = cfg.container_mut();
+            s.entrypoint = Some(Some(v));
             // As Docker: an ENTRYPOINT resets a CMD inherited from the base (a later CMD sets it again).
             if !cmd_set_here {
-                s.remove("Cmd");
+                s.cmd = None;
             }
         }
         Instruction::Shell(argv) => {
-            section(cfg).insert("Shell".into(), json!(argv));
+            cfg.container_mut().shell = Some(Some(argv.clone()));
         }
         Instruction::Expose(ports) => {
-            let s = section(cfg);
-            if !s.get("ExposedPorts").is_some_and(Value::is_object) {
-                s.insert("ExposedPorts".into(), json!({}));
-            }
+            let s = cfg.container_mut();
             for p in ports {
-                s["ExposedPorts"][p.as_str()] = json!({});
+                add_key(&mut s.exposed_ports, p);
+            }
+            if ports.is_empty() {
+                s.exposed_ports
+                    .get_or_insert_default()
+                    .get_or_insert_default();
             }
         }
         Instruction::Volume(vols) => {
-            let s = section(cfg);
-            if !s.get("Volumes").is_some_and(Value::is_object) {
-                s.insert("Volumes".into(), json!({}));
-            }
+            let s = cfg.container_mut();
             for v in vols {
-                s["Volumes"][v.as_str()] = json!({});
+                add_key(&mut s.volumes, v);
+            }
+            if vols.is_empty() {
+                s.volumes.get_or_insert_default().get_or_insert_default();
             }
         }
         Instruction::User(u) => {
-            section(cfg).insert("User".into(), json!(u));
+            cfg.container_mut().user = Some(Some(u.clone()));
         }
         Instruction::Workdir(w) => {
             let abs = absolute(&workdir(cfg), w);
-            section(cfg).insert("WorkingDir".into(), json!(abs));
+            cfg.container_mut().working_dir = Some(Some(abs));
         }
         Instruction::Onbuild(trigger) => {
-            let mut list = strings(&cfg["config"]["OnBuild"]);
+            let mut list = strings(cfg, |c| &c.on_build);
             list.push(trigger.clone());
-            section(cfg).insert("OnBuild".into(), json!(list));
+            cfg.container_mut().on_build = Some(Some(list));
         }
         Instruction::Stopsignal(s) => {
-            section(cfg).insert("StopSignal".into(), json!(s));
+            cfg.container_mut().stop_signal = Some(Some(s.clone()));
         }
         Instruction::Healthcheck(h) => {
-            section(cfg).insert("Healthcheck".into(), healthcheck(h));
+            cfg.container_mut().healthcheck = Some(Some(healthcheck(h)));
         }
         Instruction::Arg(_) | Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) => {}
     }
@@ -281,31 +275,33 @@ pub fn created_by(step: &Step) -> String {
                 format!("|{} {} /bin/sh -c {body}", args.len(), args.join(" "))
             }
         }
+        // No credentials of a URL (a git remote's token) in the image.
+        Instruction::Add(_) => format!(
+            "/bin/sh -c #(nop) {}",
+            super::copystep::strip_userinfo(step.original.trim())
+        ),
         _ => format!("/bin/sh -c #(nop) {}", step.original.trim()),
     }
 }
 
 /// Append a history entry.
-pub fn add_history(cfg: &mut Value, created: &str, created_by: &str, empty_layer: bool) {
-    let mut h = json!({ "created": created, "created_by": created_by });
-    if empty_layer {
-        h["empty_layer"] = json!(true);
-    }
-    if !cfg["history"].is_array() {
-        cfg["history"] = json!([]);
-    }
-    cfg["history"].as_array_mut().expect("array").push(h);
+pub fn add_history(cfg: &mut ImageConfig, created: &str, created_by: &str, empty_layer: bool) {
+    let h = History {
+        created: Some(created.into()),
+        created_by: Some(created_by.into()),
+        empty_layer: empty_layer.then_some(true),
+        ..History::default()
+    };
+    cfg.history
+        .get_or_insert_default()
+        .get_or_insert_default()
+        .push(h);
 }
 
 /// Append a layer's diff_id to `rootfs.diff_ids`.
-pub fn add_layer(cfg: &mut Value, diff_id: &str) {
-    if !cfg["rootfs"]["diff_ids"].is_array() {
-        cfg["rootfs"] = json!({"type": "layers", "diff_ids": []});
-    }
-    cfg["rootfs"]["diff_ids"]
-        .as_array_mut()
-        .expect("array")
-        .push(json!(diff_id));
+pub fn add_layer(cfg: &mut ImageConfig, diff_id: &str) {
+    let rootfs = cfg.rootfs.get_or_insert_default().get_or_insert_default();
+    rootfs.diff_ids.push(diff_id.into());
 }
 
 /// RFC 3339 for seconds since the epoch.
@@ -318,6 +314,7 @@ pub fn rfc3339(secs: i64) -> String {
 mod tests {
     use super::*;
     use crate::plugin::frontend::KeyValue;
+    use serde_json::json;
 
     #[test]
     fn env_replaces_in_place_and_unsets() {
@@ -341,17 +338,17 @@ mod tests {
 
     #[test]
     fn entrypoint_resets_inherited_cmd_and_shell_form_uses_shell() {
-        let base = json!({"config": {"Cmd": ["sh"], "OnBuild": ["RUN x"]}});
-        let mut c = initial(Some(&base), &Platform::host(), false);
-        assert!(c["config"].get("OnBuild").is_none());
+        let base = serde_json::from_value(json!({"config": {"Cmd": ["sh"], "OnBuild": ["RUN x"]}}));
+        let mut c = initial(Some(&base.unwrap()), &Platform::host(), false);
+        assert!(c.container().unwrap().on_build.is_none());
         let shell = Instruction::Shell(vec!["/bin/bash".into(), "-c".into()]);
         let entrypoint = Instruction::Entrypoint(Command::Shell("run me".into()));
         apply(&mut c, &shell, false).unwrap();
         apply(&mut c, &entrypoint, false).unwrap();
-        assert!(c["config"].get("Cmd").is_none());
+        assert!(c.container().unwrap().cmd.is_none());
         assert_eq!(
-            c["config"]["Entrypoint"],
-            json!(["/bin/bash", "-c", "run me"])
+            set(&c.container().unwrap().entrypoint).unwrap(),
+            &["/bin/bash", "-c", "run me"]
         );
         // A CMD set earlier in the same stage stays.
         apply(
@@ -361,7 +358,30 @@ mod tests {
         )
         .unwrap();
         apply(&mut c, &entrypoint, true).unwrap();
-        assert_eq!(c["config"]["Cmd"], json!(["x"]));
+        assert_eq!(set(&c.container().unwrap().cmd).unwrap(), &["x"]);
+    }
+
+    #[test]
+    fn a_docker_base_keeps_its_nulls_and_unknown_fields() {
+        let base = json!({"architecture": "amd64", "os": "linux", "container": "abc",
+            "config": {"Entrypoint": null, "OnBuild": null, "Labels": null, "Image": "sha256:00",
+                       "Env": ["PATH=/bin"]},
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:aa"]}, "history": []});
+        let mut c = initial(
+            Some(&serde_json::from_value(base).unwrap()),
+            &Platform::host(),
+            true,
+        );
+        set_label(&mut c, "k", "v");
+        add_layer(&mut c, "sha256:bb");
+        let out: serde_json::Value =
+            serde_json::from_slice(&crate::oci::document::to_vec(&c).unwrap()).unwrap();
+        assert_eq!(out["config"]["Entrypoint"], serde_json::Value::Null);
+        assert!(out["config"].get("Entrypoint").is_some(), "{out}");
+        assert_eq!(out["config"]["Image"], "sha256:00");
+        assert_eq!(out["container"], "abc");
+        assert_eq!(out["config"]["Labels"], json!({"k": "v"}));
+        assert_eq!(out["rootfs"]["diff_ids"], json!(["sha256:aa", "sha256:bb"]));
     }
 
     #[test]

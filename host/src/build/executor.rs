@@ -6,26 +6,28 @@ use super::base::{BaseResolver, ResolvedBase};
 use super::cache::{BuildCache, LayerRecord, Parts};
 use super::copystep::{self, CopyRequest, CopySource};
 use super::progress::{Progress, StepId};
-use super::run::{self, RunRequest, Secrets};
+use super::remote_cache::RemoteCache;
+use super::run::{self, CacheMountHooks, RunRequest, Secrets};
 use super::statcache::StatCache;
 use super::{ImageState, Layer, config, workdir};
 use crate::context::BuildContext;
-use crate::dispatch::isolation::{Emulator, Isolation, Network};
+use crate::dispatch::isolation::{Emulator, Isolation, Network, Security};
 use crate::dispatch::platform::Platform;
-use crate::layer::{Compression, DiffOptions, DiffSource, LayerCache, write_diff};
-use crate::plugin::frontend::{Instruction, Plan, SourceRef, Stage, StageBase, Step};
+use crate::layer::{DiffOptions, DiffSource, LayerCache, write_diff};
+use crate::oci::Compression;
+use crate::oci::document::{self, Desc, Index, Manifest};
+use crate::plugin::frontend::{CopyStep, Instruction, Plan, SourceRef, Stage, StageBase, Step};
 use crate::store::Store;
 use crate::transport::{Descriptor, Digest};
 use anyhow::{Context, Result, anyhow, bail};
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The image format to write.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ImageFormat {
     #[default]
     Oci,
@@ -54,12 +56,16 @@ pub struct BuildOptions {
     pub secrets: Secrets,
     pub network: Option<Network>,
     pub isolation: Isolation,
+    /// Capabilities, seccomp and no_new_privs of RUN steps.
+    pub security: Security,
     /// Stages running at once.
     pub jobs: usize,
     /// The definition's name as shown (`Containerfile`), for messages and `--explain-cache` slots.
     pub file_name: String,
     /// Ignore registered binfmt handlers when choosing how to run foreign-platform steps.
     pub ignore_binfmt: bool,
+    /// `--cache-from`: looked up when the local cache misses; its layers are fetched only when needed.
+    pub remote_cache: Option<Arc<RemoteCache>>,
 }
 
 /// A committed image.
@@ -68,6 +74,30 @@ pub struct Built {
     /// `sha256:<hex>` of the config (the image ID).
     pub config_digest: String,
     pub manifest: Descriptor,
+    /// What `--cache-to` exports.
+    pub cache: CacheRecords,
+}
+
+/// The cache results of one build, for `--cache-to`.
+#[derive(Debug, Default)]
+pub struct CacheRecords {
+    /// (stage, key, layer) of every step that made a layer, hit or miss.
+    pub steps: Vec<(u32, String, LayerRecord)>,
+    /// The stages whose layers the image holds (the target and the stages it is built FROM).
+    pub image_stages: BTreeSet<u32>,
+    /// Cache mounts the build's steps used: id → the dir.
+    pub mounts: BTreeMap<String, PathBuf>,
+}
+
+impl CacheRecords {
+    /// The steps to export: every stage's (`mode=max`) or only the image's.
+    pub fn exported(&self, max: bool) -> BTreeMap<String, LayerRecord> {
+        self.steps
+            .iter()
+            .filter(|(s, _, _)| max || self.image_stages.contains(s))
+            .map(|(_, k, l)| (k.clone(), l.clone()))
+            .collect()
+    }
 }
 
 /// What a finished stage hands to the stages that use it.
@@ -98,6 +128,8 @@ struct Exec<'a> {
     first_error: Mutex<Option<anyhow::Error>>,
     /// The runner chosen for each foreign platform, so binfmt_misc is read and reported once per build.
     emulators: Mutex<BTreeMap<Platform, Option<Emulator>>>,
+    /// Steps and cache mounts, for `--cache-to`.
+    recorded: Mutex<CacheRecords>,
 }
 
 fn now_secs() -> i64 {
@@ -142,6 +174,7 @@ pub fn execute(
         abort: AtomicBool::new(false),
         first_error: Mutex::new(None),
         emulators: Mutex::new(BTreeMap::new()),
+        recorded: Mutex::new(CacheRecords::default()),
     };
     for d in [&ex.tmp, &ex.cache_mounts] {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
@@ -163,11 +196,25 @@ pub fn execute(
     if let Err(e) = ex.stat.save() {
         tracing::warn!("could not save the context stat cache: {e:#}");
     }
-    if let Some(e) = ex.first_error.lock().expect("lock").take() {
-        return Err(e);
-    }
-    let target = ex.wait(plan.target)?;
-    ex.commit(&target.state, tags)
+    let result = match ex.first_error.lock().expect("lock").take() {
+        Some(e) => Err(e),
+        None => ex.wait(plan.target).and_then(|target| {
+            // A layer hit in a remote cache is downloaded now if nothing read it yet.
+            ex.materialize(&target.state, false)?;
+            ex.commit(&target.state, tags)
+        }),
+    };
+    // Steps write layers, unpacked trees and blobs under the store: name it when it fills up.
+    result.map_err(|e| {
+        if crate::fsutil::disk_full(&e) {
+            e.context(format!(
+                "out of space in the store at {} (layers, step trees and blobs are written there)",
+                root.display()
+            ))
+        } else {
+            e
+        }
+    })
 }
 
 impl Exec<'_> {
@@ -315,25 +362,31 @@ impl Exec<'_> {
             let location = format!("{}:{}", step.location.file, step.location.line);
             self.progress.step_started(&id, step.original.trim());
             let started = Instant::now();
-            let layer = self
-                .step(
-                    &mut state,
-                    &mut key,
-                    stage,
-                    n,
-                    step,
-                    &id,
-                    &location,
-                    emulator.as_ref(),
-                )
-                .map_err(|e| {
-                    // RUN and COPY errors name their location already.
-                    if format!("{e:#}").contains(&location) {
-                        e
-                    } else {
-                        e.context(format!("{location}: {}", step.original.trim()))
-                    }
-                })?;
+            let at = StepAt {
+                stage,
+                n,
+                step,
+                id: &id,
+                location: &location,
+                emulator: emulator.as_ref(),
+                slot: format!(
+                    "{}|{}|{}",
+                    self.opts.file_name,
+                    stage
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| stage.index.to_string()),
+                    n
+                ),
+            };
+            let layer = self.step(&mut state, &mut key, &at).map_err(|e| {
+                // RUN and COPY errors name their location already.
+                if e.downcast_ref::<super::AtStep>().is_some() {
+                    e
+                } else {
+                    e.context(format!("{location}: {}", step.original.trim()))
+                }
+            })?;
             self.progress
                 .step_finished(&id, started.elapsed(), layer.as_deref());
         }
@@ -383,38 +436,34 @@ impl Exec<'_> {
     }
 
     /// One step. Returns the diff_id of the layer it added, if any.
-    #[allow(clippy::too_many_arguments)]
     fn step(
         &self,
         state: &mut ImageState,
         key: &mut String,
-        stage: &Stage,
-        n: usize,
-        step: &Step,
-        id: &StepId,
-        location: &str,
-        emulator: Option<&Emulator>,
+        at: &StepAt,
     ) -> Result<Option<String>> {
+        let StepAt {
+            stage,
+            n,
+            step,
+            location,
+            emulator,
+            ..
+        } = *at;
         let instruction = serde_json::to_string(&step.instruction)?;
         let mut parts: Parts = vec![
             ("parent".into(), key.clone()),
             ("instruction".into(), instruction),
         ];
-        let slot = format!(
-            "{}|{}|{}",
-            self.opts.file_name,
-            stage
-                .name
-                .clone()
-                .unwrap_or_else(|| stage.index.to_string()),
-            n
-        );
         match &step.instruction {
             Instruction::Run(run_step) => {
                 // The step runs on the image as it is now; `state` itself gets the new layer afterwards.
                 let image = state.clone();
-                let stage_state =
-                    |i: u32| -> Result<ImageState> { Ok(self.wait(i)?.state.clone()) };
+                let stage_state = |i: u32| -> Result<ImageState> {
+                    let st = self.wait(i)?.state.clone();
+                    self.materialize(&st, true)?;
+                    Ok(st)
+                };
                 let image_state = |r: &str| -> Result<ImageState> {
                     Ok(self.image_from(r, &self.opts.platform)?.0)
                 };
@@ -430,81 +479,22 @@ impl Exec<'_> {
                     cache_mounts_dir: &self.cache_mounts,
                     network: self.opts.network,
                     isolation: self.opts.isolation,
+                    security: &self.opts.security,
                     emulator: emulator.cloned(),
                     location,
+                    mount_cache: Some(self),
                 };
                 parts.extend(run::key_inputs(&req, &self.stat)?);
-                self.layer_step(state, key, parts, &slot, id, step, |tmp, opts| {
+                self.layer_step(state, key, parts, at, |tmp, opts| {
+                    self.materialize(&image, true)?;
                     let snap = run::run(&req)?;
                     let (blob, dir) = snap.commit(&self.layers, tmp, opts)?;
                     Ok((blob, dir))
                 })
             }
-            Instruction::Copy(c) | Instruction::Add(c) => {
-                let add = matches!(step.instruction, Instruction::Add(_));
-                let from_state;
-                let from_view;
-                let source = match &c.from {
-                    None => CopySource::Context(self.ctx),
-                    Some(SourceRef::Stage(i)) => {
-                        from_state = self.wait(*i)?;
-                        from_view = from_state.state.view();
-                        CopySource::Image(&from_view)
-                    }
-                    Some(SourceRef::Image(r)) => {
-                        let (st, digest) = self.image_from(r, &self.opts.platform)?;
-                        parts.push(("from image".into(), digest));
-                        from_view = st.view();
-                        CopySource::Image(&from_view)
-                    }
-                };
-                if let Some(SourceRef::Stage(i)) = &c.from {
-                    parts.push(("from stage".into(), self.wait(*i)?.key.clone()));
-                }
-                let image = state.view();
-                // `--link`: the files land on nothing, so the layer does not depend on what is below it.
-                let empty = super::rootview::RootView::new(Vec::new());
-                let dest = if c.link { &empty } else { &image };
-                let workdir = config::workdir(&state.config);
-                let req = CopyRequest {
-                    step: c,
-                    add,
-                    source,
-                    dest,
-                    users: &image,
-                    workdir: &workdir,
-                    statcache: &self.stat,
-                    tmp_dir: &self.tmp,
-                    location,
-                };
-                let prepared = copystep::prepare(&req)?;
-                parts.push(("inputs".into(), prepared.digest.clone()));
-                for (path, digest) in &prepared.inputs {
-                    parts.push((format!("file {path}"), digest.clone()));
-                }
-                if !c.link {
-                    return self.layer_step(state, key, parts, &slot, id, step, |tmp, opts| {
-                        self.tree_layer(tmp, opts, |out| prepared.apply(&req, out))
-                    });
-                }
-                // A linked layer is keyed without its parent, so a change below it (a new base) reuses it;
-                // what it does read from the image (the WORKDIR for relative paths, --chown's ids) is in
-                // the key instead. The chain key for the steps after it still covers both.
-                let parent = parts.remove(0).1;
-                let (uid, gid) = prepared.owner();
-                parts.push(("workdir".into(), workdir.clone()));
-                parts.push(("owner".into(), format!("{uid}:{gid}")));
-                let diff_id =
-                    self.layer_step(state, key, parts, &slot, id, step, |tmp, opts| {
-                        self.tree_layer(tmp, opts, |out| prepared.apply(&req, out))
-                    })?;
-                *key = super::cache::key(&vec![
-                    ("parent".into(), parent),
-                    ("linked layer".into(), key.clone()),
-                ]);
-                Ok(diff_id)
-            }
+            Instruction::Copy(c) | Instruction::Add(c) => self.copy_step(state, key, parts, at, c),
             Instruction::Workdir(_) => {
+                self.materialize(state, true)?;
                 config::apply(&mut state.config, &step.instruction, false)?;
                 let dir = config::workdir(&state.config);
                 let view = state.view();
@@ -514,7 +504,7 @@ impl Exec<'_> {
                 // The directory is made, owned by the current USER: a layer of its own.
                 let owner = workdir::owner(&view, &config::user(&state.config))?;
                 parts.push(("workdir".into(), format!("{dir} {}:{}", owner.0, owner.1)));
-                self.layer_step(state, key, parts, &slot, id, step, |tmp, opts| {
+                self.layer_step(state, key, parts, at, |tmp, opts| {
                     self.tree_layer(tmp, opts, |out| workdir::create(&view, &dir, owner, out))
                 })
             }
@@ -526,6 +516,81 @@ impl Exec<'_> {
                 self.config_only(state, key, &parts, step)
             }
         }
+    }
+
+    /// COPY or ADD `c`: the sources chosen and keyed, then a layer of them (`--link`: keyed without its parent).
+    fn copy_step(
+        &self,
+        state: &mut ImageState,
+        key: &mut String,
+        mut parts: Parts,
+        at: &StepAt,
+        c: &CopyStep,
+    ) -> Result<Option<String>> {
+        let (step, location) = (at.step, at.location);
+        let add = matches!(step.instruction, Instruction::Add(_));
+        let from_state;
+        let from_view;
+        let source = match &c.from {
+            None => CopySource::Context(self.ctx),
+            Some(SourceRef::Stage(i)) => {
+                from_state = self.wait(*i)?;
+                self.materialize(&from_state.state, true)?;
+                from_view = from_state.state.view();
+                CopySource::Image(&from_view)
+            }
+            Some(SourceRef::Image(r)) => {
+                let (st, digest) = self.image_from(r, &self.opts.platform)?;
+                parts.push(("from image".into(), digest));
+                from_view = st.view();
+                CopySource::Image(&from_view)
+            }
+        };
+        if let Some(SourceRef::Stage(i)) = &c.from {
+            parts.push(("from stage".into(), self.wait(*i)?.key.clone()));
+        }
+        self.materialize(state, true)?;
+        let image = state.view();
+        // `--link`: the files land on nothing, so the layer does not depend on what is below it.
+        let empty = super::rootview::RootView::new(Vec::new());
+        let dest = if c.link { &empty } else { &image };
+        let workdir = config::workdir(&state.config);
+        let req = CopyRequest {
+            step: c,
+            add,
+            source,
+            dest,
+            users: &image,
+            workdir: &workdir,
+            statcache: &self.stat,
+            tmp_dir: &self.tmp,
+            location,
+        };
+        let prepared = copystep::prepare(&req)?;
+        parts.push(("inputs".into(), prepared.digest.clone()));
+        for (path, digest) in &prepared.inputs {
+            parts.push((format!("file {path}"), digest.clone()));
+        }
+        if !c.link {
+            return self.layer_step(state, key, parts, at, |tmp, opts| {
+                self.tree_layer(tmp, opts, |out| prepared.apply(&req, out))
+            });
+        }
+        // A linked layer is keyed without its parent, so a change below it (a new base) reuses it;
+        // what it does read from the image (the WORKDIR for relative paths, --chown's ids) is in
+        // the key instead. The chain key for the steps after it still covers both.
+        let parent = parts.remove(0).1;
+        let (uid, gid) = prepared.owner();
+        parts.push(("workdir".into(), workdir.clone()));
+        parts.push(("owner".into(), format!("{uid}:{gid}")));
+        let diff_id = self.layer_step(state, key, parts, at, |tmp, opts| {
+            self.tree_layer(tmp, opts, |out| prepared.apply(&req, out))
+        })?;
+        *key = super::cache::key(&vec![
+            ("parent".into(), parent),
+            ("linked layer".into(), key.clone()),
+        ]);
+        Ok(diff_id)
     }
 
     /// A step that changed only the config: the key moves on, history gets an empty-layer entry.
@@ -567,25 +632,29 @@ impl Exec<'_> {
     }
 
     /// A step that makes a layer: a cache hit reuses the recorded layer, a miss runs `make` and records it.
-    #[allow(clippy::too_many_arguments)]
     fn layer_step(
         &self,
         state: &mut ImageState,
         key: &mut String,
         parts: Parts,
-        slot: &str,
-        id: &StepId,
-        step: &Step,
+        at: &StepAt,
         make: impl FnOnce(&std::path::Path, &DiffOptions) -> Result<(crate::layer::LayerBlob, PathBuf)>,
     ) -> Result<Option<String>> {
+        let StepAt { slot, id, step, .. } = at;
+        let slot = slot.as_str();
         let k = super::cache::key(&parts);
         let cached = if self.opts.use_cache {
-            self.cache
+            let local = self
+                .cache
                 .get(&k)
                 .and_then(|rec| rec.layer)
                 .map(|l| self.cached_layer(&l))
                 .transpose()?
-                .flatten()
+                .flatten();
+            match local {
+                Some(l) => Some(l),
+                None => self.remote_layer(&k)?,
+            }
         } else {
             None
         };
@@ -631,6 +700,16 @@ impl Exec<'_> {
         if let Err(e) = self.cache.remember(slot, &k) {
             tracing::debug!("could not remember the step's inputs for --explain-cache: {e:#}");
         }
+        self.recorded.lock().expect("lock").steps.push((
+            at.stage.index,
+            k.clone(),
+            LayerRecord {
+                diff_id: layer.diff_id.clone(),
+                digest: layer.blob.digest().to_string(),
+                size: layer.blob.size(),
+                media_type: layer.blob.media_type().to_string(),
+            },
+        ));
         let diff_id = layer.diff_id.clone();
         config::add_layer(&mut state.config, &diff_id);
         let created = self.created();
@@ -674,7 +753,7 @@ impl Exec<'_> {
         for (k, v) in &self.opts.labels {
             config::set_label(&mut cfg, k, v);
         }
-        cfg["created"] = json!(self.created());
+        cfg.created = Some(self.created());
         let docker = self.opts.format == ImageFormat::Docker;
         let (manifest_mt, config_mt) = if docker {
             (
@@ -687,42 +766,30 @@ impl Exec<'_> {
                 "application/vnd.oci.image.config.v1+json",
             )
         };
-        let config_bytes = serde_json::to_vec(&cfg)?;
+        let config_bytes = document::to_vec(&cfg)?;
         let config_digest = self.store.layout().put_bytes(&config_bytes)?;
         let mut layers = Vec::new();
         for l in &state.layers {
             let mt = layer_media_type(l.blob.media_type().as_ref(), docker)?;
-            layers.push(json!({
-                "mediaType": mt,
-                "digest": l.blob.digest().to_string(),
-                "size": l.blob.size(),
-            }));
+            layers.push(Desc::new(mt, l.blob.digest(), l.blob.size()));
         }
-        let mut manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": manifest_mt,
-            "config": {
-                "mediaType": config_mt,
-                "digest": config_digest.to_string(),
-                "size": config_bytes.len(),
-            },
-            "layers": layers,
-        });
+        let mut manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(manifest_mt.into()),
+            config: Desc::new(config_mt, &config_digest, config_bytes.len() as u64),
+            layers,
+            ..Manifest::default()
+        };
         if !self.opts.annotations.is_empty() {
             if docker {
                 bail!(
                     "--annotation needs the OCI format (Docker manifests have no annotations); drop --format docker"
                 );
             }
-            let a: BTreeMap<&str, &str> = self
-                .opts
-                .annotations
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            manifest["annotations"] = json!(a);
+            let a: BTreeMap<String, String> = self.opts.annotations.iter().cloned().collect();
+            manifest.annotations = Some(a);
         }
-        let bytes = serde_json::to_vec(&manifest)?;
+        let bytes = document::to_vec(&manifest)?;
         let desc = self.store.put_manifest(&bytes, manifest_mt)?;
         if tags.is_empty() {
             self.store.layout().add_untagged(&desc)?;
@@ -732,11 +799,91 @@ impl Exec<'_> {
                 .tag(t, &desc)
                 .with_context(|| format!("naming the image {t}"))?;
         }
+        let mut cache = std::mem::take(&mut *self.recorded.lock().expect("lock"));
+        cache.image_stages = self.image_stages();
         Ok(Built {
             config_digest: config_digest.to_string(),
             manifest: desc,
+            cache,
         })
     }
+
+    /// The target stage and the stages it is built FROM, in turn.
+    fn image_stages(&self) -> BTreeSet<u32> {
+        let mut out = BTreeSet::new();
+        let mut i = self.plan.target;
+        while out.insert(i) {
+            match self.plan.stages.get(i as usize).map(|s| &s.base) {
+                Some(StageBase::Stage(s)) => i = *s,
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// Make the layers of `state` that a remote cache hit left unfetched usable: their blobs downloaded
+    /// into the store and, with `tree`, unpacked (a step is about to read the files).
+    fn materialize(&self, state: &ImageState, tree: bool) -> Result<()> {
+        let Some(remote) = &self.opts.remote_cache else {
+            return Ok(());
+        };
+        for l in &state.layers {
+            if tree && self.layers.get(&l.diff_id)?.is_some() {
+                continue;
+            }
+            let digest = l.blob.digest();
+            if !self.store.layout().has_blob(digest, Some(l.blob.size())) {
+                remote.ensure_blob(digest.as_ref(), l.blob.size(), l.blob.media_type().as_ref())?;
+                self.store.record_diff_id(digest, &l.diff_id.parse()?)?;
+            }
+            if tree {
+                let path = self.store.layout().blob_path(digest);
+                self.layers.get_or_unpack(&l.diff_id, || {
+                    Ok(Box::new(std::fs::File::open(&path)?) as Box<dyn std::io::Read>)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A step's layer from the remote cache, not fetched yet (its dir is where it will be unpacked).
+    fn remote_layer(&self, key: &str) -> Result<Option<Layer>> {
+        let Some(rec) = self.opts.remote_cache.as_ref().and_then(|r| r.lookup(key)) else {
+            return Ok(None);
+        };
+        let hex = rec.diff_id.trim_start_matches("sha256:");
+        Ok(Some(Layer {
+            diff_id: rec.diff_id.clone(),
+            blob: descriptor(&rec.media_type, &rec.digest, rec.size)?,
+            dir: self.layers.dir().join(hex),
+        }))
+    }
+}
+
+impl CacheMountHooks for Exec<'_> {
+    fn restore(&self, id: &str, dest: &Path) -> Result<bool> {
+        match &self.opts.remote_cache {
+            Some(r) => r.restore_mount(id, dest),
+            None => Ok(false),
+        }
+    }
+
+    fn used(&self, id: &str, dir: &Path) {
+        let mut rec = self.recorded.lock().expect("lock");
+        rec.mounts.insert(id.to_string(), dir.to_path_buf());
+    }
+}
+
+/// Where a step runs: its stage and place there, for messages and for the cache (`slot` names the step
+/// in `--explain-cache` across builds).
+struct StepAt<'a> {
+    stage: &'a Stage,
+    n: usize,
+    step: &'a Step,
+    id: &'a StepId<'a>,
+    location: &'a str,
+    emulator: Option<&'a Emulator>,
+    slot: String,
 }
 
 /// Write an index over `built` (one image per platform) and name it with each of `names`. An existing list of
@@ -753,29 +900,34 @@ pub fn commit_index(
     } else {
         "application/vnd.oci.image.index.v1+json"
     };
-    let mut entries: Vec<Value> = Vec::new();
+    let mut index = Index::empty(Some(index_mt));
     if let Some(first) = names.first()
         && let Ok((_, d)) = store.resolve(first)
         && crate::transport::media::is_index(d.media_type().as_ref())
-        && let Ok(old) = serde_json::from_slice::<Value>(&store.layout().read_blob(d.digest())?)
+        && let Ok(old) = document::parse::<Index>(&store.layout().read_blob(d.digest())?)
     {
-        entries = old["manifests"].as_array().cloned().unwrap_or_default();
+        index.manifests = old.manifests;
     }
     for (b, p) in built.iter().zip(platforms) {
-        let mut platform = json!({"architecture": p.architecture, "os": p.os});
-        if let Some(v) = &p.variant {
-            platform["variant"] = json!(v);
-        }
-        entries.retain(|e| e["platform"] != platform);
-        entries.push(json!({
-            "mediaType": b.manifest.media_type().to_string(),
-            "digest": b.manifest.digest().to_string(),
-            "size": b.manifest.size(),
-            "platform": platform,
-        }));
+        let platform = document::Platform {
+            architecture: Some(p.architecture.clone()),
+            os: Some(p.os.clone()),
+            variant: p.variant.clone(),
+            ..Default::default()
+        };
+        index
+            .manifests
+            .retain(|e| e.platform.as_ref() != Some(&platform));
+        index.manifests.push(Desc {
+            platform: Some(platform),
+            ..Desc::new(
+                b.manifest.media_type().as_ref(),
+                b.manifest.digest(),
+                b.manifest.size(),
+            )
+        });
     }
-    let index = json!({"schemaVersion": 2, "mediaType": index_mt, "manifests": entries});
-    let bytes = serde_json::to_vec(&index)?;
+    let bytes = document::to_vec(&index)?;
     let desc = store.put_manifest(&bytes, index_mt)?;
     if names.is_empty() {
         store.layout().add_untagged(&desc)?;
@@ -821,7 +973,7 @@ fn descriptor(media_type: &str, digest: &str, size: u64) -> Result<Descriptor> {
 
 /// A layer's media type in the output format (the blob's compression decides; a base image's layers may
 /// come in either family).
-fn layer_media_type(current: &str, docker: bool) -> Result<&'static str> {
+pub fn layer_media_type(current: &str, docker: bool) -> Result<&'static str> {
     let zstd = current.ends_with("zstd");
     let plain = current.ends_with(".tar") || current.ends_with("tar");
     Ok(match (docker, zstd, plain) {

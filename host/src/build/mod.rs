@@ -1,14 +1,17 @@
 //! The build executor: runs a frontend plan into an image.
 //!
 //! * [`executor`]: the stage graph (dependency order, independent stages in parallel), the step loop, commit.
+//! * [`driver`]: one whole build: plans per platform, every platform at once, commit, outputs, push.
 //! * [`base`]: FROM — scratch, another stage, the local store or any transport, with `--pull` policies.
 //! * [`rootview`]: read-only view of an image's unpacked layers (lookups follow symlinks inside the root).
 //! * [`copystep`]: COPY and ADD into a fresh layer tree, with Docker's directory rules.
 //! * [`statcache`]: persistent (path, stat) → content digest, so an unchanged context reads no file.
 //! * [`run`]: RUN — the step's spec, its `--mount`s and secrets, run in a snapshot.
 //! * [`cache`]: layer-cache keys and records, and `--explain-cache`.
+//! * [`remote_cache`]: `--cache-to`/`--cache-from`: the cache as an OCI artifact in a registry or a layout.
 //! * [`config`]: the image config and history as instructions change them.
 //! * [`output`]: `--output` and `--push` exports.
+//! * [`plancheck`]: the frontend's plan checked as untrusted input (paths, mounts, secrets, network, sizes).
 //! * [`progress`]: terminal, plain and JSON progress events.
 //! * [`workdir`]: the directory a WORKDIR names, created when missing.
 
@@ -16,9 +19,12 @@ pub mod base;
 pub mod cache;
 pub mod config;
 pub mod copystep;
+pub mod driver;
 pub mod executor;
 pub mod output;
+pub mod plancheck;
 pub mod progress;
+pub mod remote_cache;
 pub mod rootview;
 pub mod run;
 pub mod statcache;
@@ -26,6 +32,19 @@ pub mod workdir;
 
 use crate::transport::Descriptor;
 use std::path::PathBuf;
+
+/// An error, or the context of one, that names the Containerfile location of the step it comes from. The
+/// executor adds the location to a failed step's error only when nothing in it is an `AtStep`.
+#[derive(Debug)]
+pub struct AtStep(pub String);
+
+impl std::fmt::Display for AtStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AtStep {}
 
 /// One layer of an image being built: its blob in the store and its unpacked dir in the layer cache.
 #[derive(Clone, Debug)]
@@ -42,8 +61,8 @@ pub struct Layer {
 #[derive(Clone, Debug, Default)]
 pub struct ImageState {
     pub layers: Vec<Layer>,
-    /// The whole OCI image configuration JSON (architecture, os, config, rootfs, history, ...).
-    pub config: serde_json::Value,
+    /// The whole image config (architecture, os, config, rootfs, history, ...; unknown fields kept).
+    pub config: crate::oci::ImageConfig,
 }
 
 impl ImageState {

@@ -1,6 +1,6 @@
 //! `--output` and `--push`: a built image copied out of the store through the copy engine (an OCI layout, an
 //! oci-archive, a docker-archive, a registry), or its root filesystem written to a directory (`type=local`)
-//! or a tar file (`type=tar`).
+//! or a tar file (`type=tar`), or podman's store (`type=containers-storage[,name=REF]`).
 //!
 //! Spec syntax, as buildx/buildah write it: `type=oci,dest=DIR[,name=REF]`, `type=oci-archive,dest=FILE`,
 //! `type=docker-archive,dest=FILE[,name=NAME:TAG]`, `type=registry,name=HOST/REPO:TAG` (`dest=` is accepted
@@ -9,14 +9,15 @@
 
 use crate::copy::{CopyOptions, CopyReport, MultiArch, copy_image};
 use crate::layer::{DiffSource, UnpackOptions, WhiteoutMode, unpack, write_tar};
+use crate::oci::document::{self, Manifest};
 use crate::store::Store;
+use crate::transport::containers_storage::CsDestination;
 use crate::transport::docker_archive::DockerArchiveDestination;
 use crate::transport::local::LocalSource;
 use crate::transport::oci::OciDestination;
 use crate::transport::oci_archive::OciArchiveDestination;
 use crate::transport::{ImageDestination, ImageSource, SystemContext, docker};
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,13 +41,16 @@ pub enum OutputSpec {
     Local(PathBuf),
     /// The image's root filesystem as one tar file (`-`: stdout).
     Tar(PathBuf),
+    /// podman's store: `name=` is a `containers-storage:` reference (`[overlay@ROOT+RUNROOT]NAME:TAG` or
+    /// `NAME:TAG`); without it, the image's own name in the default store.
+    ContainersStorage(Option<String>),
 }
 
 impl std::str::FromStr for OutputSpec {
     type Err = anyhow::Error;
 
     fn from_str(s: &str) -> Result<OutputSpec> {
-        const HELP: &str = "expected type=oci|oci-archive|docker-archive|registry|local|tar,dest=… \
+        const HELP: &str = "expected type=oci|oci-archive|docker-archive|registry|containers-storage|local|tar,dest=… \
                             (e.g. type=oci,dest=out or type=registry,name=HOST/REPO:TAG)";
         if s.is_empty() {
             bail!("--output is empty; {HELP}");
@@ -123,6 +127,24 @@ impl std::str::FromStr for OutputSpec {
                 crate::reference::parse(&r).with_context(|| format!("--output {s:?}"))?;
                 OutputSpec::Registry(r)
             }
+            "containers-storage" => {
+                let n = match (&name, &dest) {
+                    (Some(_), Some(_)) => {
+                        bail!("--output {s:?}: give the image name once, as name=")
+                    }
+                    (Some(n), None) | (None, Some(n)) => Some(
+                        n.strip_prefix("containers-storage:")
+                            .unwrap_or(n)
+                            .to_string(),
+                    ),
+                    (None, None) => None,
+                };
+                if let Some(n) = &n {
+                    crate::transport::containers_storage::CsRef::parse(n)
+                        .with_context(|| format!("--output {s:?}"))?;
+                }
+                OutputSpec::ContainersStorage(n)
+            }
             "local" => {
                 no_name()?;
                 OutputSpec::Local(need_dest("DIR")?)
@@ -155,6 +177,10 @@ impl fmt::Display for OutputSpec {
             OutputSpec::Registry(r) => write!(f, "type=registry,name={r}"),
             OutputSpec::Local(d) => write!(f, "type=local,dest={}", d.display()),
             OutputSpec::Tar(d) => write!(f, "type=tar,dest={}", d.display()),
+            OutputSpec::ContainersStorage(None) => write!(f, "type=containers-storage"),
+            OutputSpec::ContainersStorage(Some(n)) => {
+                write!(f, "type=containers-storage,name={n}")
+            }
         }
     }
 }
@@ -166,6 +192,7 @@ pub fn export(
     spec: &OutputSpec,
     sys: &SystemContext,
     handle: &tokio::runtime::Handle,
+    events: &crate::events::Events,
 ) -> Result<()> {
     match spec {
         OutputSpec::Local(dir) => {
@@ -183,6 +210,7 @@ pub fn export(
         multi_arch: MultiArch::All,
         retry_times: sys.retry_times,
         tmp_dir: store.root().join("lade").join("tmp"),
+        events: events.clone(),
         ..CopyOptions::default()
     };
     let report = block_on(handle, async {
@@ -195,6 +223,9 @@ pub fn export(
                 Box::new(DockerArchiveDestination::create(dest, name.as_deref())?)
             }
             OutputSpec::Registry(r) => docker::open_destination(r, sys).await?,
+            OutputSpec::ContainersStorage(n) => {
+                Box::new(CsDestination::open(n.as_deref().unwrap_or(image))?)
+            }
             OutputSpec::Local(_) | OutputSpec::Tar(_) => unreachable!("handled above"),
         };
         copy_image(&src as &dyn ImageSource, dst.as_ref(), &opts).await
@@ -234,23 +265,14 @@ where
 /// Apply the layers of store image `image`, in order, onto the empty directory `into`.
 fn apply_layers(store: &Store, image: &str, into: &Path) -> Result<()> {
     let img = store.image(image)?;
-    let manifest: Value = serde_json::from_slice(&img.manifest)
-        .with_context(|| format!("`{image}`: the manifest is not JSON"))?;
+    let manifest: Manifest = document::parse(&img.manifest)
+        .with_context(|| format!("`{image}`: the manifest is not valid"))?;
     let opts = UnpackOptions {
         whiteouts: WhiteoutMode::Apply,
         ..Default::default()
     };
-    for l in manifest
-        .get("layers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let d: crate::transport::Digest = l
-            .get("digest")
-            .and_then(Value::as_str)
-            .with_context(|| format!("`{image}`: a layer has no digest"))?
-            .parse()?;
+    for l in &manifest.layers {
+        let d: crate::transport::Digest = l.digest.parse()?;
         let path = store.layout().blob_path(&d);
         let f = std::fs::File::open(&path)
             .with_context(|| format!("layer {d} is missing from the store"))?;
@@ -447,7 +469,7 @@ mod tests {
         let mut descs = vec![];
         let mut diffs = vec![];
         for l in &layers {
-            diffs.push(crate::transport::verify::sha256_digest(l).to_string());
+            diffs.push(crate::oci::verify::sha256_digest(l).to_string());
             descs.push(store.put_manifest(l, media::OCI_LAYER).unwrap());
         }
         let cfg = serde_json::to_vec(&json!({"architecture": "amd64", "os": "linux",
@@ -480,6 +502,7 @@ mod tests {
             &OutputSpec::Local(dir.clone()),
             &sys,
             rt.handle(),
+            &Default::default(),
         )
         .unwrap();
         assert!(!dir.join("a").exists());
@@ -491,6 +514,7 @@ mod tests {
             &OutputSpec::Local(dir.clone()),
             &sys,
             rt.handle(),
+            &Default::default(),
         );
         assert!(format!("{:#}", e.unwrap_err()).contains("not empty"));
 
@@ -501,6 +525,7 @@ mod tests {
             &OutputSpec::Tar(file.clone()),
             &sys,
             rt.handle(),
+            &Default::default(),
         )
         .unwrap();
         let mut names: Vec<String> = tar::Archive::new(std::fs::File::open(&file).unwrap())
@@ -529,6 +554,7 @@ mod tests {
             &OutputSpec::Tar(file),
             &sys,
             rt.handle(),
+            &Default::default(),
         );
         assert!(format!("{:#}", e.unwrap_err()).contains("nothere:1"));
     }

@@ -1,7 +1,7 @@
 //! What a build tells the user while it runs: plain lines (bold step headers on a terminal), nothing with
-//! `-q`, or one JSON event per line on stdout with `--format json`.
+//! `-q`, or [`Event`]s to a sink (`--progress=json`: NDJSON on stdout; `--progress=tty`: live drawing).
 
-use serde_json::json;
+use crate::events::{Event, Events};
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -10,7 +10,10 @@ use std::time::Duration;
 pub enum Mode {
     Quiet,
     Plain,
+    /// Events to the sink, no image ID line on stdout (NDJSON owns stdout).
     Json,
+    /// Events to the sink (a live display), the image ID still printed.
+    Tty,
 }
 
 /// The build's reporter; shared by the stage threads.
@@ -19,6 +22,7 @@ pub struct Progress {
     explain: bool,
     tty: bool,
     out: Mutex<()>,
+    events: Events,
 }
 
 /// Where a step is: `[stage] STEP n/total`.
@@ -30,25 +34,29 @@ pub struct StepId<'a> {
 }
 
 impl Progress {
-    pub fn new(mode: Mode, explain: bool) -> Self {
+    /// `events`: where Json and Tty modes send events.
+    pub fn new(mode: Mode, explain: bool, events: Events) -> Self {
         Progress {
             mode,
             explain,
             tty: std::io::stderr().is_terminal(),
             out: Mutex::new(()),
+            events,
         }
+    }
+
+    /// The sink, for the copies a build makes (base images, pushes).
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    fn evented(&self) -> bool {
+        matches!(self.mode, Mode::Json | Mode::Tty)
     }
 
     fn line(&self, text: &str) {
         let _g = self.out.lock();
         let _ = writeln!(std::io::stderr(), "{text}");
-    }
-
-    fn event(&self, v: serde_json::Value) {
-        let _g = self.out.lock();
-        let mut o = std::io::stdout().lock();
-        let _ = writeln!(o, "{v}");
-        let _ = o.flush();
     }
 
     pub fn step_started(&self, id: &StepId, text: &str) {
@@ -62,19 +70,35 @@ impl Progress {
                     self.line(&head);
                 }
             }
-            Mode::Json => self.event(json!({
-                "event": "step-started", "stage": id.stage, "step": id.n, "steps": id.total, "instruction": text,
-            })),
+            Mode::Json | Mode::Tty => self.events.emit(Event::StepStarted {
+                stage: id.stage.to_string(),
+                step: id.n,
+                steps: id.total,
+                instruction: text.to_string(),
+            }),
         }
     }
 
     /// A cache lookup's result; with `--explain-cache` a miss says which input changed.
     pub fn cache(&self, id: &StepId, key: &str, hit: bool, why: Option<&str>) {
         match self.mode {
-            Mode::Json => self.event(json!({
-                "event": if hit { "step-cached" } else { "cache-miss" },
-                "stage": id.stage, "step": id.n, "key": key, "reason": why,
-            })),
+            _ if self.evented() => self.events.emit(if hit {
+                Event::StepCached {
+                    stage: id.stage.to_string(),
+                    step: id.n,
+                    key: key.to_string(),
+                }
+            } else {
+                Event::CacheMiss {
+                    stage: id.stage.to_string(),
+                    step: id.n,
+                    key: key.to_string(),
+                    // The live display shows a miss's reason only with --explain-cache, as plain does.
+                    reason: why
+                        .filter(|_| self.explain || self.mode == Mode::Json)
+                        .map(String::from),
+                }
+            }),
             _ if self.explain => {
                 let verdict = if hit {
                     format!("hit ({})", &key[..12.min(key.len())])
@@ -98,10 +122,12 @@ impl Progress {
                     self.line(&format!("--> {:.2}s", took.as_secs_f64()));
                 }
             }
-            Mode::Json => self.event(json!({
-                "event": "step-finished", "stage": id.stage, "step": id.n,
-                "seconds": took.as_secs_f64(), "layer": layer,
-            })),
+            Mode::Json | Mode::Tty => self.events.emit(Event::StepFinished {
+                stage: id.stage.to_string(),
+                step: id.n,
+                seconds: took.as_secs_f64(),
+                layer: layer.map(String::from),
+            }),
         }
     }
 
@@ -110,16 +136,25 @@ impl Progress {
         match self.mode {
             Mode::Quiet => {}
             Mode::Plain => self.line(text),
-            Mode::Json => self.event(json!({"event": "message", "text": text})),
+            Mode::Json | Mode::Tty => self.events.emit(Event::Message {
+                text: text.to_string(),
+            }),
         }
     }
 
     /// The build's result: the image ID (always printed; `-q` prints only this).
     pub fn finished(&self, id: &str, names: &[String], took: Duration) {
         match self.mode {
-            Mode::Json => self.event(json!({
-                "event": "image", "id": id, "names": names, "seconds": took.as_secs_f64(),
-            })),
+            Mode::Json | Mode::Tty => {
+                self.events.emit(Event::Image {
+                    id: id.to_string(),
+                    names: names.to_vec(),
+                    seconds: took.as_secs_f64(),
+                });
+                if self.mode == Mode::Tty {
+                    println!("{id}");
+                }
+            }
             Mode::Plain => {
                 for n in names {
                     self.line(&format!("COMMIT {n}"));

@@ -5,6 +5,7 @@
 //! lower directories of the same path. Symlinks, absolute or relative, resolve *inside* the image root as a
 //! chroot would: `..` stops at `/`, and nothing outside the layer dirs is ever reached.
 
+use crate::dispatch::isolation::Snapshot;
 use crate::layer::{OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR};
 use anyhow::{Context, Result, bail};
 use std::collections::{HashSet, VecDeque};
@@ -56,11 +57,15 @@ fn components(path: &str) -> impl Iterator<Item = &str> {
 }
 
 impl RootView {
+    /// A layer dir listed more than once is read only at its top-most place (the same tree: see
+    /// [`Snapshot::distinct_lowers`]).
     pub fn new(lowers: Vec<PathBuf>) -> Self {
-        RootView { lowers }
+        RootView {
+            lowers: Snapshot::distinct_lowers(&lowers),
+        }
     }
 
-    /// The layer dirs, base first.
+    /// The distinct layer dirs, base first.
     pub fn lowers(&self) -> &[PathBuf] {
         &self.lowers
     }
@@ -313,5 +318,17 @@ mod tests {
         assert!(!root.contains(&"gone".to_string()));
         assert!(root.contains(&"bin".to_string()));
         assert_eq!(v.read_dir("/bin").unwrap(), vec!["tool"]);
+    }
+
+    #[test]
+    fn a_layer_again_above_its_whiteouts_brings_its_files_back() {
+        let (_t, v) = layers();
+        let (a, b) = (v.lowers()[0].clone(), v.lowers()[1].clone());
+        // A, B, A: B's whiteout of /gone and its opaque /opq are undone by A on top; B's own files stay.
+        let v = RootView::new(vec![a.clone(), b, a]);
+        assert!(v.resolve("/gone/sub", true).unwrap().is_some());
+        assert_eq!(v.read_dir("/opq").unwrap(), vec!["new", "old"]);
+        assert_eq!(v.read_file("/usr/bin/tool").unwrap().unwrap(), b"v1");
+        assert_eq!(v.read_dir("/dir").unwrap(), vec!["lower", "upper"]);
     }
 }

@@ -19,15 +19,15 @@ mod secrets;
 pub use key::key_inputs;
 pub use secrets::{SecretSource, Secrets};
 
-use crate::build::ImageState;
+use crate::build::{AtStep, ImageState};
 use crate::context::BuildContext;
 use crate::dispatch::isolation::{
-    Emulator, Isolation, Network, PrivateDir, RootfsMode, Snapshot, StepMount, StepOutcome,
-    StepSpec, run_step,
+    Emulator, Isolation, Network, PrivateDir, RootfsMode, Security, Snapshot, StepMount,
+    StepOutcome, StepSpec, run_step,
 };
 use crate::dispatch::platform::Platform;
 use crate::plugin::frontend::{Command, KeyValue, NetworkMode, RunStep, SecurityMode};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use mounts::{add_mount, mount_type_name, write_private};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -57,15 +57,26 @@ pub struct RunRequest<'a> {
     /// `--network` of the build; a `RUN --network` of the step wins over it.
     pub network: Option<Network>,
     pub isolation: Isolation,
+    pub security: &'a Security,
     pub emulator: Option<Emulator>,
     /// `Containerfile:12`, for messages.
     pub location: &'a str,
+    /// Cache mounts filled from, and reported to, the build's shared cache (`--cache-from`/`--cache-to`).
+    pub mount_cache: Option<&'a dyn CacheMountHooks>,
+}
+
+/// What a `type=cache` mount asks of the build's shared cache.
+pub trait CacheMountHooks: Sync {
+    /// Fill `dest`, a new (empty) cache dir for `id`, from an imported cache; Ok(false) when none has it.
+    fn restore(&self, id: &str, dest: &Path) -> Result<bool>;
+    /// A step mounted the cache `id`, kept at `dir`.
+    fn used(&self, id: &str, dir: &Path);
 }
 
 // ------------------------------------------------------------------------------------------------ argv, env
 
 /// The step's argv: SHELL + the script for the shell form, the list itself for the exec form.
-pub fn argv(command: &Command, config: &serde_json::Value) -> Vec<String> {
+pub fn argv(command: &Command, config: &crate::oci::ImageConfig) -> Vec<String> {
     match command {
         Command::Shell(script) => {
             let mut a = crate::build::config::shell(config);
@@ -78,7 +89,7 @@ pub fn argv(command: &Command, config: &serde_json::Value) -> Vec<String> {
 
 /// The step's environment: the image's Env, then each build arg in scope the Env does not define (the
 /// image's ENV wins, as in Docker), then PATH when neither set it.
-pub fn environment(config: &serde_json::Value, build_args: &[KeyValue]) -> Vec<String> {
+pub fn environment(config: &crate::oci::ImageConfig, build_args: &[KeyValue]) -> Vec<String> {
     let mut env = crate::build::config::env(config);
     let key = |e: &str| e.split_once('=').map_or(e, |(k, _)| k).to_string();
     let mut defined: std::collections::HashSet<String> = env.iter().map(|e| key(e)).collect();
@@ -124,29 +135,45 @@ impl Held {
 /// uncommitted. A step that fails, or cannot be set up, is an error naming `req.location`.
 pub fn run(req: &RunRequest) -> Result<Snapshot> {
     let loc = req.location;
+    std::fs::create_dir_all(req.steps_dir)
+        .with_context(|| format!("creating {}", req.steps_dir.display()))?;
+    let snap = Snapshot::prepare(req.steps_dir, &req.image.lowers(), RootfsMode::Auto)
+        .with_context(|| AtStep(format!("{loc}: preparing the RUN step's root filesystem")))?;
+    let outcome = run_in(req, &snap, false)?;
+    if !outcome.success() {
+        return Err(AtStep(failure_message(req, &outcome)).into());
+    }
+    Ok(snap)
+}
+
+/// Run the step in `snap` (a build step's fresh snapshot, or a working container's rootfs for `lade run`,
+/// which `attach`es the command to lade's stdin and stdout). Err when it could not be set up; a command that
+/// fails is an `Ok` outcome.
+pub fn run_in(req: &RunRequest, snap: &Snapshot, attach: bool) -> Result<StepOutcome> {
+    let loc = req.location;
     let step = req.step;
     if step.security == SecurityMode::Insecure {
-        bail!(
+        return Err(AtStep(format!(
             "{loc}: RUN --security=insecure is not supported by lade (steps always run with the default capability set)"
-        );
+        ))
+        .into());
     }
     let config = &req.image.config;
     let mut spec = StepSpec::new(argv(&step.command, config));
     if spec.argv.is_empty() {
-        bail!("{loc}: RUN with an empty command");
+        return Err(AtStep(format!("{loc}: RUN with an empty command")).into());
     }
+    spec.attach = attach;
     spec.env = environment(config, req.build_args);
-    spec.user = config["config"]["User"].as_str().unwrap_or("").to_string();
-    spec.workdir = config["config"]["WorkingDir"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    spec.user = crate::build::config::user(config);
+    spec.workdir = crate::build::config::workdir_as_set(config).to_string();
     spec.network = match step.network {
         NetworkMode::None => Network::None,
         NetworkMode::Host => Network::Host,
         NetworkMode::Default => req.network.unwrap_or_default(),
     };
     spec.isolation = req.isolation;
+    spec.security = req.security.clone();
     spec.emulator = req.emulator.clone();
     // qemu-user as pid 1 cannot die of a signal, so a crashing emulated program would hang: give it an init.
     spec.init = emulated(req);
@@ -161,35 +188,35 @@ pub fn run(req: &RunRequest) -> Result<Snapshot> {
         counter: 0,
     };
     for m in &step.mounts {
-        add_mount(req, m, &mut spec, &mut held)
-            .with_context(|| format!("{loc}: RUN --mount type={}", mount_type_name(m.kind)))?;
+        add_mount(req, m, &mut spec, &mut held).with_context(|| {
+            AtStep(format!(
+                "{loc}: RUN --mount type={}",
+                mount_type_name(m.kind)
+            ))
+        })?;
     }
     for f in &step.files {
         let p = held.next_private("file");
         write_private(&p, f.content.as_bytes(), f.mode & 0o7777, 0, 0)
-            .with_context(|| format!("{loc}: writing the heredoc file {}", f.path))?;
+            .with_context(|| AtStep(format!("{loc}: writing the heredoc file {}", f.path)))?;
         spec.mounts.push(StepMount::bind(&p, &f.path, true));
     }
-    let snap = Snapshot::prepare(req.steps_dir, &req.image.lowers(), RootfsMode::Auto)
-        .with_context(|| format!("{loc}: preparing the RUN step's root filesystem"))?;
-    let outcome = run_step(&snap, &spec).with_context(|| format!("{loc}: RUN could not start"))?;
+    let outcome =
+        run_step(snap, &spec).with_context(|| AtStep(format!("{loc}: RUN could not start")))?;
     drop(held);
-    if !outcome.success() {
-        bail!("{}", failure_message(req, &outcome));
-    }
-    Ok(snap)
+    Ok(outcome)
 }
 
 /// "Containerfile:7: RUN make: exit code 2", a hint for a crash under CPU emulation, and the stderr tail.
 fn failure_message(req: &RunRequest, out: &StepOutcome) -> String {
-    let arch = req.image.config["architecture"].as_str().unwrap_or("");
+    let arch = req.image.config.architecture.as_deref().unwrap_or("");
     describe_failure(req.location, &req.step.command, arch, emulated(req), out)
 }
 
 /// Whether the step runs under CPU emulation: an emulator to inject, or an image for another architecture
 /// (run by a binfmt_misc handler).
 fn emulated(req: &RunRequest) -> bool {
-    let arch = req.image.config["architecture"].as_str().unwrap_or("");
+    let arch = req.image.config.architecture.as_deref().unwrap_or("");
     req.emulator.is_some()
         || (!arch.is_empty()
             && crate::dispatch::platform::normalize_arch(arch, None).0
@@ -246,6 +273,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn cfg(v: serde_json::Value) -> crate::oci::ImageConfig {
+        serde_json::from_value(v).unwrap()
+    }
+
     fn kv(k: &str, v: &str) -> KeyValue {
         KeyValue {
             key: k.into(),
@@ -255,12 +286,12 @@ mod tests {
 
     #[test]
     fn argv_uses_shell_or_exec_form() {
-        let plain = json!({"config": {}});
+        let plain = cfg(json!({"config": {}}));
         assert_eq!(
             argv(&Command::Shell("echo hi".into()), &plain),
             ["/bin/sh", "-c", "echo hi"]
         );
-        let bash = json!({"config": {"Shell": ["/bin/bash", "-eo", "pipefail", "-c"]}});
+        let bash = cfg(json!({"config": {"Shell": ["/bin/bash", "-eo", "pipefail", "-c"]}}));
         assert_eq!(
             argv(&Command::Shell("make".into()), &bash),
             ["/bin/bash", "-eo", "pipefail", "-c", "make"]
@@ -273,14 +304,14 @@ mod tests {
 
     #[test]
     fn environment_image_env_wins_and_path_defaults() {
-        let cfg = json!({"config": {"Env": ["A=image", "PATH=/opt/bin"]}});
+        let config = cfg(json!({"config": {"Env": ["A=image", "PATH=/opt/bin"]}}));
         let args = [
             kv("A", "arg"),
             kv("B", "2"),
             kv("HTTP_PROXY", "http://p:3128"),
         ];
         assert_eq!(
-            environment(&cfg, &args),
+            environment(&config, &args),
             [
                 "A=image",
                 "PATH=/opt/bin",
@@ -288,7 +319,7 @@ mod tests {
                 "HTTP_PROXY=http://p:3128"
             ]
         );
-        let bare = json!({"config": {}});
+        let bare = cfg(json!({"config": {}}));
         assert_eq!(
             environment(&bare, &[kv("X", "1")]),
             ["X=1".to_string(), format!("PATH={DEFAULT_PATH}")]

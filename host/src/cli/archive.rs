@@ -138,6 +138,10 @@ pub fn load(g: &Global, a: LoadArgs) -> Result<()> {
     let root = g.root();
     let store = Store::open(&root)?;
     let mut loaded: Vec<String> = vec![];
+    let policy_ctx = crate::registry::SystemContext {
+        store_root: root.clone(),
+        ..Default::default()
+    };
     super::runtime()?.block_on(async {
         if is_oci_archive(&a.input)? {
             let dir = tempfile::Builder::new().prefix("lade-load-").tempdir()?;
@@ -162,12 +166,14 @@ pub fn load(g: &Global, a: LoadArgs) -> Result<()> {
                     format!("{}:{r}", stem(&a.input))
                 };
                 let src = OciSource::open(dir.path(), Some(&r))?;
+                let src_name = format!("oci-archive:{}:{r}", a.input.display());
+                let src = crate::policy::check(&src_name, Box::new(src), &policy_ctx).await?;
                 let dst = LocalDestination::open_named(
                     &root,
                     &name,
                     names::has_domain(names::repository(&name)),
                 )?;
-                let rep = copy_image(&src, &dst, &opts)
+                let rep = copy_image(src.as_ref(), &dst, &opts)
                     .await
                     .with_context(|| format!("loading {r}"))?;
                 loaded.push(rep.destination.trim_start_matches("lade:").to_string());
@@ -182,8 +188,10 @@ pub fn load(g: &Global, a: LoadArgs) -> Result<()> {
                     .cloned()
                     .unwrap_or_else(|| format!("localhost/{}:image-{i}", stem(&a.input)));
                 let src = DockerArchiveSource::from_archive(archive.clone(), i)?;
+                let src_name = format!("docker-archive:{}:@{i}", a.input.display());
+                let src = crate::policy::check(&src_name, Box::new(src), &policy_ctx).await?;
                 let dst = LocalDestination::open_named(&root, &first, true)?;
-                let rep = copy_image(&src, &dst, &opts)
+                let rep = copy_image(src.as_ref(), &dst, &opts)
                     .await
                     .with_context(|| format!("loading {first}"))?;
                 let full = rep.destination.trim_start_matches("lade:").to_string();

@@ -2,18 +2,20 @@
 //! registry, so ONBUILD triggers apply), run the plan, commit the image, then export or push it.
 
 use super::Global;
-use super::dockerfile::{DefinitionArgs, definition, wit_platform};
+use super::dockerfile::{DefinitionArgs, definition};
+use super::progress::Shown;
 use crate::build::base::{BaseResolver, PullPolicy};
-use crate::build::executor::{self, BuildOptions, Built, ImageFormat};
-use crate::build::output::{self, OutputSpec};
+use crate::build::driver::{BuildRequest, Builder, Warning};
+use crate::build::executor::{BuildOptions, ImageFormat};
+use crate::build::output::OutputSpec;
 use crate::build::progress::{Mode, Progress};
+use crate::build::remote_cache::CacheSpec;
 use crate::build::run::Secrets;
-use crate::context::BuildContext;
-use crate::dispatch::isolation::{Isolation, Network};
+use crate::dispatch::isolation::{Isolation, Network, Security};
 use crate::dispatch::platform::Platform;
-use crate::layer::Compression;
-use crate::plugin::frontend::{ContextReader, Severity};
-use crate::plugin::{PluginSource, render_diagnostic};
+use crate::oci::Compression;
+use crate::plugin::Severity;
+use crate::plugin::render_diagnostic;
 use crate::store::Store;
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -26,7 +28,7 @@ pub enum FormatArg {
     Oci,
     /// Docker v2s2 image
     Docker,
-    /// OCI image, with progress as JSON events on stdout
+    /// Deprecated: OCI image with `--progress=json`
     Json,
 }
 
@@ -44,10 +46,28 @@ pub enum IsolationArg {
     Oci,
 }
 
+/// How RUN steps are confined (buildah's flags).
+#[derive(clap::Args, Debug)]
+pub struct SecurityFlags {
+    /// Add a capability to RUN steps' default set (containers.conf's default_capabilities); ALL adds every one
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability from RUN steps' default set; ALL drops every one
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// `seccomp=unconfined`, `seccomp=FILE`, `no-new-privileges`, `label=disable`, `apparmor=unconfined`
+    #[arg(long, value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// User namespace of RUN steps: `host` (the default) or `auto` (as root: 65536 ids from the `containers`
+    /// entry of /etc/subuid and /etc/subgid; lade's own namespaces only)
+    #[arg(long, value_enum)]
+    pub userns: Option<UserNsArg>,
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CompressionArg {
-    Gzip,
-    Zstd,
+pub enum UserNsArg {
+    Host,
+    Auto,
 }
 
 #[derive(clap::Args, Debug)]
@@ -72,15 +92,26 @@ pub struct BuildArgs {
     /// Print hit or miss for every step, and for a miss which input changed
     #[arg(long)]
     pub explain_cache: bool,
+    /// Look steps up in a shared cache: `type=registry,ref=R`, `type=oci,src=DIR`, or buildah's plain
+    /// REPO (one artifact per step); repeatable
+    #[arg(long, value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Export the build's cache: `type=registry,ref=R[,mode=min|max][,mounts=true]`, `type=oci,dest=DIR`,
+    /// or buildah's plain REPO; repeatable
+    #[arg(long, value_name = "SPEC")]
+    pub cache_to: Vec<String>,
     /// When to pull base images
-    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "always", require_equals = true, default_value_t = PullPolicy::Missing)]
+    #[arg(long, num_args = 0..=1, default_missing_value = "always", require_equals = true, default_value = "missing",
+        value_parser = super::flags::choice::<PullPolicy>(&["always", "missing", "never", "newer", "true", "false"]))]
     pub pull: PullPolicy,
-    /// Image format (`json`: OCI, with progress as JSON events)
+    /// Image format (`json`, deprecated, means `oci` with `--progress=json`)
     #[arg(long, value_enum, default_value_t = FormatArg::Oci)]
     pub format: FormatArg,
+    #[command(flatten)]
+    pub progress: super::progress::ProgressFlag,
     /// Layer compression
-    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
-    pub compression_format: CompressionArg,
+    #[arg(long, default_value = "gzip", value_parser = super::flags::choice::<Compression>(&["gzip", "zstd"]))]
+    pub compression_format: Compression,
     /// Compression level: gzip 1 (fastest) to 9 (smallest), default 6; zstd 1 to 19, default 3
     #[arg(long, value_name = "N")]
     pub compression_level: Option<u32>,
@@ -108,12 +139,17 @@ pub struct BuildArgs {
     /// How RUN steps are isolated
     #[arg(long, value_enum, default_value_t = IsolationArg::Chroot)]
     pub isolation: IsolationArg,
-    /// Write the image (in addition to the store): `type=oci|oci-archive|docker-archive|registry,dest=...`
+    #[command(flatten)]
+    pub security: Box<SecurityFlags>,
+    /// Write the image (in addition to the store): `type=oci|oci-archive|docker-archive|registry,dest=...`,
+    /// or `type=containers-storage[,name=REF]` (podman's store, where `podman run` finds it)
     #[arg(short = 'o', long, value_name = "SPEC")]
     pub output: Vec<String>,
     /// Push every -t name to its registry after the build
     #[arg(long)]
     pub push: bool,
+    #[command(flatten)]
+    pub gpg_sign: super::gpg_sign::BuildSignFlags,
     /// Write the image ID to this file
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
@@ -121,7 +157,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
     #[command(flatten)]
-    pub remote: super::copy::RemoteFlags,
+    pub remote: super::flags::RemoteFlags,
     /// Run foreign-platform steps without registered binfmt handlers
     #[arg(long, hide = true)]
     pub ignore_binfmt: bool,
@@ -131,6 +167,11 @@ pub struct BuildArgs {
     /// Print only the image ID
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub sbom: Box<super::sbom::BuildSbomFlags>,
+    /// With --push: sign the pushed image (and attest its --sbom) with a cosign key
+    #[command(flatten)]
+    pub sign: super::sign::SignFlags,
 }
 
 fn key_values(flag: &str, list: &[String]) -> Result<Vec<(String, String)>> {
@@ -164,6 +205,11 @@ fn build_arg_files(files: &[PathBuf]) -> Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// `--cache-from` / `--cache-to` values.
+fn cache_specs(list: &[String], export: bool) -> Result<Vec<CacheSpec>> {
+    list.iter().map(|s| CacheSpec::parse(s, export)).collect()
 }
 
 fn epoch(flag: Option<i64>) -> Result<Option<i64>> {
@@ -200,6 +246,20 @@ fn platforms(spec: Option<&str>) -> Result<Vec<Platform>> {
     Ok(out)
 }
 
+/// `--userns=auto`: the mappings of the RUN steps' user namespace.
+fn userns_auto(isolation: IsolationArg) -> Result<crate::dispatch::isolation::idmap::IdMaps> {
+    if !rustix::process::geteuid().is_root() || crate::paths::rootless() {
+        bail!(
+            "--userns=auto needs root: a rootless build already runs its steps in lade's own user namespace \
+             (leave --userns out)"
+        );
+    }
+    if isolation == IsolationArg::Oci {
+        bail!("{}", crate::dispatch::isolation::USERNS_OCI_UNSUPPORTED);
+    }
+    crate::dispatch::isolation::idmap::IdMaps::auto()
+}
+
 pub fn run(g: &Global, mut a: BuildArgs) -> Result<()> {
     if crate::dispatch::userns::needed() {
         crate::dispatch::userns::rerun(&g.root(), &crate::paths::cache_dir())?;
@@ -208,6 +268,11 @@ pub fn run(g: &Global, mut a: BuildArgs) -> Result<()> {
     let mut args = build_arg_files(&a.build_arg_file)?;
     args.append(&mut a.definition.build_args);
     a.definition.build_args = args;
+    a.sbom.check(a.push)?;
+    if a.sign.sign_by_sigstore_private_key.is_some() && !a.push {
+        bail!("--sign-by-sigstore-private-key signs the pushed image: add --push");
+    }
+    let signer = super::sign::copy_signer(g, &a.sign)?;
     let platforms = platforms(a.definition.platform.take().as_deref())?;
     let multi = platforms.len() > 1;
     let def = definition(&a.definition)?;
@@ -231,6 +296,11 @@ pub fn run(g: &Global, mut a: BuildArgs) -> Result<()> {
         key_values("annotation", &a.annotation)?,
     );
     Secrets::parse(&a.secret)?;
+    let sf = &a.security;
+    let mut security = Security::from_flags(&sf.cap_add, &sf.cap_drop, &sf.security_opt)?;
+    if sf.userns == Some(UserNsArg::Auto) {
+        security.userns = Some(userns_auto(a.isolation)?);
+    }
     let options = |p: &Platform| -> Result<BuildOptions> {
         Ok(BuildOptions {
             platform: p.clone(),
@@ -242,10 +312,7 @@ pub fn run(g: &Global, mut a: BuildArgs) -> Result<()> {
             } else {
                 ImageFormat::Oci
             },
-            compression: match a.compression_format {
-                CompressionArg::Gzip => Compression::Gzip,
-                CompressionArg::Zstd => Compression::Zstd,
-            },
+            compression: a.compression_format,
             compression_level: a.compression_level,
             epoch,
             labels: labels.clone(),
@@ -261,152 +328,122 @@ pub fn run(g: &Global, mut a: BuildArgs) -> Result<()> {
                 IsolationArg::Chroot => Isolation::Namespaces,
                 IsolationArg::Oci => Isolation::Oci,
             },
+            security: security.clone(),
             jobs: a
                 .jobs
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             file_name: def.request.file_name.clone(),
             ignore_binfmt: a.ignore_binfmt,
+            remote_cache: None,
         })
     };
-    let mode = if a.format == FormatArg::Json {
-        Mode::Json
-    } else if a.quiet {
-        Mode::Quiet
+    let shown = if a.format == FormatArg::Json {
+        eprintln!(
+            "warning: `--format json` is deprecated: use `--progress=json` (--format is the image format)"
+        );
+        Shown::Json
     } else {
-        Mode::Plain
+        a.progress.progress.resolve()
     };
-    let progress = Progress::new(mode, a.explain_cache);
-
+    let mode = match shown {
+        Shown::Json => Mode::Json,
+        _ if a.quiet => Mode::Quiet,
+        Shown::Plain => Mode::Plain,
+        Shown::Tty => Mode::Tty,
+    };
+    // Plain build lines are the build's own; the sink draws the copies' events (base images, pushes).
+    let progress = Progress::new(mode, a.explain_cache, super::progress::sink(shown, a.quiet));
     let rt = super::runtime()?;
     let store = Store::open(&g.root())?;
     let sys = a.remote.context(g);
-    let resolver = Arc::new(BaseResolver::new(
-        store.clone(),
-        sys.clone(),
-        a.pull,
-        rt.handle().clone(),
-    ));
-
-    // The frontend, in its sandbox: one plan per platform (TARGET* args differ).
-    let reader: Arc<dyn ContextReader> = Arc::new(BuildContext::open(
-        &a.definition.context,
-        def.path.as_deref(),
-    )?);
+    let resolver = Arc::new(
+        BaseResolver::new(store.clone(), sys.clone(), a.pull, rt.handle().clone())
+            .with_events(progress.events().clone()),
+    );
     let plugins = super::plugin::runtime(g)?;
-    let source = PluginSource::find(&a.definition.frontend, &super::plugin::plugins_dir(g))?;
-    let plugin = plugins.load(&source)?;
-    let mut plans = Vec::new();
-    for (i, p) in platforms.iter().enumerate() {
-        let mut request = def.request.clone();
-        request.target_platform = wit_platform(p);
-        let parsed = plugin
-            .frontend()?
-            .parse(&request, reader.clone(), resolver.clone())
-            .map_err(anyhow::Error::new)?;
-        if i == 0 {
-            for w in &parsed.plan.warnings {
-                if !(a.quiet && w.severity != Severity::Error) {
-                    eprintln!("{}", render_diagnostic(w));
-                }
-            }
-            for unused in &parsed.plan.unused_build_args {
-                if !a.quiet {
-                    eprintln!("warning: --build-arg {unused} was not consumed by any ARG");
-                }
-            }
-        }
-        plans.push(parsed.plan);
+    let chosen = rt.block_on(crate::plugin::syntax::choose(
+        a.definition.frontend.as_deref(),
+        &def.request.source,
+        &super::plugin::plugins_dir(g),
+        &sys,
+    ))?;
+    if let Some(note) = &chosen.note {
+        progress.message(note);
     }
-
-    let ctx = BuildContext::open(&a.definition.context, def.path.as_deref())?;
-    let image_tags: &[String] = if multi { &[] } else { &a.tags };
-    // Every platform at once; each one's stages are bounded by --jobs.
-    let results: Vec<Result<Built>> = std::thread::scope(|s| {
-        let handles: Vec<_> = platforms
-            .iter()
-            .zip(&plans)
-            .map(|(p, plan)| {
-                let (ctx, resolver, store, progress, options) =
-                    (&ctx, &resolver, &store, &progress, &options);
-                s.spawn(move || {
-                    let opts = options(p)?;
-                    executor::execute(plan, ctx, resolver, store, &opts, progress, image_tags)
-                        .map_err(|e| {
-                            if multi {
-                                e.context(format!("building for {p}"))
-                            } else {
-                                e
-                            }
-                        })
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a build thread panicked")))
-            })
-            .collect()
-    });
-    let mut built = Vec::new();
-    for r in results {
-        built.push(r?);
-    }
-    // One platform: the image. Several: an index over them, named by --manifest or -t.
-    let (id, names, top) = if multi {
-        let list_names: Vec<String> = a.manifest.iter().chain(&a.tags).cloned().collect();
-        let desc = executor::commit_index(
-            &store,
-            &built,
-            &platforms,
-            &list_names,
-            a.format == FormatArg::Docker,
-        )?;
-        (
-            desc.digest().to_string(),
-            list_names,
-            desc.digest().to_string(),
-        )
-    } else {
-        let b = &built[0];
-        if let Some(m) = &a.manifest {
-            executor::commit_index(
-                &store,
-                &built,
-                &platforms,
-                std::slice::from_ref(m),
-                a.format == FormatArg::Docker,
-            )?;
-        }
-        (
-            b.config_digest.clone(),
-            a.tags.clone(),
-            b.config_digest.clone(),
-        )
+    let frontend = plugins.load(&chosen.source)?;
+    let gpg_signer = super::gpg_sign::PushedSigner::open(
+        g,
+        &a.gpg_sign,
+        a.sign.sign_passphrase_file.as_deref(),
+        a.push,
+        &a.tags,
+    )?;
+    let req = BuildRequest {
+        parse: def.request.clone(),
+        context_dir: a.definition.context.clone(),
+        definition_path: def.path.clone(),
+        platforms,
+        tags: a.tags.clone(),
+        manifest: a.manifest.clone(),
+        docker_format: a.format == FormatArg::Docker,
+        outputs,
+        push: a.push,
+        iidfile: a.iidfile.clone(),
+        cache_from: cache_specs(&a.cache_from, false)?,
+        cache_to: cache_specs(&a.cache_to, true)?,
     };
-    if let Some(f) = &a.iidfile {
-        std::fs::write(f, &id).with_context(|| format!("writing --iidfile {}", f.display()))?;
+    let quiet = a.quiet;
+    let builder = Builder {
+        store: &store,
+        sys: &sys,
+        resolver,
+        progress: &progress,
+        rt: rt.handle(),
+    };
+    let built = builder.build(&req, &frontend, options, |w| match w {
+        Warning::Diagnostic(d) if !(quiet && d.severity != Severity::Error) => {
+            eprintln!("{}", render_diagnostic(d))
+        }
+        Warning::UnusedBuildArg(u) if !quiet => {
+            eprintln!("warning: --build-arg {u} was not consumed by any ARG")
+        }
+        _ => {}
+    })?;
+    progress.finished(
+        built.id.trim_start_matches("sha256:"),
+        &built.names,
+        started.elapsed(),
+    );
+    if let Some(s) = &gpg_signer {
+        s.sign(&a.remote.context(g))?;
     }
-    let image = top.trim_start_matches("sha256:").to_string();
-    for spec in &outputs {
-        output::export(&store, &image, spec, &sys, rt.handle())
-            .with_context(|| format!("--output {spec:?}"))?;
-    }
+    let sbom = a.sbom.write(g, &a.remote, &built.id, a.push)?;
     if a.push {
-        if names.is_empty() {
-            bail!("--push needs a name to push to: add -t REGISTRY/NAME:TAG");
+        attach_to_pushed(g, &a, &built.names, signer.as_ref(), sbom)?;
+    }
+    Ok(())
+}
+
+/// After `--push`: sign each pushed image (with a signer) and attach its `--sbom` document `doc` as a
+/// referrer (and, with a signer, as a signed attestation).
+fn attach_to_pushed(
+    g: &Global,
+    a: &BuildArgs,
+    names: &[String],
+    signer: Option<&super::sign::CopySigner>,
+    doc: Option<(Vec<u8>, super::sbom::SbomFormat)>,
+) -> Result<()> {
+    let ctx = a.remote.context(g);
+    for n in names {
+        let dest = format!("docker://{n}");
+        if let Some(s) = signer {
+            s.sign(&dest, &ctx)
+                .with_context(|| format!("signing the pushed {dest}"))?;
         }
-        for t in &names {
-            let spec = OutputSpec::Registry(t.clone());
-            output::export(&store, t, &spec, &sys, rt.handle())
-                .with_context(|| format!("pushing {t}"))?;
+        if let Some((doc, f)) = &doc {
+            super::attach::attach_sbom(&dest, &ctx, doc, *f, signer)
+                .with_context(|| format!("attaching the SBOM to {dest}"))?;
         }
     }
-    let names: Vec<String> = names
-        .iter()
-        .map(|t| crate::store::names::qualify_local(t))
-        .collect();
-    progress.finished(id.trim_start_matches("sha256:"), &names, started.elapsed());
     Ok(())
 }

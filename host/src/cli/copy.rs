@@ -1,7 +1,10 @@
 //! lade copy, push, pull: thin front ends over the one copy engine (`crate::copy`).
 
 use super::Global;
-use crate::copy::{Compression, CopyOptions, CopyReport, ManifestFormat, MultiArch, copy_image};
+use super::flags::{RemoteFlags, SideFlags, choice, human_size};
+use super::progress::Shown;
+use crate::copy::{CopyOptions, CopyReport, ManifestFormat, MultiArch, copy_image};
+use crate::oci::Compression;
 use crate::transport::{self, ImageDestination, PlatformOverride, SystemContext, TransportRef};
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -32,20 +35,17 @@ pub struct EngineFlags {
     #[arg(short = 'a', long)]
     pub all: bool,
     /// For an index: the host's image (system), every image (all), or the index alone (index-only)
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = choice::<MultiArch>(&["system", "all", "index-only"]))]
     pub multi_arch: Option<MultiArch>,
     /// Fail instead of changing any digest
     #[arg(long)]
     pub preserve_digests: bool,
     /// Recompress layers (gzip or zstd)
-    #[arg(long, value_enum, value_name = "FORMAT")]
+    #[arg(long, value_name = "FORMAT")]
     pub dest_compress_format: Option<Compression>,
     /// Do not copy referrers (OCI 1.1 subject referrers and cosign .sig/.att/.sbom tags)
     #[arg(long)]
     pub no_referrers: bool,
-    /// Retries for a blob after a transient failure
-    #[arg(long, default_value_t = 3, value_name = "N")]
-    pub retry_times: u32,
     /// Blobs copied at once
     #[arg(long, default_value_t = 6, value_name = "N")]
     pub jobs: usize,
@@ -64,10 +64,12 @@ pub struct EngineFlags {
     /// Print nothing but errors
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub progress: super::progress::ProgressFlag,
 }
 
 impl EngineFlags {
-    fn options(&self, g: &Global) -> CopyOptions {
+    fn options(&self, g: &Global, retry_times: u32) -> CopyOptions {
         CopyOptions {
             multi_arch: if self.all {
                 MultiArch::All
@@ -78,11 +80,17 @@ impl EngineFlags {
             format: manifest_format(&self.format),
             compress: self.dest_compress_format,
             referrers: !self.no_referrers,
+            signatures: true,
             platform: self.platform(),
             jobs: self.jobs.max(1),
-            retry_times: self.retry_times,
+            retry_times,
             tmp_dir: g.root().join("lade").join("tmp"),
+            events: super::progress::sink(self.shown(), self.quiet),
         }
+    }
+
+    fn shown(&self) -> Shown {
+        self.progress.progress.resolve()
     }
 
     fn platform(&self) -> PlatformOverride {
@@ -93,6 +101,14 @@ impl EngineFlags {
             os: self.override_os.clone().or(os),
             arch: self.override_arch.clone().or(arch),
             variant: self.override_variant.clone().or(variant),
+        }
+    }
+
+    /// A side's context with this copy's platform choice.
+    fn side(&self, ctx: SystemContext) -> SystemContext {
+        SystemContext {
+            platform: self.platform(),
+            ..ctx
         }
     }
 
@@ -114,75 +130,16 @@ pub struct CopyArgs {
     /// auth.json for both sides
     #[arg(long, value_name = "FILE")]
     pub authfile: Option<PathBuf>,
-}
-
-/// Registry options per side of a copy, named as skopeo names them (`copy` and `sync` share them).
-#[derive(clap::Args, Debug)]
-pub struct SideFlags {
-    /// Credentials USER[:PASSWORD] for the source registry
-    #[arg(long, value_name = "USER[:PASS]")]
-    pub src_creds: Option<String>,
-    /// Credentials USER[:PASSWORD] for the destination registry
-    #[arg(long, value_name = "USER[:PASS]")]
-    pub dest_creds: Option<String>,
-    /// Verify TLS for the source registry
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
-    pub src_tls_verify: Option<bool>,
-    /// Verify TLS for the destination registry
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
-    pub dest_tls_verify: Option<bool>,
-    /// auth.json for the source
-    #[arg(long, value_name = "FILE")]
-    pub src_authfile: Option<PathBuf>,
-    /// auth.json for the destination
-    #[arg(long, value_name = "FILE")]
-    pub dest_authfile: Option<PathBuf>,
-    /// certs.d-style directory for the source registry
-    #[arg(long, value_name = "DIR")]
-    pub src_cert_dir: Option<PathBuf>,
-    /// certs.d-style directory for the destination registry
-    #[arg(long, value_name = "DIR")]
-    pub dest_cert_dir: Option<PathBuf>,
-}
-
-/// A context for one side of a copy.
-pub fn context(
-    g: &Global,
-    tls_verify: Option<bool>,
-    creds: Option<String>,
-    authfile: Option<PathBuf>,
-    cert_dir: Option<PathBuf>,
-    e: &EngineFlags,
-) -> SystemContext {
-    SystemContext {
-        tls_verify,
-        creds,
-        authfile,
-        cert_dir,
-        registries_conf: g.registries_conf.clone(),
-        retry_times: e.retry_times,
-        platform: e.platform(),
-        store_root: g.root(),
-    }
-}
-
-fn human_bytes(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < units.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", units[u])
-    }
+    #[command(flatten)]
+    pub sign: super::sign::SignFlags,
+    #[command(flatten)]
+    pub gpg: super::gpg_sign::GpgSignFlags,
 }
 
 fn report(r: &CopyReport, e: &EngineFlags) -> Result<()> {
-    if e.json() {
+    if e.shown() == Shown::Json {
+        // stdout is NDJSON: the `done` event carries the summary.
+    } else if e.json() {
         println!("{}", serde_json::to_string_pretty(r)?);
     } else if !e.quiet {
         eprintln!(
@@ -190,7 +147,7 @@ fn report(r: &CopyReport, e: &EngineFlags) -> Result<()> {
             r.source,
             r.destination,
             r.blobs_copied,
-            human_bytes(r.bytes_copied),
+            human_size(r.bytes_copied),
             r.blobs_skipped,
             r.blobs_mounted,
             r.referrers,
@@ -200,77 +157,58 @@ fn report(r: &CopyReport, e: &EngineFlags) -> Result<()> {
     Ok(())
 }
 
+/// Check the source against the policy, then open the destination (`dst`, awaited only then, so a refused
+/// copy creates nothing) and copy; `gpg` keeps, drops or adds GPG signatures.
 async fn run_copy(
     src_name: &str,
     src_ctx: &SystemContext,
-    dst: Box<dyn ImageDestination>,
+    dst: impl std::future::Future<Output = Result<Box<dyn ImageDestination>>>,
     opts: &CopyOptions,
+    gpg: Option<(&super::gpg_sign::GpgCopy, &SystemContext)>,
 ) -> Result<CopyReport> {
     let src = transport::open_source(src_name, src_ctx)
         .await
         .with_context(|| format!("opening {src_name}"))?;
-    copy_image(src.as_ref(), dst.as_ref(), opts).await
+    // The signature policy, before anything is written.
+    let src = crate::policy::check(src_name, src, src_ctx).await?;
+    let (src, opts, sigs) = match gpg {
+        Some((g, _)) => g.prepare(src_name, src, src_ctx, opts).await?,
+        None => (src, opts.clone(), vec![]),
+    };
+    let dst = dst.await?;
+    let r = copy_image(src.as_ref(), dst.as_ref(), &opts).await?;
+    if let Some((g, dst_ctx)) = gpg {
+        g.finish(&r, sigs, dst_ctx)?;
+    }
+    Ok(r)
+}
+
+/// Open `name` as a copy's destination.
+async fn open_dest(name: &str, ctx: &SystemContext) -> Result<Box<dyn ImageDestination>> {
+    transport::open_destination(name, ctx)
+        .await
+        .with_context(|| format!("opening {name}"))
 }
 
 pub fn copy(g: &Global, a: CopyArgs) -> Result<()> {
     let e = &a.engine;
-    let src_ctx = context(
-        g,
-        a.sides.src_tls_verify,
-        a.sides.src_creds.clone(),
-        a.sides.src_authfile.clone().or(a.authfile.clone()),
-        a.sides.src_cert_dir.clone(),
-        e,
-    );
-    let dst_ctx = context(
-        g,
-        a.sides.dest_tls_verify,
-        a.sides.dest_creds.clone(),
-        a.sides.dest_authfile.clone().or(a.authfile.clone()),
-        a.sides.dest_cert_dir.clone(),
-        e,
-    );
-    let opts = e.options(g);
-    let r = super::runtime()?.block_on(async {
-        let dst = transport::open_destination(&a.destination, &dst_ctx)
-            .await
-            .with_context(|| format!("opening {}", a.destination))?;
-        run_copy(&a.source, &src_ctx, dst, &opts).await
-    })?;
-    report(&r, e)
-}
-
-/// Registry-side flags of push, pull, build and manifest.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct RemoteFlags {
-    /// Verify TLS for the registry
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
-    pub tls_verify: Option<bool>,
-    /// Credentials USER[:PASSWORD]
-    #[arg(long, value_name = "USER[:PASS]")]
-    pub creds: Option<String>,
-    /// auth.json to read credentials from
-    #[arg(long, value_name = "FILE")]
-    pub authfile: Option<PathBuf>,
-    /// certs.d-style directory for the registry
-    #[arg(long, value_name = "DIR")]
-    pub cert_dir: Option<PathBuf>,
-}
-
-impl RemoteFlags {
-    /// The context for the registry these flags are about (3 retries, no platform override).
-    pub fn context(&self, g: &Global) -> SystemContext {
-        SystemContext {
-            tls_verify: self.tls_verify,
-            creds: self.creds.clone(),
-            authfile: self.authfile.clone(),
-            cert_dir: self.cert_dir.clone(),
-            registries_conf: g.registries_conf.clone(),
-            retry_times: 3,
-            platform: PlatformOverride::default(),
-            store_root: g.root(),
-        }
+    let retry = a.sides.retry_times;
+    let src_ctx = e.side(a.sides.src_context(g, a.authfile.as_ref()));
+    let dst_ctx = e.side(a.sides.dest_context(g, a.authfile.as_ref()));
+    let opts = e.options(g, retry);
+    let signer = super::sign::copy_signer(g, &a.sign)?;
+    let gpg = super::gpg_sign::GpgCopy::new(g, &a.gpg, &a.sign, &a.destination)?;
+    let r = super::runtime()?.block_on(run_copy(
+        &a.source,
+        &src_ctx,
+        open_dest(&a.destination, &dst_ctx),
+        &opts,
+        Some((&gpg, &dst_ctx)),
+    ))?;
+    if let Some(s) = &signer {
+        s.sign(&a.destination, &dst_ctx)?;
     }
+    report(&r, e)
 }
 
 #[derive(clap::Args, Debug)]
@@ -286,6 +224,10 @@ pub struct PushArgs {
     /// Write the pushed manifest's digest to this file
     #[arg(long, value_name = "FILE")]
     pub digestfile: Option<PathBuf>,
+    #[command(flatten)]
+    pub sign: super::sign::SignFlags,
+    #[command(flatten)]
+    pub gpg: super::gpg_sign::GpgSignFlags,
 }
 
 /// A transport string for a push/pull argument: no transport prefix means a registry.
@@ -302,26 +244,24 @@ pub fn push(g: &Global, a: PushArgs) -> Result<()> {
     let store = crate::store::Store::open(&g.root())?;
     let (full, _) = store.resolve(&a.name)?;
     let dest = with_transport(a.destination.as_deref().unwrap_or(&full));
-    let r = &a.remote;
-    let dst_ctx = context(
-        g,
-        r.tls_verify,
-        r.creds.clone(),
-        r.authfile.clone(),
-        r.cert_dir.clone(),
-        e,
-    );
-    let src_ctx = context(g, None, None, None, None, e);
-    let mut opts = e.options(g);
+    let dst_ctx = e.side(a.remote.context(g));
+    let src_ctx = e.side(RemoteFlags::default().context(g));
+    let mut opts = e.options(g, a.remote.retry_times);
     if e.multi_arch.is_none() && !e.all {
         opts.multi_arch = MultiArch::All;
     }
-    let report_ = super::runtime()?.block_on(async {
-        let dst = transport::open_destination(&dest, &dst_ctx)
-            .await
-            .with_context(|| format!("opening {dest}"))?;
-        run_copy(&format!("lade:{full}"), &src_ctx, dst, &opts).await
-    })?;
+    let signer = super::sign::copy_signer(g, &a.sign)?;
+    let gpg = super::gpg_sign::GpgCopy::new(g, &a.gpg, &a.sign, &dest)?;
+    let report_ = super::runtime()?.block_on(run_copy(
+        &format!("lade:{full}"),
+        &src_ctx,
+        open_dest(&dest, &dst_ctx),
+        &opts,
+        Some((&gpg, &dst_ctx)),
+    ))?;
+    if let Some(s) = &signer {
+        s.sign(&dest, &dst_ctx)?;
+    }
     if let Some(f) = &a.digestfile {
         std::fs::write(f, &report_.digest).with_context(|| format!("writing {}", f.display()))?;
     }
@@ -347,16 +287,8 @@ fn pulled_name(src: &str) -> Result<(String, bool)> {
 pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
     let e = &a.engine;
     let src = with_transport(&a.source);
-    let r = &a.remote;
-    let src_ctx = context(
-        g,
-        r.tls_verify,
-        r.creds.clone(),
-        r.authfile.clone(),
-        r.cert_dir.clone(),
-        e,
-    );
-    let opts = e.options(g);
+    let src_ctx = e.side(a.remote.context(g));
+    let opts = e.options(g, a.remote.retry_times);
     // A name typed without a transport is resolved through registries.conf (aliases, search registries),
     // as podman pull does; the candidates are tried in order and the first that has the image wins.
     let sources = if transport::parse(&a.source).is_err() {
@@ -372,10 +304,11 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
     let mut pulled = None;
     for src in &sources {
         let (name, remote) = pulled_name(src)?;
-        let copied = super::runtime()?.block_on(async {
-            let dst = transport::local::LocalDestination::open_named(&root, &name, remote)?;
-            run_copy(src, &src_ctx, Box::new(dst), &opts).await
-        });
+        let dst = async {
+            let d = transport::local::LocalDestination::open_named(&root, &name, remote)?;
+            anyhow::Ok(Box::new(d) as Box<dyn ImageDestination>)
+        };
+        let copied = super::runtime()?.block_on(run_copy(src, &src_ctx, dst, &opts, None));
         match copied {
             Ok(rep) => {
                 pulled = Some(rep);
@@ -392,13 +325,13 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
             failures.join("\n  ")
         );
     };
-    if e.json() {
+    if e.json() || e.shown() == Shown::Json {
         return report(&rep, e);
     }
     report(&rep, e)?;
     let store = crate::store::Store::open(&root)?;
     let d: crate::transport::Digest = rep.digest.parse()?;
-    let desc = crate::transport::oci::manifest_descriptor(d, 0, &rep.media_type)?;
+    let desc = crate::oci::manifest_descriptor(d, 0, &rep.media_type)?;
     println!("{}", store.image_id(&desc)?);
     Ok(())
 }

@@ -10,9 +10,9 @@ use super::{Global, OutputFormat};
 use crate::context::BuildContext;
 use crate::plugin::frontend::{
     Command, ContextReader, Instruction, KeyValue, Mount, MountType, NetworkMode, NoImages,
-    ParseOutput, ParseRequest, Platform, SecurityMode, SourceRef, StageBase,
+    ParseOutput, ParseRequest, SecurityMode, SourceRef, StageBase,
 };
-use crate::plugin::{PluginFailure, PluginSource, render_diagnostic};
+use crate::plugin::{PluginFailure, render_diagnostic};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum DockerfileCommand {
@@ -35,9 +35,10 @@ pub struct DefinitionArgs {
     /// The stage to build, by name or index (default: the last)
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
-    /// The frontend plugin: a built-in or installed name, or a component file
-    #[arg(long, value_name = "NAME|FILE", default_value = "dockerfile")]
-    pub frontend: String,
+    /// The frontend plugin: a built-in or installed name, or a component file (default: what the
+    /// Containerfile's `# syntax=` line names, else the built-in `dockerfile`)
+    #[arg(long, value_name = "NAME|FILE")]
+    pub frontend: Option<String>,
     /// The build context directory
     #[arg(value_name = "CONTEXT", default_value = ".")]
     pub context: PathBuf,
@@ -116,16 +117,6 @@ pub fn build_args(args: &[String]) -> anyhow::Result<Vec<KeyValue>> {
     Ok(out)
 }
 
-pub fn wit_platform(p: &crate::dispatch::platform::Platform) -> Platform {
-    Platform {
-        os: p.os.clone(),
-        architecture: p.architecture.clone(),
-        variant: p.variant.clone(),
-        os_version: None,
-        os_features: Vec::new(),
-    }
-}
-
 /// A build definition read from disk or stdin, with the request to parse it.
 pub struct Definition {
     pub request: ParseRequest,
@@ -162,8 +153,8 @@ pub fn definition(a: &DefinitionArgs) -> anyhow::Result<Definition> {
         source,
         file_name,
         build_args: build_args(&a.build_args)?,
-        target_platform: wit_platform(&target_platform),
-        build_platform: wit_platform(&host),
+        target_platform: crate::build::driver::wit_platform(&target_platform),
+        build_platform: crate::build::driver::wit_platform(&host),
         target: a.target.clone(),
     };
     Ok(Definition {
@@ -183,8 +174,17 @@ pub fn parse(g: &Global, args: ParseArgs) -> anyhow::Result<()> {
     let context = BuildContext::open(&a.context, file_path.as_deref())?;
     let context: Arc<dyn ContextReader> = Arc::new(context);
     let rt = super::plugin::runtime(g)?;
-    let source = PluginSource::find(&a.frontend, &super::plugin::plugins_dir(g))?;
-    let plugin = rt.load(&source)?;
+    let ctx = super::flags::RemoteFlags::default().context(g);
+    let chosen = super::runtime()?.block_on(crate::plugin::syntax::choose(
+        a.frontend.as_deref(),
+        &request.source,
+        &super::plugin::plugins_dir(g),
+        &ctx,
+    ))?;
+    if let Some(note) = &chosen.note {
+        eprintln!("{note}");
+    }
+    let plugin = rt.load(&chosen.source)?;
     let started = std::time::Instant::now();
     let result = plugin
         .frontend()?

@@ -1,96 +1,40 @@
 //! lade images, tag, rmi, prune: the local store's names and garbage.
 
+use super::template::{self, Format};
 use super::{Global, OutputFormat};
-use crate::store::{Store, names};
-use anyhow::{Result, bail};
+use crate::oci::config::set;
+use crate::oci::document::{self, Index, Manifest};
+use crate::oci::{Descriptor, Digest, ImageConfig, media};
+use crate::store::{Store, layout::ref_of, names};
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
 
 #[derive(clap::Args, Debug)]
 pub struct ImagesArgs {
     /// Only images whose name matches this (a name or short name; `*` allowed at the end)
     pub filter: Option<String>,
-    /// Output format: text or json
-    #[arg(long, value_enum, default_value_t)]
-    pub format: OutputFormat,
+    /// Output format: text, json, table, `table TEMPLATE` or a Go template, with podman's fields:
+    /// .Repository .Tag .ID .Id .Digest .Created .CreatedSince .CreatedAt .Size .VirtualSize .Names
+    /// .Labels .Dangling .RepoTags .RepoDigests
+    #[arg(long, default_value = "text", value_parser = template::check)]
+    pub format: String,
     /// Print image IDs only
     #[arg(short, long)]
     pub quiet: bool,
     /// Show full image IDs
     #[arg(long)]
     pub no_trunc: bool,
+    /// Also list images without a name (builds given no tag) as `<none>`; artifacts attached to an image
+    /// (signatures, SBOMs: manifests with a subject) are not images and never listed
+    #[arg(short, long)]
+    pub all: bool,
 }
 
-/// "5 minutes ago", from an RFC 3339 timestamp.
-fn ago(created: &str) -> String {
-    let Some(t) = parse_rfc3339(created) else {
-        return created.to_string();
-    };
-    let now = std::time::SystemTime::now()
+/// Seconds since the epoch, now.
+fn now() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let s = (now - t).max(0);
-    let (n, unit) = match s {
-        0..60 => return "Less than a minute ago".into(),
-        60..3600 => (s / 60, "minute"),
-        3600..86400 => (s / 3600, "hour"),
-        86400..2_592_000 => (s / 86400, "day"),
-        2_592_000..31_536_000 => (s / 2_592_000, "month"),
-        _ => (s / 31_536_000, "year"),
-    };
-    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
-}
-
-/// Seconds since the epoch for `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (
-        n(0..4)?,
-        n(5..7)?,
-        n(8..10)?,
-        n(11..13)?,
-        n(14..16)?,
-        n(17..19)?,
-    );
-    let mut rest = &s[19..];
-    if let Some(r) = rest.strip_prefix('.') {
-        rest = r.trim_start_matches(|c: char| c.is_ascii_digit());
-    }
-    let off = match rest {
-        "Z" | "z" | "" => 0,
-        r if r.len() == 6 => {
-            let sign = if r.starts_with('-') { -1 } else { 1 };
-            sign * (r[1..3].parse::<i64>().ok()? * 3600 + r[4..6].parse::<i64>().ok()? * 60)
-        }
-        _ => return None,
-    };
-    // Days from civil (Howard Hinnant's algorithm).
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86400 + h * 3600 + mi * 60 + se - off)
-}
-
-fn human_size(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < units.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        // Up to three decimals, trailing zeros dropped ("5.06 MB", "5 MB"), as buildah prints sizes.
-        let digits = format!("{v:.3}");
-        format!(
-            "{} {}",
-            digits.trim_end_matches('0').trim_end_matches('.'),
-            units[u]
-        )
-    }
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 fn matches(filter: &str, name: &str) -> bool {
@@ -102,63 +46,195 @@ fn matches(filter: &str, name: &str) -> bool {
         || names::repository(name) == filter
 }
 
+/// One image as the template sees it: its top descriptor, names, config and sizes.
+struct Entry {
+    names: Vec<String>,
+    id: String,
+    digest: String,
+    config: ImageConfig,
+    /// Counted as containers-storage counts an image's size: every layer uncompressed, the config, and
+    /// the manifest twice (kept by digest and as the default), plus the index a multi-arch image came in.
+    size: u64,
+}
+
+/// The bytes a layer blob holds once decompressed.
+fn uncompressed_size(store: &Store, l: &Descriptor) -> Result<u64> {
+    let mt = l.media_type().to_string();
+    if mt.ends_with(".tar") || mt.ends_with("tar") {
+        return Ok(l.size());
+    }
+    let path = store.layout().blob_path(l.digest());
+    let f = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let mut r = crate::layer::decompressor(f)?;
+    std::io::copy(&mut r, &mut std::io::sink())
+        .with_context(|| format!("decompressing layer {}", l.digest()))
+}
+
+/// The entry for a top descriptor (an index stands for the host platform's image), or None for an
+/// artifact attached to an image (a manifest with a subject).
+fn entry(
+    store: &Store,
+    names: Vec<String>,
+    top: &Descriptor,
+    sizes: bool,
+) -> Result<Option<Entry>> {
+    let l = store.layout();
+    let mut bytes = l.read_blob(top.digest())?;
+    let mut size = 0;
+    if media::is_index(&media::sniff(&bytes)) {
+        let idx: Index = document::parse(&bytes)?;
+        size += bytes.len() as u64;
+        // A list with no image for this host (or none yet) is still listed, as only its index.
+        let Ok(i) = crate::oci::platform::choose(&idx, &Default::default()) else {
+            return Ok(Some(Entry {
+                names,
+                id: store.image_id(top)?,
+                digest: top.digest().to_string(),
+                config: ImageConfig::default(),
+                size,
+            }));
+        };
+        bytes = l.read_blob(idx.manifests[i].spec()?.digest())?;
+    }
+    let m: Manifest = document::parse(&bytes)?;
+    if m.subject.is_some() && names.is_empty() {
+        return Ok(None);
+    }
+    let cfg: Digest = m.config.digest.parse()?;
+    let config_bytes = l.read_blob(&cfg)?;
+    size += config_bytes.len() as u64 + 2 * bytes.len() as u64;
+    if sizes {
+        for layer in &m.layers {
+            size += uncompressed_size(store, &layer.spec()?)?;
+        }
+    }
+    Ok(Some(Entry {
+        names,
+        id: store.image_id(top)?,
+        digest: top.digest().to_string(),
+        config: document::parse(&config_bytes).unwrap_or_default(),
+        size,
+    }))
+}
+
+/// The template's rows: one per name (one `<none>` row for an image without), with podman's fields.
+fn rows(e: &Entry, no_trunc: bool) -> Vec<Value> {
+    let created = e
+        .config
+        .created
+        .as_deref()
+        .and_then(template::parse_rfc3339);
+    let id = if no_trunc {
+        format!("sha256:{}", e.id)
+    } else {
+        e.id.chars().take(12).collect()
+    };
+    let labels = e.config.container().and_then(|c| set(&c.labels));
+    let since = created.map_or_else(|| "unknown".into(), |t| template::go_since(now() - t));
+    let repo_digests: Vec<String> = e
+        .names
+        .iter()
+        .map(|n| format!("{}@{}", names::repository(n), e.digest))
+        .collect();
+    let one = |repo: &str, tag: &str| {
+        json!({
+            "Repository": repo, "Tag": tag, "ID": id, "Id": e.id, "Digest": e.digest,
+            "Created": since, "CreatedSince": since,
+            "CreatedAt": created.map_or_else(|| "unknown".into(), template::go_time),
+            "Size": template::go_size(e.size), "VirtualSize": e.size, "SharedSize": 0,
+            "Names": e.names, "RepoTags": e.names, "RepoDigests": repo_digests, "History": e.names,
+            "Labels": labels.cloned().unwrap_or_default(), "Dangling": e.names.is_empty(), "Containers": 0, "ReadOnly": false,
+        })
+    };
+    if e.names.is_empty() {
+        return vec![one("<none>", "<none>")];
+    }
+    e.names
+        .iter()
+        .map(|n| {
+            let (repo, tag, _) = names::split(n);
+            one(repo, tag.unwrap_or("<none>"))
+        })
+        .collect()
+}
+
+/// The fields `rows` gives every image (the header row names each).
+const FIELDS: &[&str] = &[
+    "Repository",
+    "Tag",
+    "ID",
+    "Id",
+    "Digest",
+    "Created",
+    "CreatedSince",
+    "CreatedAt",
+    "Size",
+    "VirtualSize",
+    "SharedSize",
+    "Names",
+    "RepoTags",
+    "RepoDigests",
+    "History",
+    "Labels",
+    "Dangling",
+    "Containers",
+    "ReadOnly",
+];
+
+const DEFAULT_TABLE: &str = "{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}";
+
 pub fn images(g: &Global, a: ImagesArgs) -> Result<()> {
     let store = Store::open(&g.root())?;
     let mut list = store.list()?;
     if let Some(f) = &a.filter {
         list.retain(|i| i.names.iter().any(|n| matches(f, n)));
     }
-    if a.format == OutputFormat::Json {
+    let format = Format::parse(&a.format)?;
+    if matches!(format, Format::Json) {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
-    let short = |id: &str| {
-        if a.no_trunc {
-            format!("sha256:{id}")
-        } else {
-            id.chars().take(12).collect()
-        }
-    };
     if a.quiet {
         for i in &list {
-            println!("{}", short(&i.id));
+            let id = &i.id;
+            match a.no_trunc {
+                true => println!("sha256:{id}"),
+                false => println!("{}", &id[..id.len().min(12)]),
+            }
         }
         return Ok(());
     }
-    let mut rows = vec![[
-        "REPOSITORY".to_string(),
-        "TAG".into(),
-        "IMAGE ID".into(),
-        "CREATED".into(),
-        "SIZE".into(),
-    ]];
+    let is_table = matches!(format, Format::Default | Format::Table(_));
+    let t = match format {
+        Format::Default | Format::Table(None) => template::Tmpl::parse(DEFAULT_TABLE)?,
+        Format::Table(Some(t)) | Format::Template(t) => t,
+        Format::Json => unreachable!("handled above"),
+    };
+    let sizes = is_table || a.format.contains("Size") || a.format.contains("json");
+    let mut entries = vec![];
     for i in &list {
-        for n in &i.names {
-            let (repo, tag, _) = names::split(n);
-            rows.push([
-                repo.to_string(),
-                tag.unwrap_or("<none>").to_string(),
-                short(&i.id),
-                i.created
-                    .as_deref()
-                    .map(ago)
-                    .unwrap_or_else(|| "unknown".into()),
-                human_size(i.size),
-            ]);
+        let top = store.resolve(&i.names[0])?.1;
+        entries.extend(entry(&store, i.names.clone(), &top, sizes)?);
+    }
+    if a.all && a.filter.is_none() {
+        for d in store.layout().entries()? {
+            if ref_of(&d).is_none() && !list.iter().any(|i| i.digest == d.digest().to_string()) {
+                entries.extend(entry(&store, vec![], &d, sizes)?);
+            }
         }
     }
-    let widths: Vec<usize> = (0..5)
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(c, v)| format!("{v:<w$}", w = widths[c]))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    }
-    Ok(())
+    let rows: Vec<Value> = entries.iter().flat_map(|e| rows(e, a.no_trunc)).collect();
+    let header = template::header(
+        FIELDS,
+        &[
+            ("ID", "IMAGE ID"),
+            ("Id", "IMAGE ID"),
+            ("Created", "CREATED"),
+            ("CreatedSince", "CREATED"),
+            ("ReadOnly", "R/O"),
+        ],
+    );
+    template::print(&t, is_table.then_some(&header), &rows)
 }
 
 #[derive(clap::Args, Debug)]
@@ -257,24 +333,8 @@ pub fn prune(g: &Global, a: PruneArgs) -> Result<()> {
             "Removed {} unreferenced blobs and {} unpacked layers, freed {}",
             c.blobs,
             c.layer_dirs,
-            human_size(c.bytes)
+            super::flags::human_size(c.bytes)
         );
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_timestamps() {
-        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339("2000-03-01T00:00:00Z"), Some(951_868_800));
-        assert_eq!(
-            parse_rfc3339("2000-03-01T01:00:00.5+01:00"),
-            Some(951_868_800)
-        );
-        assert_eq!(human_size(5_060_000), "5.06 MB");
-    }
 }

@@ -2,11 +2,15 @@
 //! `docker://` the summary lists the repository's tags in `RepoTags`, as skopeo does (`--no-tags` skips it).
 
 use super::Global;
-use crate::transport::verify::{DigestingReader, check_bytes, sha256_digest};
+use super::flags::RemoteFlags;
+use super::template::Format;
+use crate::oci::ImageConfig;
+use crate::oci::config::set;
+use crate::oci::document::{self, Index, Manifest};
+use crate::oci::verify::{DigestingReader, check_bytes, sha256_digest};
 use crate::transport::{self, Descriptor, ImageSource, PlatformOverride, SystemContext, media};
 use anyhow::{Context, Result};
-use serde_json::{Value, json};
-use std::path::PathBuf;
+use serde_json::json;
 use tokio::io::AsyncReadExt;
 
 #[derive(clap::Args, Debug)]
@@ -22,21 +26,13 @@ pub struct InspectArgs {
     /// Do not list the repository's tags in RepoTags (for docker://; saves a request)
     #[arg(short = 'n', long)]
     pub no_tags: bool,
-    /// Output format: json (the default output is JSON too, like skopeo)
-    #[arg(long, value_enum, default_value_t)]
-    pub format: super::OutputFormat,
-    /// Verify TLS for a registry
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
-    pub tls_verify: Option<bool>,
-    /// Credentials USER[:PASSWORD]
-    #[arg(long, value_name = "USER[:PASS]")]
-    pub creds: Option<String>,
-    /// auth.json to read credentials from
-    #[arg(long, value_name = "FILE")]
-    pub authfile: Option<PathBuf>,
-    /// certs.d-style directory for the registry
-    #[arg(long, value_name = "DIR")]
-    pub cert_dir: Option<PathBuf>,
+    /// Output format: json (the default, like skopeo's) or a Go template over the printed document, with
+    /// skopeo's fields: .Name .Digest .RepoTags .Created .DockerVersion .Labels .Architecture .Variant .Os
+    /// .Layers .LayersData .Env (with --config, the config's own fields)
+    #[arg(long, default_value = "json", value_parser = super::template::check)]
+    pub format: String,
+    #[command(flatten)]
+    pub remote: RemoteFlags,
     /// From an index, the image for this OS
     #[arg(long, value_name = "OS")]
     pub override_os: Option<String>,
@@ -48,7 +44,18 @@ pub struct InspectArgs {
     pub override_variant: Option<String>,
 }
 
+/// The largest config read into memory, as containers/image's `MaxConfigBodySize`.
+const MAX_CONFIG: u64 = 4 << 20;
+
 async fn read_blob(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>> {
+    if d.size() > MAX_CONFIG {
+        anyhow::bail!(
+            "{}: the config {} claims {} bytes, more than the {MAX_CONFIG} lade reads into memory",
+            src.name(),
+            d.digest(),
+            d.size()
+        );
+    }
     let s = src.blob(d).await?;
     let mut r = DigestingReader::new(s, d.digest(), Some(d.size()))?;
     let mut out = vec![];
@@ -68,8 +75,8 @@ async fn repo_tags(reference: &str, ctx: &SystemContext) -> Result<Vec<String>> 
     match repo.tags().await {
         Ok(tags) => Ok(tags),
         Err(e) => {
-            let msg = format!("{e:#}");
-            if msg.contains("HTTP 401") || msg.contains("HTTP 403") {
+            if crate::registry::HttpError::find(&e).is_some_and(|h| h.is_auth()) {
+                let msg = format!("{e:#}");
                 tracing::warn!(
                     "listing the tags of {} was refused, so RepoTags is empty: {msg}",
                     at.name()
@@ -86,6 +93,12 @@ async fn repo_tags(reference: &str, ctx: &SystemContext) -> Result<Vec<String>> 
 }
 
 pub fn run(g: &Global, a: InspectArgs) -> Result<()> {
+    let templated = !matches!(Format::parse(&a.format)?, Format::Default | Format::Json);
+    if templated && a.raw {
+        anyhow::bail!(
+            "--raw prints the stored bytes as they are; drop --raw to use a --format template"
+        );
+    }
     let name = if transport::parse(&a.image).is_ok() {
         a.image.clone()
     } else {
@@ -97,14 +110,8 @@ pub fn run(g: &Global, a: InspectArgs) -> Result<()> {
         variant: a.override_variant.clone(),
     };
     let ctx = SystemContext {
-        tls_verify: a.tls_verify,
-        creds: a.creds.clone(),
-        authfile: a.authfile.clone(),
-        cert_dir: a.cert_dir.clone(),
-        registries_conf: g.registries_conf.clone(),
-        retry_times: 3,
         platform: platform.clone(),
-        store_root: g.root(),
+        ..a.remote.context(g)
     };
     let out = super::runtime()?.block_on(async {
         let src = transport::open_source(&name, &ctx)
@@ -115,9 +122,9 @@ pub fn run(g: &Global, a: InspectArgs) -> Result<()> {
             return Ok::<_, anyhow::Error>(top);
         }
         let (manifest, digest) = if media::is_index(&top_mt) {
-            let idx: Value = serde_json::from_slice(&top)?;
-            let i = crate::copy::platform::choose(&idx, &platform).with_context(|| src.name())?;
-            let d: Descriptor = serde_json::from_value(idx["manifests"][i].clone())?;
+            let idx: Index = document::parse(&top).context("the index is not valid")?;
+            let i = crate::oci::platform::choose(&idx, &platform).with_context(|| src.name())?;
+            let d = idx.manifests[i].spec()?;
             let (b, _) = src.manifest(Some(d.digest())).await?;
             check_bytes(&b, d.digest(), Some(d.size()))?;
             (b, sha256_digest(&top))
@@ -125,29 +132,20 @@ pub fn run(g: &Global, a: InspectArgs) -> Result<()> {
             let d = sha256_digest(&top);
             (top, d)
         };
-        let m: Value = serde_json::from_slice(&manifest).context("the manifest is not JSON")?;
-        let cfg: Option<Descriptor> = m
-            .get("config")
-            .map(|c| serde_json::from_value(c.clone()))
-            .transpose()?;
-        let config_bytes = match &cfg {
-            Some(c) => read_blob(src.as_ref(), c).await?,
-            None => b"{}".to_vec(),
-        };
+        let m: Manifest = document::parse(&manifest).context("the manifest is not valid")?;
+        let config_bytes = read_blob(src.as_ref(), &m.config.spec()?).await?;
         if a.config {
             if a.raw {
                 return Ok(config_bytes);
             }
-            let v: Value =
+            // Printed as it is, whatever it holds (an artifact's config is any JSON).
+            let v: serde_json::Value =
                 serde_json::from_slice(&config_bytes).context("the config is not JSON")?;
             return Ok(serde_json::to_vec_pretty(&v)?);
         }
-        let c: Value = serde_json::from_slice(&config_bytes).unwrap_or_default();
-        let layers: Vec<Value> = m
-            .get("layers")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let c: ImageConfig = document::parse(&config_bytes).unwrap_or_default();
+        let cc = c.container();
+        let layers = &m.layers;
         let name_only = match transport::parse(&name)? {
             transport::TransportRef::Docker(r) => Some(r),
             transport::TransportRef::Local(_) => {
@@ -163,23 +161,34 @@ pub fn run(g: &Global, a: InspectArgs) -> Result<()> {
             "Name": name_only.as_deref().map(|n| crate::store::names::repository(n).to_string()),
             "Digest": digest.to_string(),
             "RepoTags": repo_tags,
-            "Created": c.get("created"),
-            "DockerVersion": c.get("docker_version").and_then(Value::as_str).unwrap_or(""),
-            "Labels": c.pointer("/config/Labels"),
-            "Architecture": c.get("architecture"),
-            "Variant": c.get("variant"),
-            "Os": c.get("os"),
-            "Layers": layers.iter().filter_map(|l| l.get("digest")).collect::<Vec<_>>(),
+            "Created": c.created,
+            "DockerVersion": c.docker_version.as_deref().unwrap_or(""),
+            "Labels": cc.and_then(|cc| set(&cc.labels)),
+            "Architecture": c.architecture,
+            "Variant": c.variant,
+            "Os": c.os,
+            "Layers": layers.iter().map(|l| &l.digest).collect::<Vec<_>>(),
             "LayersData": layers.iter().map(|l| json!({
-                "MIMEType": l.get("mediaType"),
-                "Digest": l.get("digest"),
-                "Size": l.get("size"),
-                "Annotations": l.get("annotations"),
+                "MIMEType": l.media_type,
+                "Digest": l.digest,
+                "Size": l.size,
+                "Annotations": l.annotations,
             })).collect::<Vec<_>>(),
-            "Env": c.pointer("/config/Env"),
+            "Env": cc.and_then(|cc| set(&cc.env)),
         });
         Ok(serde_json::to_vec_pretty(&summary)?)
     })?;
+    if templated {
+        let mut v: serde_json::Value = serde_json::from_slice(&out)?;
+        // A template sees `Created` as skopeo's does: a Go time, printed as Go prints it.
+        if let Some(c) = v.get_mut("Created").filter(|_| !a.config)
+            && let Some(t) = c.as_str().and_then(super::template::go_timestamp)
+        {
+            *c = serde_json::Value::String(t);
+        }
+        super::template::print_doc(&a.format, &v)?;
+        return Ok(());
+    }
     use std::io::Write;
     let mut so = std::io::stdout().lock();
     so.write_all(&out)?;

@@ -1,16 +1,33 @@
 //! One module per command group. Each exposes its clap arguments and the functions main.rs calls.
 
 pub mod archive;
+pub mod attach;
 pub mod build;
+pub mod containers;
+pub mod containers_config;
 pub mod copy;
+pub mod db;
 pub mod dockerfile;
+pub mod flags;
+pub mod fsck;
+pub mod gpg_sign;
+pub mod history;
 pub mod images;
 pub mod info;
 pub mod inspect;
 pub mod manifest;
 pub mod plugin;
+pub mod plugin_new;
+pub mod progress;
 pub mod registry;
+pub mod sbom;
+pub mod scan;
+pub mod sign;
+pub mod standalone;
 pub mod sync;
+pub mod template;
+pub mod trust;
+pub mod version;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,11 +73,44 @@ pub struct Global {
         value_name = "MIB"
     )]
     pub plugin_memory: u64,
+    /// Wall-clock limit for compiling a plugin that is not in the compile cache, in seconds
+    #[arg(
+        long,
+        global = true,
+        env = "LADE_PLUGIN_COMPILE_TIMEOUT",
+        default_value_t = 120.0,
+        value_name = "SECONDS"
+    )]
+    pub plugin_compile_timeout: f64,
+    /// Grant scanner plugins read-only access to DIR under NAME (repeatable); a plugin reads only the
+    /// names it declares
+    #[arg(long, global = true, value_name = "NAME=DIR")]
+    pub plugin_data: Vec<String>,
+    /// Signature policy to enforce on pulled, copied and FROM images (default:
+    /// $HOME/.config/containers/policy.json, then /etc/containers/policy.json)
+    #[arg(long, global = true, visible_alias = "policy", value_name = "FILE")]
+    pub signature_policy: Option<PathBuf>,
+    /// Do not check images against any signature policy
+    #[arg(long, global = true)]
+    pub insecure_policy: bool,
+    /// registries.d directory: where signatures are stored (default: $HOME/.config/containers/registries.d
+    /// when it exists, else /etc/containers/registries.d)
+    #[arg(long = "registries.d", global = true, value_name = "DIR")]
+    pub registries_d: Option<PathBuf>,
 }
 
 impl Global {
     pub fn root(&self) -> PathBuf {
         self.root.clone().unwrap_or_else(crate::paths::default_root)
+    }
+
+    /// The signature policy options these flags give.
+    pub fn policy(&self) -> crate::policy::Options {
+        crate::policy::Options {
+            policy: self.signature_policy.clone(),
+            insecure: self.insecure_policy,
+            registries_d: self.registries_d.clone(),
+        }
     }
 }
 
@@ -70,6 +120,17 @@ pub enum OutputFormat {
     #[default]
     Text,
     Json,
+}
+
+/// Make the signature policy flags the process's (every policy check reads them).
+pub fn init_policy(g: &Global) {
+    crate::policy::configure(g.policy());
+    let g2 = g.clone();
+    crate::policy::set_verifier(std::sync::Arc::new(crate::signing::PluginVerifier::new(
+        Box::new(move |name| {
+            plugin::runtime(&g2)?.load(&crate::plugin::PluginSource::Embedded(name.into()))
+        }),
+    )));
 }
 
 pub fn init_logging(g: &Global) {
@@ -88,6 +149,13 @@ pub fn exit(result: anyhow::Result<()>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if crate::fsutil::disk_full(&e) {
+                eprintln!(
+                    "the disk is full (ENOSPC): free space on the filesystem named above and run the command \
+                     again; nothing half-written was kept (`lade fsck` checks the store, `lade prune` frees blobs \
+                     no image uses)"
+                );
+            }
             ExitCode::from(1)
         }
     }

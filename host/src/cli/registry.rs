@@ -1,43 +1,12 @@
 //! lade login, logout, list-tags, delete.
 
 use super::Global;
+use super::flags::RemoteFlags;
 use crate::registry::{Registry, auth};
 use crate::transport::{self, SystemContext, TransportRef};
 use anyhow::{Context, Result, bail};
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
-
-/// `--tls-verify[=BOOL]`.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct RemoteOpts {
-    /// Require HTTPS and verify certificates (false also allows plain HTTP)
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true, value_name = "BOOL")]
-    pub tls_verify: Option<bool>,
-    /// auth.json to read and write (default: $REGISTRY_AUTH_FILE, then $XDG_RUNTIME_DIR/containers/auth.json)
-    #[arg(long, value_name = "FILE")]
-    pub authfile: Option<PathBuf>,
-    /// certs.d-style directory with the registry's CA (*.crt) and client certificate (*.cert, *.key)
-    #[arg(long, value_name = "DIR")]
-    pub cert_dir: Option<PathBuf>,
-    /// Retries after a transient failure
-    #[arg(long, default_value_t = 3, value_name = "N")]
-    pub retry_times: u32,
-}
-
-impl RemoteOpts {
-    fn context(&self, g: &Global, creds: Option<String>) -> SystemContext {
-        SystemContext {
-            tls_verify: self.tls_verify,
-            creds,
-            authfile: self.authfile.clone(),
-            cert_dir: self.cert_dir.clone(),
-            registries_conf: g.registries_conf.clone(),
-            retry_times: self.retry_times,
-            store_root: g.root(),
-            ..Default::default()
-        }
-    }
-}
 
 #[derive(clap::Args, Debug)]
 pub struct LoginArgs {
@@ -56,7 +25,7 @@ pub struct LoginArgs {
     #[arg(long)]
     pub get_login: bool,
     #[command(flatten)]
-    pub remote: RemoteOpts,
+    pub remote: RemoteFlags,
 }
 
 /// `host[/ns]` from what the user typed (`https://host/`, `docker://host`, `index.docker.io`).
@@ -154,9 +123,20 @@ fn ask_missing(
     Ok((username, password))
 }
 
-pub fn login(g: &Global, a: LoginArgs) -> Result<()> {
+pub fn login(g: &Global, mut a: LoginArgs) -> Result<()> {
     let key = registry_key(&a.registry)?;
-    let ctx = a.remote.context(g, None);
+    // `--creds USER[:PASSWORD]` is another way to give what -u and -p give.
+    if let Some(c) = a.remote.creds.take() {
+        let (user, pass) = match c.split_once(':') {
+            Some((u, p)) => (u.to_string(), Some(p.to_string())),
+            None => (c, None),
+        };
+        a.username.get_or_insert(user);
+        if a.password.is_none() && !a.password_stdin {
+            a.password = pass;
+        }
+    }
+    let ctx = a.remote.context(g);
     let existing = auth::for_key(&key, &ctx)?;
     let stored_user = match &existing {
         Some(auth::Credentials::Basic { username, .. }) => Some(username.clone()),
@@ -268,21 +248,23 @@ pub fn logout(g: &Global, a: LogoutArgs) -> Result<()> {
 pub struct ListTagsArgs {
     /// docker://REPOSITORY (no tag)
     pub repository: String,
-    /// Credentials USER[:PASSWORD]
-    #[arg(long, value_name = "USER[:PASS]")]
-    pub creds: Option<String>,
+    /// Output format: json (the default) or a Go template (.Repository, .Tags)
+    #[arg(long, default_value = "json", value_parser = super::template::check)]
+    pub format: String,
     #[command(flatten)]
-    pub remote: RemoteOpts,
+    pub remote: RemoteFlags,
 }
 
 pub fn list_tags(g: &Global, a: ListTagsArgs) -> Result<()> {
     let TransportRef::Docker(r) = transport::parse(&a.repository)? else {
         bail!("{}: list-tags works on docker://REPOSITORY", a.repository);
     };
-    let ctx = a.remote.context(g, a.creds.clone());
+    let ctx = a.remote.context(g);
     let (name, tags) = super::runtime()?.block_on(transport::docker::list_tags(&r, &ctx))?;
     let out = serde_json::json!({ "Repository": name, "Tags": tags });
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    if !super::template::print_doc(&a.format, &out)? {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
     Ok(())
 }
 
@@ -290,17 +272,14 @@ pub fn list_tags(g: &Global, a: ListTagsArgs) -> Result<()> {
 pub struct DeleteArgs {
     /// docker://REFERENCE or oci:DIR:REF
     pub image: String,
-    /// Credentials USER[:PASSWORD]
-    #[arg(long, value_name = "USER[:PASS]")]
-    pub creds: Option<String>,
     #[command(flatten)]
-    pub remote: RemoteOpts,
+    pub remote: RemoteFlags,
 }
 
 pub fn delete(g: &Global, a: DeleteArgs) -> Result<()> {
     match transport::parse(&a.image)? {
         TransportRef::Docker(r) => {
-            let ctx = a.remote.context(g, a.creds.clone());
+            let ctx = a.remote.context(g);
             let d = super::runtime()?.block_on(transport::docker::delete(&r, &ctx))?;
             eprintln!("Deleted {} ({d})", a.image);
             Ok(())

@@ -1,12 +1,12 @@
 //! Manifest format conversion (`--format oci|v2s2`): media types of the manifest, its config and its
 //! layers. Config bytes and layer bytes stay the same, so layer digests do not change.
 
+use crate::oci::document::{Index, Manifest};
 use crate::transport::media;
-use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use anyhow::{Result, bail};
 
 /// The manifest format to write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ManifestFormat {
     /// OCI image manifest and index.
     Oci,
@@ -60,64 +60,46 @@ fn layer_type(mt: &str, to: ManifestFormat) -> Result<String> {
     })
 }
 
-/// Convert a single-image manifest to `to`; returns the new JSON (the input when nothing changes).
-pub fn convert_manifest(m: &Value, to: ManifestFormat) -> Result<Value> {
+/// Convert a single-image manifest to `to`; returns the new manifest (the input when nothing changes).
+pub fn convert_manifest(m: &Manifest, to: ManifestFormat) -> Result<Manifest> {
     let mut m = m.clone();
-    let obj = m.as_object_mut().context("a manifest is a JSON object")?;
-    let cfg_mt = obj
-        .get("config")
-        .and_then(|c| c.get("mediaType"))
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if to == ManifestFormat::V2s2 && !matches!(cfg_mt, media::OCI_CONFIG | media::DOCKER_CONFIG) {
+    let cfg_mt = m.config.media_type().to_string();
+    if to == ManifestFormat::V2s2
+        && !matches!(cfg_mt.as_str(), media::OCI_CONFIG | media::DOCKER_CONFIG)
+    {
         bail!("an artifact with config type `{cfg_mt}` cannot be stored as a Docker v2s2 image");
     }
-    let new_cfg = match (to, cfg_mt) {
+    let new_cfg = match (to, cfg_mt.as_str()) {
         (ManifestFormat::V2s2, media::OCI_CONFIG) => Some(media::DOCKER_CONFIG),
         (ManifestFormat::Oci, media::DOCKER_CONFIG) => Some(media::OCI_CONFIG),
         _ => None,
     };
     if let Some(c) = new_cfg {
-        obj["config"]["mediaType"] = json!(c);
+        m.config.media_type = Some(c.to_string());
     }
-    if let Some(layers) = obj.get_mut("layers").and_then(Value::as_array_mut) {
-        for l in layers {
-            let mt = l
-                .get("mediaType")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string();
-            l["mediaType"] = json!(layer_type(&mt, to)?);
-        }
+    for l in &mut m.layers {
+        l.media_type = Some(layer_type(l.media_type(), to)?);
     }
-    obj.insert("mediaType".into(), json!(to.manifest_type()));
+    m.media_type = Some(to.manifest_type().to_string());
     if to == ManifestFormat::V2s2 {
-        for k in ["annotations", "subject", "artifactType"] {
-            obj.remove(k);
-        }
-        for l in obj
-            .get_mut("layers")
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(o) = l.as_object_mut() {
-                o.remove("annotations");
-            }
+        m.annotations = None;
+        m.subject = None;
+        m.artifact_type = None;
+        for l in &mut m.layers {
+            l.annotations = None;
         }
     }
     Ok(m)
 }
 
 /// Rewrite an index's media type and its entries' media types for `to`.
-pub fn convert_index(idx: &Value, to: ManifestFormat) -> Result<Value> {
+pub fn convert_index(idx: &Index, to: ManifestFormat) -> Result<Index> {
     let mut idx = idx.clone();
-    let obj = idx.as_object_mut().context("an index is a JSON object")?;
-    obj.insert("mediaType".into(), json!(to.index_type()));
+    idx.media_type = Some(to.index_type().to_string());
     if to == ManifestFormat::V2s2 {
-        obj.remove("annotations");
-        obj.remove("subject");
-        obj.remove("artifactType");
+        idx.annotations = None;
+        idx.subject = None;
+        idx.artifact_type = None;
     }
     Ok(idx)
 }
@@ -125,21 +107,23 @@ pub fn convert_index(idx: &Value, to: ManifestFormat) -> Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn oci_to_v2s2_and_back() {
-        let m = json!({"schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
+        let v = json!({"schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
             "config": {"mediaType": media::OCI_CONFIG, "digest": "sha256:00", "size": 1},
             "layers": [{"mediaType": media::OCI_LAYER_GZIP, "digest": "sha256:11", "size": 2}]});
+        let m: Manifest = serde_json::from_value(v).unwrap();
         let d = convert_manifest(&m, ManifestFormat::V2s2).unwrap();
-        assert_eq!(d["mediaType"], media::DOCKER_MANIFEST);
-        assert_eq!(d["config"]["mediaType"], media::DOCKER_CONFIG);
-        assert_eq!(d["layers"][0]["mediaType"], media::DOCKER_LAYER_GZIP);
-        assert_eq!(d["layers"][0]["digest"], "sha256:11");
+        assert_eq!(d.media_type.as_deref(), Some(media::DOCKER_MANIFEST));
+        assert_eq!(d.config.media_type(), media::DOCKER_CONFIG);
+        assert_eq!(d.layers[0].media_type(), media::DOCKER_LAYER_GZIP);
+        assert_eq!(d.layers[0].digest, "sha256:11");
         let o = convert_manifest(&d, ManifestFormat::Oci).unwrap();
         assert_eq!(o, m);
         let mut z = m.clone();
-        z["layers"][0]["mediaType"] = json!(media::OCI_LAYER_ZSTD);
+        z.layers[0].media_type = Some(media::OCI_LAYER_ZSTD.into());
         assert!(convert_manifest(&z, ManifestFormat::V2s2).is_err());
     }
 }

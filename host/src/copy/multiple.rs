@@ -6,109 +6,83 @@
 //! rewrites an entry whose manifest changed digest (format conversion, recompression). `index-only`
 //! writes the top index alone.
 
-use super::{
-    CopyOptions, MultiArch, Stats, Written, convert, copy_referrers, fetch_child, once, platform,
-    single, target_format,
-};
-use crate::transport::verify::sha256_digest;
-use crate::transport::{Descriptor, Digest, ImageDestination, ImageSource, media};
+use super::{Copier, MultiArch, Written, convert, fetch_child, once, target_format};
+use crate::oci::document::{self, Desc, Index, Parsed};
+use crate::oci::verify::sha256_digest;
+use crate::transport::{Descriptor, Digest, ImageSource, media};
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
 
 /// Indexes nested deeper than this are refused (content addressing rules out cycles; this bounds work).
 const MAX_DEPTH: usize = 8;
 
-fn entries(index: &Value) -> &[Value] {
-    index
-        .get("manifests")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[])
-}
-
-fn descriptor(entry: &Value, i: usize) -> Result<Descriptor> {
-    serde_json::from_value(entry.clone())
+fn descriptor(entry: &Desc, i: usize) -> Result<Descriptor> {
+    entry
+        .spec()
         .with_context(|| format!("index entry {i} is not a valid descriptor"))
 }
 
-fn parse_index(src: &dyn ImageSource, bytes: &[u8]) -> Result<Value> {
-    let v: Value = serde_json::from_slice(bytes)
+/// The index and the bytes it was read from (its digest is theirs while nothing changes).
+fn parse_index(src: &dyn ImageSource, bytes: Vec<u8>) -> Result<Parsed<Index>> {
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
         .with_context(|| format!("{}: an index is not valid JSON", src.name()))?;
-    if !v.get("manifests").is_some_and(Value::is_array) {
+    if !v.get("manifests").is_some_and(serde_json::Value::is_array) {
         bail!("{}: an index has no `manifests` list", src.name());
     }
-    Ok(v)
+    let doc = serde_json::from_value(v)
+        .with_context(|| format!("{}: an index is not valid", src.name()))?;
+    Ok(Parsed { raw: bytes, doc })
 }
 
 /// Copy the index `bytes` (of type `mt`, the top manifest of `src`); returns what was written under the
 /// destination reference.
-pub(crate) async fn copy_index(
-    src: &dyn ImageSource,
-    dst: &dyn ImageDestination,
-    opts: &CopyOptions,
-    stats: &Stats,
-    bytes: Vec<u8>,
-    mt: &str,
-) -> Result<Written> {
-    let index = parse_index(src, &bytes)?;
-    let mode = if dst.supports_index() {
-        opts.multi_arch
-    } else {
-        MultiArch::System
-    };
-    if mode == MultiArch::System {
-        let flat = flatten(src, &index, 0).await?;
-        let i = platform::choose(&serde_json::json!({ "manifests": flat }), &opts.platform)
-            .with_context(|| src.name())?;
-        let d = descriptor(&flat[i], i)?;
-        let (child, child_mt) = fetch_child(src, &d).await?;
-        if !media::is_manifest(&child_mt) {
-            bail!(
-                "{}: the image chosen for this platform ({}) is a `{child_mt}`, not an image manifest",
-                src.name(),
-                d.digest()
-            );
+impl Copier<'_> {
+    pub(crate) async fn copy_index(&self, bytes: Vec<u8>, mt: &str) -> Result<Written> {
+        let Copier { src, dst, opts, .. } = *self;
+        let index = parse_index(src, bytes)?;
+        let mode = if dst.supports_index() {
+            opts.multi_arch
+        } else {
+            MultiArch::System
+        };
+        if mode == MultiArch::System {
+            let flat = flatten(src, &index.doc, 0).await?;
+            let flat = Index {
+                manifests: flat,
+                ..Index::default()
+            };
+            let i =
+                crate::oci::platform::choose(&flat, &opts.platform).with_context(|| src.name())?;
+            let flat = flat.manifests;
+            let d = descriptor(&flat[i], i)?;
+            let (child, child_mt) = fetch_child(src, &d).await?;
+            if !media::is_manifest(&child_mt) {
+                bail!(
+                    "{}: the image chosen for this platform ({}) is a `{child_mt}`, not an image manifest",
+                    src.name(),
+                    d.digest()
+                );
+            }
+            let w = self.copy_single(&child, &child_mt, None).await?;
+            if opts.referrers {
+                self.copy_referrers(d.digest(), d.size(), &child_mt, &w, 0)
+                    .await?;
+            }
+            return Ok(w);
         }
-        let w = single::copy_single(src, dst, opts, stats, &child, &child_mt, None).await?;
+        let w = self.copy_tree(&index, mt, mode, None, 0).await?;
         if opts.referrers {
-            copy_referrers(
-                src,
-                dst,
-                opts,
-                stats,
-                d.digest(),
-                d.size(),
-                &child_mt,
-                &w,
-                0,
-            )
-            .await?;
+            self.copy_referrers(&index.digest(), index.raw.len() as u64, mt, &w, 0)
+                .await?;
         }
-        return Ok(w);
+        Ok(w)
     }
-    let w = copy_tree(src, dst, opts, stats, &bytes, mt, &index, mode, None, 0).await?;
-    if opts.referrers {
-        copy_referrers(
-            src,
-            dst,
-            opts,
-            stats,
-            &sha256_digest(&bytes),
-            bytes.len() as u64,
-            mt,
-            &w,
-            0,
-        )
-        .await?;
-    }
-    Ok(w)
 }
 
 /// The image entries of `index` with nested indexes expanded, depth first, in order. An image without a
 /// platform takes the platform of the nested index entry that holds it.
-async fn flatten(src: &dyn ImageSource, index: &Value, depth: usize) -> Result<Vec<Value>> {
+async fn flatten(src: &dyn ImageSource, index: &Index, depth: usize) -> Result<Vec<Desc>> {
     let mut out = vec![];
-    for (i, e) in entries(index).iter().enumerate() {
+    for (i, e) in index.manifests.iter().enumerate() {
         let d = descriptor(e, i)?;
         if !media::is_index(d.media_type().as_ref()) {
             out.push(e.clone());
@@ -122,12 +96,10 @@ async fn flatten(src: &dyn ImageSource, index: &Value, depth: usize) -> Result<V
             );
         }
         let (b, _) = fetch_child(src, &d).await?;
-        let nested = parse_index(src, &b)?;
-        for mut leaf in Box::pin(flatten(src, &nested, depth + 1)).await? {
-            if leaf.get("platform").is_none()
-                && let Some(p) = e.get("platform")
-            {
-                leaf["platform"] = p.clone();
+        let nested = parse_index(src, b)?;
+        for mut leaf in Box::pin(flatten(src, &nested.doc, depth + 1)).await? {
+            if leaf.platform.is_none() {
+                leaf.platform = e.platform.clone();
             }
             out.push(leaf);
         }
@@ -135,134 +107,119 @@ async fn flatten(src: &dyn ImageSource, index: &Value, depth: usize) -> Result<V
     Ok(out)
 }
 
-/// Copy `index` (whose bytes are `bytes`, type `mt`) and, in `All` mode, everything under it; write it with
+/// Copy `index` (of type `mt`) and, in `All` mode, everything under it; write it with
 /// `instance` (Some for a nested index, by digest). Referrers of each child follow here; the caller copies
 /// those of `index` itself.
-#[allow(clippy::too_many_arguments)]
-async fn copy_tree(
-    src: &dyn ImageSource,
-    dst: &dyn ImageDestination,
-    opts: &CopyOptions,
-    stats: &Stats,
-    bytes: &[u8],
-    mt: &str,
-    index: &Value,
-    mode: MultiArch,
-    instance: Option<&Digest>,
-    depth: usize,
-) -> Result<Written> {
-    let mut new_index = index.clone();
-    let mut changed = false;
-    if mode == MultiArch::All {
-        for (i, e) in entries(index).iter().enumerate() {
-            let d = descriptor(e, i)?;
-            let (child, child_mt) = fetch_child(src, &d).await?;
-            let w = if media::is_index(&child_mt) {
-                if depth + 1 >= MAX_DEPTH {
+impl Copier<'_> {
+    pub(crate) async fn copy_tree(
+        &self,
+        index: &Parsed<Index>,
+        mt: &str,
+        mode: MultiArch,
+        instance: Option<&Digest>,
+        depth: usize,
+    ) -> Result<Written> {
+        let Copier { src, dst, opts, .. } = *self;
+        let mut new_index = index.doc.clone();
+        let mut changed = false;
+        if mode == MultiArch::All {
+            for (i, e) in index.doc.manifests.iter().enumerate() {
+                let d = descriptor(e, i)?;
+                let (child, child_mt) = fetch_child(src, &d).await?;
+                let w = if media::is_index(&child_mt) {
+                    if depth + 1 >= MAX_DEPTH {
+                        bail!(
+                            "{}: indexes nested more than {MAX_DEPTH} deep (at {})",
+                            src.name(),
+                            d.digest()
+                        );
+                    }
+                    let nested = parse_index(src, child)?;
+                    Box::pin(self.copy_tree(&nested, &child_mt, mode, Some(d.digest()), depth + 1))
+                        .await?
+                } else if media::is_manifest(&child_mt) {
+                    self.copy_single(&child, &child_mt, Some(d.digest()))
+                        .await?
+                } else {
                     bail!(
-                        "{}: indexes nested more than {MAX_DEPTH} deep (at {})",
+                        "{}: index entry {} is a `{child_mt}`, neither an image manifest nor an index",
                         src.name(),
                         d.digest()
                     );
+                };
+                if w.digest != *d.digest() {
+                    changed = true;
+                    let entry = &mut new_index.manifests[i];
+                    entry.digest = w.digest.to_string();
+                    entry.size = w.size;
+                    entry.media_type = Some(w.media_type.clone());
                 }
-                let nested = parse_index(src, &child)?;
-                Box::pin(copy_tree(
-                    src,
-                    dst,
-                    opts,
-                    stats,
-                    &child,
-                    &child_mt,
-                    &nested,
-                    mode,
-                    Some(d.digest()),
-                    depth + 1,
-                ))
-                .await?
-            } else if media::is_manifest(&child_mt) {
-                single::copy_single(src, dst, opts, stats, &child, &child_mt, Some(d.digest()))
-                    .await?
-            } else {
+                if opts.referrers {
+                    self.copy_referrers(d.digest(), d.size(), &child_mt, &w, 0)
+                        .await?;
+                }
+            }
+        }
+        let target = target_format(opts, dst, mt, true)?;
+        if let Some(f) = target
+            && convert::ManifestFormat::of(mt) != Some(f)
+        {
+            new_index = convert::convert_index(&new_index, f)?;
+            changed = true;
+        }
+        let (out, out_mt) = if changed {
+            if opts.preserve_digests {
                 bail!(
-                    "{}: index entry {} is a `{child_mt}`, neither an image manifest nor an index",
-                    src.name(),
-                    d.digest()
+                    "--preserve-digests: copying {} would change the index digest (format or layer changes)",
+                    src.name()
                 );
-            };
-            if w.digest != *d.digest() {
-                changed = true;
-                new_index["manifests"][i]["digest"] = Value::String(w.digest.to_string());
-                new_index["manifests"][i]["size"] = Value::from(w.size);
-                new_index["manifests"][i]["mediaType"] = Value::String(w.media_type.clone());
             }
-            if opts.referrers {
-                copy_referrers(
-                    src,
-                    dst,
-                    opts,
-                    stats,
-                    d.digest(),
-                    d.size(),
-                    &child_mt,
-                    &w,
-                    0,
-                )
-                .await?;
+            let mt = new_index.media_type.as_deref().unwrap_or(mt).to_string();
+            (document::to_vec(&new_index)?, mt)
+        } else {
+            (index.raw.clone(), mt.to_string())
+        };
+        let digest = sha256_digest(&out);
+        // A nested index is written by its (new) digest, once per destination (see `once`).
+        let inst = instance.map(|_| &digest);
+        let mut slot = match inst {
+            Some(d) => once::acquire(dst.manifest_namespace(), &format!("manifest {d}")).await,
+            None => None,
+        };
+        if !slot.as_ref().is_some_and(|s| s.done()) {
+            dst.put_manifest(&out, &out_mt, inst)
+                .await
+                .with_context(|| format!("writing index {digest} to {}", dst.name()))?;
+            if let Some(s) = &mut slot {
+                s.mark_done();
             }
+            self.opts
+                .events
+                .emit(crate::events::Event::ManifestWritten {
+                    digest: digest.to_string(),
+                    media_type: out_mt.clone(),
+                    destination: dst.name(),
+                });
         }
+        Ok(Written {
+            digest,
+            size: out.len() as u64,
+            media_type: out_mt,
+            bytes: out,
+        })
     }
-    let target = target_format(opts, dst, mt, true)?;
-    if let Some(f) = target
-        && convert::ManifestFormat::of(mt) != Some(f)
-    {
-        new_index = convert::convert_index(&new_index, f)?;
-        changed = true;
-    }
-    let (out, out_mt) = if changed {
-        if opts.preserve_digests {
-            bail!(
-                "--preserve-digests: copying {} would change the index digest (format or layer changes)",
-                src.name()
-            );
-        }
-        let mt = new_index
-            .get("mediaType")
-            .and_then(Value::as_str)
-            .unwrap_or(mt)
-            .to_string();
-        (serde_json::to_vec(&new_index)?, mt)
-    } else {
-        (bytes.to_vec(), mt.to_string())
-    };
-    let digest = sha256_digest(&out);
-    // A nested index is written by its (new) digest, once per destination (see `once`).
-    let inst = instance.map(|_| &digest);
-    let mut slot = match inst {
-        Some(d) => once::acquire(dst.manifest_namespace(), &format!("manifest {d}")).await,
-        None => None,
-    };
-    if !slot.as_ref().is_some_and(|s| s.done()) {
-        dst.put_manifest(&out, &out_mt, inst)
-            .await
-            .with_context(|| format!("writing index {digest} to {}", dst.name()))?;
-        if let Some(s) = &mut slot {
-            s.mark_done();
-        }
-    }
-    Ok(Written {
-        digest,
-        size: out.len() as u64,
-        media_type: out_mt,
-        bytes: out,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use async_trait::async_trait;
-    use serde_json::json;
+    use serde_json::{Value, json};
     use std::collections::HashMap;
+
+    fn index(v: Value) -> Index {
+        serde_json::from_value(v).unwrap()
+    }
 
     /// A source holding manifests by digest.
     struct Mem(HashMap<String, (Vec<u8>, String)>);
@@ -308,13 +265,20 @@ mod tests {
         let mut c_p = c.clone();
         c_p["platform"] = json!({"os": "linux", "architecture": "s390x"});
         let top = json!({"manifests": [inner_p, c_p]});
-        let flat = flatten(&Mem(m), &top, 0).await.unwrap();
+        let flat = flatten(&Mem(m), &index(top), 0).await.unwrap();
         let arch: Vec<_> = flat
             .iter()
-            .map(|e| e["platform"]["architecture"].as_str().unwrap())
+            .map(|e| {
+                e.platform
+                    .as_ref()
+                    .unwrap()
+                    .architecture
+                    .as_deref()
+                    .unwrap()
+            })
             .collect();
         assert_eq!(arch, ["amd64", "arm64", "s390x"]);
-        assert_eq!(flat[1]["digest"], b["digest"]);
+        assert_eq!(json!(flat[1].digest), b["digest"]);
     }
 
     #[tokio::test]
@@ -328,7 +292,7 @@ mod tests {
                 media::OCI_INDEX,
             );
         }
-        let err = flatten(&Mem(m), &json!({"manifests": [d]}), 0)
+        let err = flatten(&Mem(m), &index(json!({"manifests": [d]})), 0)
             .await
             .unwrap_err();
         assert!(format!("{err:#}").contains("nested more than"), "{err:#}");

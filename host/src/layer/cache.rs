@@ -60,8 +60,7 @@ impl LayerCache {
         if !p.is_dir() {
             return Ok(None);
         }
-        let marker = self.dir.join(format!("{hex}.boot"));
-        if std::fs::read_to_string(&marker).is_ok_and(|b| b == boot_id()) {
+        if self.is_current(hex) {
             return Ok(Some(p));
         }
         // Written before the last boot (or by a version of lade without markers): move it out of sight
@@ -73,6 +72,12 @@ impl LayerCache {
             let _ = std::fs::remove_dir_all(&stale);
         }
         Ok(None)
+    }
+
+    /// Whether the entry `hex` carries this boot's marker (else [`LayerCache::get`] discards it).
+    pub fn is_current(&self, hex: &str) -> bool {
+        let marker = self.dir.join(format!("{hex}.boot"));
+        std::fs::read_to_string(marker).is_ok_and(|b| b == boot_id())
     }
 
     /// Mark the entry `hex` as written in this boot; done before the entry is renamed into place.

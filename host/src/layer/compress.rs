@@ -1,58 +1,18 @@
 //! Compression: detection by magic bytes, decompressing readers, and compressing writers that use every core.
 
+use crate::oci::Compression;
 use anyhow::{Context, Result};
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-/// How a layer blob is compressed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    Gzip,
-    Zstd,
-    None,
-}
-
-impl Compression {
-    /// The OCI layer media type for this compression.
-    pub fn oci_media_type(self) -> &'static str {
-        match self {
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-            Compression::None => "application/vnd.oci.image.layer.v1.tar",
-        }
-    }
-    /// The Docker v2s2 layer media type (Docker has no zstd type; zstd layers keep the OCI type).
-    pub fn docker_media_type(self) -> &'static str {
-        match self {
-            Compression::Gzip => "application/vnd.docker.image.rootfs.diff.tar.gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-            Compression::None => "application/vnd.docker.image.rootfs.diff.tar",
-        }
-    }
-}
-
-impl std::str::FromStr for Compression {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "gzip" => Ok(Compression::Gzip),
-            "zstd" | "zstd:chunked" => Ok(Compression::Zstd),
-            "none" | "uncompressed" => Ok(Compression::None),
-            _ => anyhow::bail!("unknown compression format {s:?}: use gzip, zstd or none"),
-        }
-    }
-}
-
-/// Look at the first bytes of a stream and say how it is compressed.
-pub fn detect_compression(head: &[u8]) -> Compression {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Compression::Gzip
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
-    } else {
-        Compression::None
-    }
+/// A reader that decompresses `reader` as `c` says.
+pub fn decoder<'a>(c: Compression, reader: impl BufRead + 'a) -> Result<Box<dyn Read + 'a>> {
+    Ok(match c {
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(reader).context("starting zstd decoder")?,
+        ),
+        Compression::None => Box::new(reader),
+    })
 }
 
 /// Wrap `reader` in the decompressor its magic bytes call for.
@@ -61,13 +21,8 @@ pub fn decompressor<'a>(reader: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
     let head = buf
         .fill_buf()
         .context("reading the first bytes of a layer")?;
-    Ok(match detect_compression(head) {
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(buf).context("starting zstd decoder")?,
-        ),
-        Compression::None => Box::new(buf),
-    })
+    let c = Compression::detect(head);
+    decoder(c, buf)
 }
 
 /// Threads to compress with: every core.
@@ -157,7 +112,7 @@ mod tests {
             let mut c = Compressor::with_level(format, Vec::new(), threads(), None).unwrap();
             c.write_all(&data).unwrap();
             let out = c.finish().unwrap();
-            assert_eq!(detect_compression(&out), format);
+            assert_eq!(Compression::detect(&out), format);
             let mut back = Vec::new();
             decompressor(&out[..])
                 .unwrap()

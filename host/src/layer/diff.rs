@@ -1,10 +1,11 @@
 //! Producing a layer: walk a source tree in sorted order, write a deterministic tar, compress it and hash both
 //! streams in one pass into a temp file.
 
-use super::compress::{Compression, Compressor};
+use super::compress::Compressor;
 use super::digest::{HashHandle, HashingWriter};
 use super::tarwrite::{EntryMeta, Kind, TarWriter};
 use super::{OPAQUE_MARKER, OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
+use crate::oci::Compression;
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -75,7 +76,7 @@ pub fn write_diff(source: DiffSource<'_>, tmp_dir: &Path, opts: &DiffOptions) ->
         .context("duplicating the layer file handle")?;
     let (compressed, blob_hash) = HashingWriter::new(BufWriter::with_capacity(
         1 << 20,
-        crate::store::writeback::WritebackFile::new(out),
+        crate::fsutil::writeback::WritebackFile::new(out),
     ));
     let compressor = Compressor::with_level(
         opts.compression,

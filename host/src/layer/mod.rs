@@ -23,8 +23,9 @@
 //! `DiffSource::Tree(dir)` makes a layer of every file under `dir` (COPY layers);
 //! `DiffSource::Compare { lower, upper }` diffs two plain trees (the copy-mode fallback).
 //!
-//! Step snapshots (overlay or copy fallback) live in [`crate::dispatch::isolation`].
+//! Step snapshots (overlay or copy fallback) live in the dispatch module's `isolation`.
 
+mod beneath;
 mod cache;
 mod compress;
 mod diff;
@@ -33,11 +34,13 @@ mod pargzip;
 mod tarwrite;
 mod unpack;
 
+pub(crate) use beneath::{Within, beneath_error, chmod_nofollow, open_beneath};
 pub use cache::LayerCache;
-pub use compress::{Compression, Compressor, decompressor, detect_compression};
+pub use compress::{Compressor, decoder, decompressor};
 pub use diff::{DiffOptions, DiffSource, LayerBlob, write_diff, write_tar};
 pub use digest::{HashHandle, HashingReader, HashingWriter, sha256_hex};
 pub use unpack::{UnpackOptions, UnpackStats, WhiteoutMode, unpack, unpack_tar};
+pub(crate) use unpack::{remove_all_at, unpack_tar_at};
 
 /// Overlay whiteout/opaque markers in tar form (OCI image spec, "Whiteouts").
 pub const WHITEOUT_PREFIX: &str = ".wh.";

@@ -3,11 +3,16 @@
 //! Every parent directory is opened with `openat2(RESOLVE_IN_ROOT)` on the destination, so `..`, absolute
 //! symlinks and symlinked parents resolve inside the destination and can never reach outside it; the final
 //! component is always created with `*at` calls relative to that parent, never followed. Entries whose path
-//! contains `..` are refused outright. Hardlink targets are resolved the same way (contained).
+//! contains `..` are refused outright. Hardlink targets are resolved the same way (contained). Metadata is
+//! set on the entry's own fd, or `*at` its parent with `AT_SYMLINK_NOFOLLOW`; a directory's mtime, set
+//! last, only when the same directory (device and inode) is still at its path.
 
-use super::{OPAQUE_MARKER, OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
+use super::{
+    OPAQUE_MARKER, OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX, Within,
+    beneath_error, chmod_nofollow, open_beneath,
+};
 use anyhow::{Context, Result, anyhow, bail};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -68,6 +73,17 @@ pub fn unpack_tar(reader: impl Read, dest: &Path, opts: &UnpackOptions) -> Resul
         Mode::empty(),
     )
     .with_context(|| format!("opening unpack destination {}", dest.display()))?;
+    unpack_tar_at(reader, root, dest, opts)
+}
+
+/// Unpack an uncompressed tar stream into the directory `root` (an fd, `O_PATH` is enough); `dest` names
+/// it in messages only.
+pub(crate) fn unpack_tar_at(
+    reader: impl Read,
+    root: OwnedFd,
+    dest: &Path,
+    opts: &UnpackOptions,
+) -> Result<UnpackStats> {
     let mut u = Unpacker {
         root,
         dest,
@@ -113,7 +129,8 @@ struct Unpacker<'a> {
     dest: &'a Path,
     opts: &'a UnpackOptions,
     written: HashSet<PathBuf>,
-    dir_times: Vec<(PathBuf, i64, u32)>,
+    /// Directories whose mtime is set last: tar path, (device, inode) when created, mtime.
+    dir_times: Vec<(PathBuf, (u64, u64), i64, u32)>,
     stats: UnpackStats,
 }
 
@@ -139,18 +156,7 @@ fn ts(sec: i64, nsec: u32) -> Timestamps {
 
 impl Unpacker<'_> {
     fn open_in_root(&self, rel: &Path, flags: OFlags) -> rustix::io::Result<OwnedFd> {
-        let rel: &Path = if rel.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            rel
-        };
-        rustix::fs::openat2(
-            &self.root,
-            rel,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        )
+        open_beneath(&self.root, rel, flags, Within::Root)
     }
 
     /// Open (creating missing directories, 0755) the parent directory of an entry, inside the root.
@@ -158,11 +164,11 @@ impl Unpacker<'_> {
         match self.open_in_root(parent, OFlags::PATH | OFlags::DIRECTORY) {
             Ok(fd) => return Ok(fd),
             Err(Errno::NOENT) => {}
-            Err(Errno::NOSYS) => {
-                bail!("the kernel lacks openat2 (Linux 5.6+), needed to unpack layers safely")
-            }
             Err(e) => {
-                return Err(e).with_context(|| format!("opening directory {}", parent.display()));
+                return Err(beneath_error(
+                    e,
+                    &format!("opening directory {}", parent.display()),
+                ));
             }
         }
         let mut cur = PathBuf::new();
@@ -221,6 +227,7 @@ impl Unpacker<'_> {
                 &parent_rel,
                 name_b == OPAQUE_MARKER.as_bytes(),
                 OsStr::from_bytes(target),
+                &meta,
             );
         }
         let parent = self.parent_dir(&parent_rel)?;
@@ -245,7 +252,9 @@ impl Unpacker<'_> {
             )
             .context("opening the new directory")?;
             self.apply_fd_meta(&dir, &meta)?;
-            self.dir_times.push((path, meta.mtime, meta.mtime_nsec));
+            let st = rustix::fs::fstat(&dir).context("reading the new directory")?;
+            self.dir_times
+                .push((path, (st.st_dev, st.st_ino), meta.mtime, meta.mtime_nsec));
             return Ok(());
         }
         if existing.is_some() {
@@ -421,13 +430,7 @@ impl Unpacker<'_> {
             .with_context(|| format!("setting owner {}:{}", m.uid, m.gid))?;
         }
         if chmod {
-            rustix::fs::chmodat(
-                parent,
-                name,
-                Mode::from_raw_mode(m.mode & 0o7777),
-                AtFlags::empty(),
-            )
-            .context("setting mode")?;
+            chmod_nofollow(parent, name, m.mode).context("setting mode")?;
         }
         if !m.xattrs.is_empty() {
             // Symlinks and special files cannot be opened for fsetxattr; reach them through the parent's fd.
@@ -466,6 +469,7 @@ impl Unpacker<'_> {
         parent_rel: &Path,
         opaque: bool,
         target: &OsStr,
+        meta: &Meta,
     ) -> Result<()> {
         match (self.opts.whiteouts, opaque) {
             (WhiteoutMode::Apply, true) => {
@@ -524,15 +528,24 @@ impl Unpacker<'_> {
                 }
                 rustix::fs::mknodat(parent, target, FileType::CharacterDevice, Mode::empty(), 0)
                     .context("creating an overlay whiteout (char device 0/0)")?;
+                // The entry's time, so that writing the upper back gives the same layer.
+                rustix::fs::utimensat(
+                    parent,
+                    target,
+                    &ts(meta.mtime, meta.mtime_nsec),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .context("setting a whiteout's mtime")?;
             }
         }
         Ok(())
     }
 
-    /// Directory mtimes last, deepest first, since creating children changes them.
+    /// Directory mtimes last, deepest first, since creating children changes them; only on the directory
+    /// the entry made (a later entry may have replaced it, by a symlink for one), never through a link.
     fn finish_dir_times(&mut self) -> Result<()> {
         let times = std::mem::take(&mut self.dir_times);
-        for (path, sec, nsec) in times.iter().rev() {
+        for (path, id, sec, nsec) in times.iter().rev() {
             let parent = path.parent().unwrap_or(Path::new(""));
             let Some(name) = path.file_name() else {
                 continue;
@@ -540,6 +553,12 @@ impl Unpacker<'_> {
             let Ok(pfd) = self.open_in_root(parent, OFlags::PATH | OFlags::DIRECTORY) else {
                 continue;
             };
+            match rustix::fs::statat(&pfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st)
+                    if FileType::from_raw_mode(st.st_mode) == FileType::Directory
+                        && (st.st_dev, st.st_ino) == *id => {}
+                _ => continue,
+            }
             rustix::fs::utimensat(&pfd, name, &ts(*sec, *nsec), AtFlags::SYMLINK_NOFOLLOW)
                 .with_context(|| {
                     format!(

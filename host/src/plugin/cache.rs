@@ -9,6 +9,7 @@ use std::fs;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -67,17 +68,20 @@ impl CompileCache {
     }
 
     /// The compiled component: from the cache when a sound entry exists, else compiled (and stored).
+    /// Compiling is bounded by `deadline` (a [`CompileTimeout`] past it).
     pub fn component(
         &self,
         engine: &Engine,
         bytes: &[u8],
         component_sha256: &str,
+        deadline: Duration,
     ) -> anyhow::Result<(Component, CacheOutcome)> {
         let Some(path) = self.entry_path(engine, component_sha256) else {
-            return Ok((
-                Component::new(engine, bytes).map_err(anyhow::Error::from)?,
-                CacheOutcome::Compiled,
-            ));
+            let compiled = compile_within(engine, bytes, deadline)?;
+            // SAFETY: `compiled` was produced just now by this very engine.
+            let component = unsafe { Component::deserialize(engine, &compiled) }
+                .map_err(anyhow::Error::from)?;
+            return Ok((component, CacheOutcome::Compiled));
         };
         let mut outcome = CacheOutcome::Compiled;
         match load(engine, &path) {
@@ -91,9 +95,7 @@ impl CompileCache {
                 outcome = CacheOutcome::Rebuilt;
             }
         }
-        let compiled = engine
-            .precompile_component(bytes)
-            .map_err(anyhow::Error::from)?;
+        let compiled = compile_within(engine, bytes, deadline)?;
         // SAFETY: `compiled` was produced just now by this very engine.
         let component =
             unsafe { Component::deserialize(engine, &compiled) }.map_err(anyhow::Error::from)?;
@@ -101,6 +103,43 @@ impl CompileCache {
             tracing::warn!(target: "lade", "could not store the compiled plugin in {}: {e:#}", path.display());
         }
         Ok((component, outcome))
+    }
+}
+
+/// Compiling took longer than the compile deadline.
+#[derive(Debug)]
+pub struct CompileTimeout(pub Duration);
+
+impl std::fmt::Display for CompileTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "compiling it took longer than {}, the compile deadline (raise it with --plugin-compile-timeout \
+             SECONDS if the component is big and the machine slow)",
+            super::limits::describe_duration(self.0)
+        )
+    }
+}
+
+impl std::error::Error for CompileTimeout {}
+
+/// Compile on a thread of its own and wait at most `deadline`. Cranelift cannot be interrupted, so past the
+/// deadline the thread is left to finish on its own and its result dropped; the caller fails at once.
+fn compile_within(engine: &Engine, bytes: &[u8], deadline: Duration) -> anyhow::Result<Vec<u8>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (engine, bytes) = (engine.clone(), bytes.to_vec());
+    std::thread::Builder::new()
+        .name("lade-plugin-compile".into())
+        .spawn(move || {
+            let _ = tx.send(engine.precompile_component(&bytes));
+        })
+        .map_err(|e| anyhow::anyhow!("starting the plugin compiler thread: {e}"))?;
+    match rx.recv_timeout(deadline) {
+        Ok(compiled) => compiled.map_err(anyhow::Error::from),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(CompileTimeout(deadline).into()),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            anyhow::bail!("the plugin compiler thread ended without a result")
+        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! One plugin call: a fresh store with the limits armed, the call, the plugin's output logged, and any
 //! failure turned into an error that names the plugin and says what happened.
 
-use super::limits::{Limits, describe_bytes, describe_duration};
+use super::limits::{Limits, TRANSFER, describe_bytes, describe_duration};
 use super::state::State;
+use std::sync::Mutex;
 use std::time::Instant;
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::I32Exit;
@@ -15,10 +16,18 @@ pub(crate) fn run<R>(
     setup: impl FnOnce(&mut State),
     f: impl FnOnce(&mut Store<State>) -> wasmtime::Result<R>,
 ) -> anyhow::Result<R> {
+    let mut store = new_store(engine, limits, setup);
+    let result = f(&mut store);
+    finish(plugin, limits, store.data(), result)
+}
+
+/// A store with the limits armed.
+fn new_store(engine: &Engine, limits: &Limits, setup: impl FnOnce(&mut State)) -> Store<State> {
     let mut state = State::new(limits);
     setup(&mut state);
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
+    store.set_hostcall_fuel(TRANSFER);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut cx| {
         let state = cx.data_mut();
@@ -29,11 +38,79 @@ pub(crate) fn run<R>(
             Ok(UpdateDeadline::Continue(1))
         }
     });
-    let result = f(&mut store);
-    let state = store.data();
+    store
+}
+
+/// Log the plugin's output and turn a failure into an error naming the plugin.
+fn finish<R>(
+    plugin: &str,
+    limits: &Limits,
+    state: &State,
+    result: wasmtime::Result<R>,
+) -> anyhow::Result<R> {
     state.stdout.log(plugin, "stdout", false);
     state.stderr.log(plugin, "stderr", result.is_ok());
     result.map_err(|e| classify(plugin, limits, state, e))
+}
+
+/// A store that outlives one call, for handles a plugin keeps between calls (a signer's opened keys). Each
+/// call gets the full deadline again; the memory cap holds for the whole session. After a runtime failure
+/// the instance may be broken, so the session refuses further calls.
+pub(crate) struct Session {
+    plugin: String,
+    limits: Limits,
+    store: Mutex<Option<Store<State>>>,
+}
+
+impl Session {
+    /// A session whose first call is `f` (typically: instantiate and open a handle).
+    pub fn open<R>(
+        engine: &Engine,
+        limits: &Limits,
+        plugin: &str,
+        f: impl FnOnce(&mut Store<State>) -> wasmtime::Result<R>,
+    ) -> anyhow::Result<(Session, R)> {
+        let mut store = new_store(engine, limits, |_| {});
+        let result = f(&mut store);
+        let r = finish(plugin, limits, store.data(), result)?;
+        store.data().stdout.clear();
+        store.data().stderr.clear();
+        let session = Session {
+            plugin: plugin.into(),
+            limits: limits.clone(),
+            store: Mutex::new(Some(store)),
+        };
+        Ok((session, r))
+    }
+
+    pub fn plugin(&self) -> &str {
+        &self.plugin
+    }
+
+    /// One more call in the session's store.
+    pub fn call<R>(
+        &self,
+        f: impl FnOnce(&mut Store<State>) -> wasmtime::Result<R>,
+    ) -> anyhow::Result<R> {
+        let mut guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(store) = guard.as_mut() else {
+            anyhow::bail!(
+                "plugin `{}` failed earlier in this run and its handles are gone",
+                self.plugin
+            );
+        };
+        store.data_mut().deadline = Instant::now() + self.limits.deadline;
+        store.data_mut().timed_out = false;
+        let result = f(store);
+        let failed = result.is_err();
+        let out = finish(&self.plugin, &self.limits, store.data(), result);
+        store.data().stdout.clear();
+        store.data().stderr.clear();
+        if failed {
+            *guard = None;
+        }
+        out
+    }
 }
 
 /// Say what happened, most specific first.
@@ -51,6 +128,14 @@ fn classify(plugin: &str, limits: &Limits, state: &State, e: wasmtime::Error) ->
             "plugin `{plugin}` hit its {} memory cap (it asked for {}) and was stopped (raise it with --plugin-memory)",
             describe_bytes(limits.memory),
             describe_bytes(asked)
+        );
+    }
+    // wasmtime's words when the hostcall fuel runs out (its error type is private).
+    if format!("{e:#}").contains("fuel allocated for hostcalls has been exhausted") {
+        return anyhow::anyhow!(
+            "plugin `{plugin}` tried to hand lade more than {} in one call (a plan or result far larger than \
+             any real input) and was stopped",
+            describe_bytes(TRANSFER)
         );
     }
     if trap == Some(Trap::StackOverflow) {

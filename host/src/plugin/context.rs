@@ -1,10 +1,13 @@
 //! The `context` import: the `build-context` resource a frontend reads the build context through. The host
 //! side is [`ContextReader`], implemented by [`crate::context::BuildContext`] (read-only, confined to the
-//! context directory, honouring .containerignore); this file only translates between it and the contract.
+//! context directory, honouring .containerignore); this file only translates between it and the contract,
+//! for every contract version (0.1.0's answers are adapted down from the newest types).
 
 use super::state::State;
-use super::v0_1_0::frontend_world::lade::plugin::context::{self as wit, DirEntry, FileStat};
-use super::v0_1_0::types::PluginError;
+use super::v0_1_0::adapt;
+use super::v0_1_0::frontend_world::lade::plugin::context as wit_0_1;
+use super::v0_2_0::frontend_world::lade::plugin::context as wit;
+use super::v0_2_0::types::{DirEntry, FileKind, FileStat, PluginError};
 use std::sync::Arc;
 use wasmtime::component::Resource;
 
@@ -19,13 +22,13 @@ pub trait ContextReader: Send + Sync {
     fn list_dir(&self, path: &str) -> anyhow::Result<Vec<DirEntry>>;
 }
 
-fn kind(k: crate::context::FileKind) -> wit::FileKind {
+fn kind(k: crate::context::FileKind) -> FileKind {
     use crate::context::FileKind as K;
     match k {
-        K::File => wit::FileKind::File,
-        K::Directory => wit::FileKind::Directory,
-        K::Symlink => wit::FileKind::Symlink,
-        K::Other => wit::FileKind::Other,
+        K::File => FileKind::File,
+        K::Directory => FileKind::Directory,
+        K::Symlink => FileKind::Symlink,
+        K::Other => FileKind::Other,
     }
 }
 
@@ -76,14 +79,14 @@ impl State {
     }
 }
 
-impl wit::HostBuildContext for State {
-    fn read_file(
-        &mut self,
-        this: Resource<ContextHandle>,
-        path: String,
+impl State {
+    fn context_read(
+        &self,
+        this: &Resource<ContextHandle>,
+        path: &str,
     ) -> wasmtime::Result<Result<Vec<u8>, PluginError>> {
-        let ctx = self.context(&this)?;
-        match ctx.stat(&path) {
+        let ctx = self.context(this)?;
+        match ctx.stat(path) {
             Ok(Some(st)) if st.size > MAX_READ => {
                 return Ok(Err(PluginError::Host(format!(
                     "`{path}` in the build context is {} bytes; a plugin may read at most {MAX_READ}",
@@ -91,17 +94,47 @@ impl wit::HostBuildContext for State {
                 ))));
             }
             // A FIFO or device would block or never end: only files (and links to them) are read.
-            Ok(Some(st)) if matches!(st.kind, wit::FileKind::Directory | wit::FileKind::Other) => {
+            Ok(Some(st)) if matches!(st.kind, FileKind::Directory | FileKind::Other) => {
                 return Ok(Err(PluginError::Host(format!(
                     "`{path}` in the build context is not a regular file"
                 ))));
             }
             Ok(_) => {}
-            Err(e) => return Ok(Err(host_error("reading", &path, e))),
+            Err(e) => return Ok(Err(host_error("reading", path, e))),
         }
         Ok(ctx
-            .read_file(&path)
-            .map_err(|e| host_error("reading", &path, e)))
+            .read_file(path)
+            .map_err(|e| host_error("reading", path, e)))
+    }
+
+    fn context_stat(
+        &self,
+        this: &Resource<ContextHandle>,
+        path: &str,
+    ) -> wasmtime::Result<Result<Option<FileStat>, PluginError>> {
+        let ctx = self.context(this)?;
+        Ok(ctx.stat(path).map_err(|e| host_error("examining", path, e)))
+    }
+
+    fn context_list(
+        &self,
+        this: &Resource<ContextHandle>,
+        path: &str,
+    ) -> wasmtime::Result<Result<Vec<DirEntry>, PluginError>> {
+        let ctx = self.context(this)?;
+        Ok(ctx
+            .list_dir(path)
+            .map_err(|e| host_error("listing", path, e)))
+    }
+}
+
+impl wit::HostBuildContext for State {
+    fn read_file(
+        &mut self,
+        this: Resource<ContextHandle>,
+        path: String,
+    ) -> wasmtime::Result<Result<Vec<u8>, PluginError>> {
+        self.context_read(&this, &path)
     }
 
     fn stat(
@@ -109,10 +142,7 @@ impl wit::HostBuildContext for State {
         this: Resource<ContextHandle>,
         path: String,
     ) -> wasmtime::Result<Result<Option<FileStat>, PluginError>> {
-        let ctx = self.context(&this)?;
-        Ok(ctx
-            .stat(&path)
-            .map_err(|e| host_error("examining", &path, e)))
+        self.context_stat(&this, &path)
     }
 
     fn list_dir(
@@ -120,10 +150,7 @@ impl wit::HostBuildContext for State {
         this: Resource<ContextHandle>,
         path: String,
     ) -> wasmtime::Result<Result<Vec<DirEntry>, PluginError>> {
-        let ctx = self.context(&this)?;
-        Ok(ctx
-            .list_dir(&path)
-            .map_err(|e| host_error("listing", &path, e)))
+        self.context_list(&this, &path)
     }
 
     fn drop(&mut self, this: Resource<ContextHandle>) -> wasmtime::Result<()> {
@@ -134,4 +161,45 @@ impl wit::HostBuildContext for State {
 
 impl wit::Host for State {}
 
-pub use wit::{DirEntry as ContextEntry, FileKind as ContextFileKind, FileStat as ContextStat};
+/// 0.1.0: the same answers, adapted down (the shapes did not change).
+impl wit_0_1::HostBuildContext for State {
+    fn read_file(
+        &mut self,
+        this: Resource<ContextHandle>,
+        path: String,
+    ) -> wasmtime::Result<Result<Vec<u8>, super::v0_1_0::types::PluginError>> {
+        // The bytes as they are (no serde detour); only an error needs adapting.
+        Ok(match self.context_read(&this, &path)? {
+            Ok(bytes) => Ok(bytes),
+            Err(e) => Err(adapt("a plugin error", &e)?),
+        })
+    }
+
+    fn stat(
+        &mut self,
+        this: Resource<ContextHandle>,
+        path: String,
+    ) -> wasmtime::Result<Result<Option<wit_0_1::FileStat>, super::v0_1_0::types::PluginError>>
+    {
+        adapt("a build-context answer", &self.context_stat(&this, &path)?)
+    }
+
+    fn list_dir(
+        &mut self,
+        this: Resource<ContextHandle>,
+        path: String,
+    ) -> wasmtime::Result<Result<Vec<wit_0_1::DirEntry>, super::v0_1_0::types::PluginError>> {
+        adapt("a build-context answer", &self.context_list(&this, &path)?)
+    }
+
+    fn drop(&mut self, this: Resource<ContextHandle>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+impl wit_0_1::Host for State {}
+
+pub use super::v0_2_0::types::{
+    DirEntry as ContextEntry, FileKind as ContextFileKind, FileStat as ContextStat,
+};

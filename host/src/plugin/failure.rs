@@ -2,7 +2,7 @@
 //! runtime stopping it (trap, deadline, memory cap, panic, bad component). Also the plain-text rendering of
 //! diagnostics as `file:line:col: severity: message`.
 
-use super::v0_1_0::types::{Diagnostic, PluginError, Severity};
+use super::v0_2_0::types::{Diagnostic, PluginError, Severity};
 use std::fmt;
 
 #[derive(Debug)]
@@ -58,25 +58,47 @@ impl fmt::Display for PluginFailure {
 
 impl std::error::Error for PluginFailure {}
 
-/// `Containerfile:3:5: error: unknown instruction FORM` plus the snippet and hint on their own lines.
+/// `s` with every control character but newline and tab escaped (`\u{1b}`): what a plugin says is shown to
+/// the user, and must not drive their terminal.
+fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+/// `Containerfile:3:5: error: unknown instruction FORM` plus the snippet and hint on their own lines; control
+/// characters the plugin put in any of them are shown escaped.
 pub fn render(d: &Diagnostic) -> String {
     let severity = match d.severity {
         Severity::Error => "error",
         Severity::Warning => "warning",
         Severity::Info => "info",
     };
+    let message = printable(&d.message);
     let mut s = match &d.location {
         Some(l) => format!(
-            "{}:{}:{}: {severity}: {}",
-            l.file, l.line, l.column, d.message
+            "{}:{}:{}: {severity}: {message}",
+            printable(&l.file),
+            l.line,
+            l.column
         ),
-        None => format!("{severity}: {}", d.message),
+        None => format!("{severity}: {message}"),
     };
     if let Some(snippet) = &d.snippet {
-        s.push_str(&format!("\n    {snippet}"));
+        s.push_str(&format!("\n    {}", printable(snippet)));
     }
     if let Some(hint) = &d.hint {
-        s.push_str(&format!("\n  hint: {hint}"));
+        s.push_str(&format!("\n  hint: {}", printable(hint)));
     }
     s
 }
@@ -84,7 +106,7 @@ pub fn render(d: &Diagnostic) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::v0_1_0::types::Location;
+    use crate::plugin::v0_2_0::types::Location;
 
     #[test]
     fn diagnostics_render_with_position_and_hint() {
@@ -112,5 +134,18 @@ mod tests {
         );
         assert!(text.contains("hint: did you mean FROM?"), "{text}");
         assert_eq!(f.diagnostics().len(), 1);
+    }
+
+    #[test]
+    fn control_characters_from_a_plugin_are_shown_escaped() {
+        let d = Diagnostic {
+            severity: Severity::Warning,
+            message: "clear\x1b[2J\rscreen".into(),
+            location: None,
+            snippet: Some("a\tb\x07".into()),
+            hint: None,
+        };
+        let text = render(&d);
+        assert_eq!(text, "warning: clear\\u{1b}[2J\\u{d}screen\n    a\tb\\u{7}");
     }
 }

@@ -3,7 +3,8 @@
 //! the rest of the image.
 
 use super::state::State;
-use super::v0_1_0::scanner_world::lade::plugin::image_files as wit;
+use super::v0_1_0::scanner_world::lade::plugin::image_files as wit_0_1;
+use super::v0_2_0::scanner_world::lade::plugin::image_files as wit;
 use std::collections::VecDeque;
 use wasmtime::component::Resource;
 
@@ -90,6 +91,48 @@ impl wit::HostFileStream for State {
 
 impl wit::Host for State {}
 
+/// 0.1.0: the same stream; an entry loses what 0.2.0 added (its layer index and visibility: a 0.1.0
+/// scanner only ever selects the final filesystem, where every entry is visible).
+impl wit_0_1::HostFileStream for State {
+    fn next_entry(
+        &mut self,
+        this: Resource<FileStreamHandle>,
+    ) -> wasmtime::Result<Option<wit_0_1::Entry>> {
+        let entry = wit::HostFileStream::next_entry(self, Resource::new_borrow(this.rep()))?;
+        Ok(entry.map(|e| wit_0_1::Entry {
+            path: e.path,
+            kind: match e.kind {
+                EntryKind::File => wit_0_1::EntryKind::File,
+                EntryKind::Directory => wit_0_1::EntryKind::Directory,
+                EntryKind::Symlink => wit_0_1::EntryKind::Symlink,
+                EntryKind::Hardlink => wit_0_1::EntryKind::Hardlink,
+                EntryKind::Other => wit_0_1::EntryKind::Other,
+            },
+            size: e.size,
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            link_target: e.link_target,
+            layer: e.layer,
+        }))
+    }
+
+    fn read(
+        &mut self,
+        this: Resource<FileStreamHandle>,
+        max_bytes: u32,
+    ) -> wasmtime::Result<Vec<u8>> {
+        wit::HostFileStream::read(self, Resource::new_borrow(this.rep()), max_bytes)
+    }
+
+    fn drop(&mut self, this: Resource<FileStreamHandle>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+impl wit_0_1::Host for State {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +147,8 @@ mod tests {
             gid: 0,
             link_target: None,
             layer: "sha256:00".into(),
+            layer_index: 0,
+            visible: true,
         }
     }
 

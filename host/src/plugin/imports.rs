@@ -23,12 +23,13 @@ impl Kind {
         }
     }
 
-    /// The `lade:plugin` interfaces this kind may import (besides WASI).
-    fn lade_imports(self) -> &'static [&'static str] {
-        match self {
-            Kind::Frontend => &["types", "context", "images"],
-            Kind::Scanner => &["types", "image-files"],
-            Kind::Signer => &["types"],
+    /// The `lade:plugin` interfaces this kind may import (besides WASI) in contract `version`.
+    fn lade_imports(self, version: &str) -> &'static [&'static str] {
+        match (self, version) {
+            (Kind::Frontend, _) => &["types", "context", "images"],
+            (Kind::Scanner, "0.1.0") => &["types", "image-files"],
+            (Kind::Scanner, _) => &["types", "image-files", "data-dirs"],
+            (Kind::Signer, _) => &["types"],
         }
     }
 }
@@ -171,7 +172,7 @@ pub(crate) fn check(
             "plugin `{plugin}` imports `{first}`, which a {kind} plugin may not use{all}; \
              a plugin gets no filesystem, network or other ambient authority, only the lade:plugin interfaces \
              of its kind ({}) and WASI io, cli, clocks and random",
-            kind.lade_imports().join(", ")
+            kind.lade_imports(version).join(", ")
         );
     }
     Ok(())
@@ -182,7 +183,7 @@ fn allowed(kind: Kind, version: &str, import: &str) -> bool {
         return false;
     };
     if package == "lade:plugin" {
-        return v == Some(version) && kind.lade_imports().contains(&interface);
+        return v == Some(version) && kind.lade_imports(version).contains(&interface);
     }
     let wasi_02 = v.is_some_and(|v| v.starts_with("0.2."));
     wasi_02
@@ -264,6 +265,16 @@ mod tests {
         check("s", Kind::Scanner, "0.1.0", &s).unwrap();
         assert!(check("s", Kind::Signer, "0.1.0", &s).is_err());
         let s = surface(&["lade:plugin/context@0.1.0"], &[]);
+        assert!(check("s", Kind::Scanner, "0.1.0", &s).is_err());
+    }
+
+    #[test]
+    fn data_dirs_are_for_0_2_0_scanners_only() {
+        let s = surface(&["lade:plugin/data-dirs@0.2.0"], &[]);
+        check("s", Kind::Scanner, "0.2.0", &s).unwrap();
+        assert!(check("s", Kind::Frontend, "0.2.0", &s).is_err());
+        assert!(check("s", Kind::Signer, "0.2.0", &s).is_err());
+        let s = surface(&["lade:plugin/data-dirs@0.1.0"], &[]);
         assert!(check("s", Kind::Scanner, "0.1.0", &s).is_err());
     }
 

@@ -1,5 +1,7 @@
-//! Installed plugins: `<root>/plugins/<name>.wasm`, one file each, written atomically. Names are checked so
-//! a plugin can never choose a path outside that directory.
+//! Installed plugins: `<root>/plugins/<name>.wasm`, one file each, written atomically, with
+//! `<name>.origin.json` saying where it came from. Names are checked so a plugin can never choose a path
+//! outside that directory. Frontends pulled for `# syntax=` are kept apart, in `<root>/plugins/pulled/`, by
+//! manifest digest.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -59,18 +61,54 @@ pub fn names(plugins_dir: &Path) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
-/// Store `bytes` as installed plugin `name`: temporary file, fsync, rename. Returns the file.
-pub fn store(plugins_dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<PathBuf> {
+/// Where an installed plugin came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Origin {
+    /// The file or the reference (a transport string, pin included) it was installed from.
+    pub reference: String,
+    /// The artifact's manifest digest (none for a file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub manifest_digest: Option<String>,
+}
+
+fn origin_path(plugins_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    check_name(name)?;
+    Ok(plugins_dir.join(format!("{name}.origin.json")))
+}
+
+/// Where installed plugin `name` came from; None when not recorded (installed by an older lade).
+pub fn origin(plugins_dir: &Path, name: &str) -> Option<Origin> {
+    let text = std::fs::read(origin_path(plugins_dir, name).ok()?).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Write `bytes` to `target` in `dir`: temporary file, fsync, rename, fsync of the directory.
+fn write_atomic(dir: &Path, target: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(target).map_err(|e| e.error)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Store `bytes` as installed plugin `name`, with where it came from: the origin first, then the component,
+/// each written atomically. Returns the file.
+pub fn store(
+    plugins_dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    origin: &Origin,
+) -> anyhow::Result<PathBuf> {
     let target = path(plugins_dir, name)?;
-    let write = || -> std::io::Result<()> {
-        std::fs::create_dir_all(plugins_dir)?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(plugins_dir)?;
-        tmp.write_all(bytes)?;
-        tmp.as_file().sync_all()?;
-        tmp.persist(&target).map_err(|e| e.error)?;
-        std::fs::File::open(plugins_dir)?.sync_all()
+    let origin_file = origin_path(plugins_dir, name)?;
+    let write = || -> anyhow::Result<()> {
+        write_atomic(
+            plugins_dir,
+            &origin_file,
+            &serde_json::to_vec_pretty(origin)?,
+        )?;
+        Ok(write_atomic(plugins_dir, &target, bytes)?)
     };
     write().map_err(|e| {
         anyhow::anyhow!(
@@ -81,11 +119,44 @@ pub fn store(plugins_dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<Pat
     Ok(target)
 }
 
+/// The cache of frontends pulled for `# syntax=`.
+pub fn pulled_dir(plugins_dir: &Path) -> PathBuf {
+    plugins_dir.join("pulled")
+}
+
+fn pulled_path(plugins_dir: &Path, manifest: &crate::oci::Digest) -> PathBuf {
+    pulled_dir(plugins_dir).join(format!(
+        "{}-{}.wasm",
+        manifest.algorithm(),
+        manifest.digest()
+    ))
+}
+
+/// The pulled component of the artifact whose manifest is `manifest`, when cached.
+pub fn pulled(plugins_dir: &Path, manifest: &crate::oci::Digest) -> Option<PathBuf> {
+    Some(pulled_path(plugins_dir, manifest)).filter(|p| p.is_file())
+}
+
+/// Cache the (verified) component of the artifact whose manifest is `manifest`. Returns the file.
+pub fn store_pulled(
+    plugins_dir: &Path,
+    manifest: &crate::oci::Digest,
+    bytes: &[u8],
+) -> anyhow::Result<PathBuf> {
+    let target = pulled_path(plugins_dir, manifest);
+    write_atomic(&pulled_dir(plugins_dir), &target, bytes)
+        .map_err(|e| anyhow::anyhow!("caching the pulled plugin as {}: {e}", target.display()))?;
+    Ok(target)
+}
+
 /// Remove installed plugin `name`.
 pub fn remove(plugins_dir: &Path, name: &str) -> anyhow::Result<()> {
     let target = path(plugins_dir, name)?;
     match std::fs::remove_file(&target) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            let _ = std::fs::remove_file(origin_path(plugins_dir, name)?);
+            Ok(())
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             anyhow::bail!(
                 "no installed plugin `{name}` in {} (see `lade plugin list`)",
@@ -115,10 +186,15 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("plugins");
         assert!(names(&dir).unwrap().is_empty());
-        store(&dir, "b", b"1").unwrap();
-        store(&dir, "a", b"2").unwrap();
-        store(&dir, "a", b"3").unwrap();
+        let from = |r: &str| Origin {
+            reference: r.into(),
+            manifest_digest: None,
+        };
+        store(&dir, "b", b"1", &from("b.wasm")).unwrap();
+        store(&dir, "a", b"2", &from("a.wasm")).unwrap();
+        store(&dir, "a", b"3", &from("docker://r/a:1")).unwrap();
         assert_eq!(names(&dir).unwrap(), ["a", "b"]);
+        assert_eq!(origin(&dir, "a"), Some(from("docker://r/a:1")));
         assert_eq!(std::fs::read(path(&dir, "a").unwrap()).unwrap(), b"3");
         remove(&dir, "a").unwrap();
         assert!(
@@ -128,5 +204,6 @@ mod tests {
                 .contains("no installed plugin `a`")
         );
         assert_eq!(names(&dir).unwrap(), ["b"]);
+        assert_eq!(origin(&dir, "a"), None);
     }
 }

@@ -13,6 +13,8 @@ pub struct Limits {
     pub memory: usize,
     /// The wasm call stack, in bytes.
     pub wasm_stack: usize,
+    /// Wall-clock time for compiling a component that is not in the compile cache.
+    pub compile: Duration,
 }
 
 impl Default for Limits {
@@ -21,6 +23,7 @@ impl Default for Limits {
             deadline: Duration::from_secs(30),
             memory: 512 << 20,
             wasm_stack: 1 << 20,
+            compile: Duration::from_secs(120),
         }
     }
 }
@@ -42,7 +45,25 @@ impl Limits {
             ..Limits::default()
         })
     }
+
+    /// These limits with `--plugin-compile-timeout SECONDS`.
+    pub fn with_compile_timeout(self, secs: f64) -> anyhow::Result<Limits> {
+        anyhow::ensure!(
+            secs.is_finite() && secs > 0.0 && secs <= 86_400.0,
+            "the plugin compile timeout must be between 0 and 86400 seconds, not {secs}"
+        );
+        Ok(Limits {
+            compile: Duration::from_secs_f64(secs),
+            ..self
+        })
+    }
 }
+
+/// The most a plugin may hand the host in one call, arguments of its calls into the host and its results
+/// alike (a frontend's plan with its raw instructions): wasmtime's hostcall fuel, which counts the strings
+/// and lists lifted out of the plugin's memory in host bytes, a string aliased many times once per alias.
+/// So a hostile result is refused while it is lifted, before the host allocates more than this.
+pub const TRANSFER: usize = 128 << 20;
 
 /// `2 s`, `1.5 s`, `250 ms`: how a deadline reads in an error.
 pub fn describe_duration(d: Duration) -> String {

@@ -4,7 +4,7 @@
 use super::cache::{CacheOutcome, CompileCache};
 use super::imports::{self, Kind, Surface};
 use super::limits::Limits;
-use super::v0_1_0::types::PluginInfo;
+use super::v0_2_0::types::{Needs, PluginInfo, PluginKind};
 use super::version::{self, Linkers, Loaded};
 use super::{call, installed};
 use serde::Serialize;
@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use wasmtime::Engine;
 
-/// Components larger than this are refused before anything else is done with them.
-const MAX_COMPONENT: usize = 256 << 20;
+/// Components larger than this are refused before anything else is done with them (the bound on what is
+/// handed to the compiler; the compile itself is bounded by [`Limits::compile`]).
+pub const MAX_COMPONENT: u64 = super::artifact::MAX_WASM;
 
 /// The engine, its linkers, the compile cache and the limits every call gets.
 pub struct Runtime {
@@ -33,6 +34,8 @@ pub enum PluginSource {
     File(PathBuf),
     /// Installed with `lade plugin install` into `<plugins_dir>/<name>.wasm`.
     Installed { plugins_dir: PathBuf, name: String },
+    /// Pulled for a Containerfile's `# syntax=` line and cached by digest at `path`.
+    Pulled { reference: String, path: PathBuf },
 }
 
 impl PluginSource {
@@ -67,6 +70,7 @@ impl PluginSource {
     pub fn label(&self) -> String {
         match self {
             PluginSource::Embedded(n) | PluginSource::Installed { name: n, .. } => n.clone(),
+            PluginSource::Pulled { reference, .. } => reference.clone(),
             PluginSource::File(p) => p
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -80,6 +84,7 @@ impl PluginSource {
             PluginSource::Embedded(_) => "embedded",
             PluginSource::Installed { .. } => "installed",
             PluginSource::File(_) => "file",
+            PluginSource::Pulled { .. } => "pulled",
         }
     }
 
@@ -90,7 +95,7 @@ impl PluginSource {
                     .map(std::borrow::Cow::Borrowed)
                     .ok_or_else(|| anyhow::anyhow!("no built-in plugin `{n}`"));
             }
-            PluginSource::File(p) => p.clone(),
+            PluginSource::File(p) | PluginSource::Pulled { path: p, .. } => p.clone(),
             PluginSource::Installed { plugins_dir, name } => installed::path(plugins_dir, name)?,
         };
         let meta = std::fs::metadata(&path).map_err(|e| {
@@ -100,13 +105,8 @@ impl PluginSource {
                 path.display()
             )
         })?;
-        anyhow::ensure!(
-            meta.len() <= MAX_COMPONENT as u64,
-            "plugin `{}`: {} is {} bytes, more than the {MAX_COMPONENT} a plugin may have",
-            self.label(),
-            path.display(),
-            meta.len()
-        );
+        check_size(&self.label(), meta.len())
+            .map_err(|e| e.context(format!("reading {}", path.display())))?;
         let bytes = std::fs::read(&path).map_err(|e| {
             anyhow::anyhow!(
                 "plugin `{}`: cannot read {}: {e}",
@@ -147,8 +147,14 @@ pub struct Description {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
     pub digest: String,
+    /// Where an installed plugin came from: the file or reference given to `lade plugin install`, and the
+    /// manifest digest of an artifact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<installed::Origin>,
     pub imports: Vec<String>,
     pub exports: Vec<String>,
+    /// What it declares it needs (data directories, input documents); nothing is granted unasked.
+    pub needs: Needs,
 }
 
 static GLOBAL: OnceLock<Runtime> = OnceLock::new();
@@ -195,15 +201,20 @@ impl Runtime {
     /// Like [`Runtime::load`] with the component's bytes already at hand.
     pub fn load_bytes(&self, source: PluginSource, bytes: &[u8]) -> anyhow::Result<Plugin> {
         let name = source.label();
+        check_size(&name, bytes.len() as u64)?;
         check_header(&name, bytes)?;
         let sha = hex::encode(Sha256::digest(bytes));
         let (component, cache) = self
             .cache
-            .component(&self.engine, bytes, &sha)
+            .component(&self.engine, bytes, &sha, self.limits.compile)
             .map_err(|e| {
-                e.context(format!(
-                    "plugin `{name}` is not a valid WebAssembly component"
-                ))
+                if e.is::<super::cache::CompileTimeout>() {
+                    e.context(format!("plugin `{name}` was not loaded"))
+                } else {
+                    e.context(format!(
+                        "plugin `{name}` is not a valid WebAssembly component"
+                    ))
+                }
             })?;
         let surface = Surface::of(&component, &self.engine);
         let contract = imports::contract_version(&name, &surface)?;
@@ -211,20 +222,23 @@ impl Runtime {
         let kind = imports::kind(&name, &surface, &contract)?;
         imports::check(&name, kind, &contract, &surface)?;
         let loaded = version::prepare(&self.linkers, &name, &contract, kind, &component)?;
-        let info = match &loaded {
-            Loaded::V0_1_0(pre) => {
-                call::run(&self.engine, &self.limits, &name, |_| {}, |s| pre.info(s))?
-            }
-        };
+        let info = call::run(
+            &self.engine,
+            &self.limits,
+            &name,
+            |_| {},
+            |s| info(&loaded, s),
+        )?;
         let declared = match info.kind {
-            super::v0_1_0::types::PluginKind::Frontend => Kind::Frontend,
-            super::v0_1_0::types::PluginKind::Scanner => Kind::Scanner,
-            super::v0_1_0::types::PluginKind::Signer => Kind::Signer,
+            PluginKind::Frontend => Kind::Frontend,
+            PluginKind::Scanner => Kind::Scanner,
+            PluginKind::Signer => Kind::Signer,
         };
         anyhow::ensure!(
             declared == kind,
             "plugin `{name}` says it is a {declared} plugin but exports the {kind} interface"
         );
+        check_needs(&name, kind, &info.needs)?;
         Ok(Plugin {
             name,
             source,
@@ -245,6 +259,49 @@ impl Runtime {
         self.cache
             .entry_path(&self.engine, &hex::encode(Sha256::digest(bytes)))
     }
+}
+
+/// The metadata call, in whichever version the plugin speaks, adapted to the newest types.
+fn info(
+    loaded: &Loaded,
+    store: &mut wasmtime::Store<super::state::State>,
+) -> wasmtime::Result<PluginInfo> {
+    match loaded {
+        Loaded::V0_1_0(pre) => pre.info(store),
+        Loaded::V0_2_0(pre) => pre.info(store),
+    }
+}
+
+/// What a plugin declares it needs must make sense for its kind; names must be grantable.
+fn check_needs(name: &str, kind: Kind, needs: &Needs) -> anyhow::Result<()> {
+    if kind != Kind::Scanner {
+        anyhow::ensure!(
+            needs.data_dirs.is_empty() && needs.documents.is_empty(),
+            "plugin `{name}` is a {kind} plugin but declares data directories or input documents, which only \
+             scanners get"
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for need in &needs.data_dirs {
+        super::data_dirs::check_name(&need.name)
+            .map_err(|e| e.context(format!("plugin `{name}` declares a data directory")))?;
+        anyhow::ensure!(
+            seen.insert(need.name.as_str()),
+            "plugin `{name}` declares the data directory `{}` twice",
+            need.name
+        );
+    }
+    Ok(())
+}
+
+/// Refuse a component over [`MAX_COMPONENT`] before it reaches the compiler.
+fn check_size(name: &str, len: u64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        len <= MAX_COMPONENT,
+        "plugin `{name}` is {len} bytes, more than the {} a plugin may have",
+        super::limits::describe_bytes(MAX_COMPONENT as usize)
+    );
+    Ok(())
 }
 
 /// Tell garbage, core modules and components apart before handing bytes to the compiler.
@@ -301,15 +358,13 @@ impl Plugin {
 
     /// A fresh instance and a metadata call: a health check, and what one instantiation costs.
     pub fn ping(&self) -> anyhow::Result<PluginInfo> {
-        match &self.loaded {
-            Loaded::V0_1_0(pre) => call::run(
-                &self.engine,
-                &self.limits,
-                &self.name,
-                |_| {},
-                |s| pre.info(s),
-            ),
-        }
+        call::run(
+            &self.engine,
+            &self.limits,
+            &self.name,
+            |_| {},
+            |s| info(&self.loaded, s),
+        )
     }
 
     pub fn describe(&self) -> Description {
@@ -322,14 +377,25 @@ impl Plugin {
             source: self.source.kind().into(),
             path: match &self.source {
                 PluginSource::Embedded(_) => None,
-                PluginSource::File(p) => Some(p.clone()),
+                PluginSource::File(p) | PluginSource::Pulled { path: p, .. } => Some(p.clone()),
                 PluginSource::Installed { plugins_dir, name } => {
                     installed::path(plugins_dir, name).ok()
                 }
             },
+            origin: match &self.source {
+                PluginSource::Installed { plugins_dir, name } => {
+                    installed::origin(plugins_dir, name)
+                }
+                PluginSource::Pulled { reference, .. } => Some(installed::Origin {
+                    reference: reference.clone(),
+                    manifest_digest: None,
+                }),
+                _ => None,
+            },
             digest: self.digest.clone(),
             imports: self.surface.imports.clone(),
             exports: self.surface.exports.clone(),
+            needs: self.info.needs.clone(),
         }
     }
 

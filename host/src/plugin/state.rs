@@ -1,6 +1,7 @@
 //! What a store carries for one call: an empty WASI context, the resource table, the memory limiter, the
 //! deadline, and the host services this call may use.
 
+use super::data_dirs::DataAccess;
 use super::images::{ImageResolver, NoImages};
 use super::limits::{Limits, MemoryLimiter};
 use super::stdio::Capture;
@@ -17,6 +18,8 @@ pub(crate) struct State {
     pub deadline: Instant,
     pub timed_out: bool,
     pub images: Arc<dyn ImageResolver>,
+    /// The data directories a scanner may open in this call.
+    pub data_dirs: DataAccess,
     pub stdout: Capture,
     pub stderr: Capture,
 }
@@ -38,6 +41,7 @@ impl State {
             deadline: Instant::now() + limits.deadline,
             timed_out: false,
             images: Arc::new(NoImages),
+            data_dirs: DataAccess::default(),
             stdout,
             stderr,
         }

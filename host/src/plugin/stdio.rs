@@ -36,6 +36,11 @@ impl Capture {
         String::from_utf8_lossy(&b.kept).into_owned()
     }
 
+    /// Forget what was written (a session logs each call's output once).
+    pub fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Buffer::default();
+    }
+
     /// Log every line at `level` (target `lade`), prefixed with the plugin and the stream.
     pub fn log(&self, plugin: &str, stream: &str, warn: bool) {
         let (text, dropped) = {

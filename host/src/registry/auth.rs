@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex};
 
-use crate::transport::SystemContext;
+use super::SystemContext;
 
 /// Credentials for one registry.
 #[derive(Clone, PartialEq, Eq)]

@@ -2,9 +2,10 @@
 //! verification is off), the auth challenge (Bearer tokens per scope, Basic, anonymous), and requests with
 //! retries (exponential backoff on 5xx, 429 with `Retry-After`, connection errors).
 
+use super::SystemContext;
 use super::auth::{self, Credentials};
+use super::body;
 use super::tls;
-use crate::transport::SystemContext;
 use anyhow::{Context, Result, anyhow, bail};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
@@ -326,10 +327,13 @@ impl Registry {
             bail!(
                 "registry {}: the token server {realm} answered HTTP {status}: {}",
                 self.host,
-                resp.text().await.unwrap_or_default()
+                error_text(resp).await
             );
         }
-        let v: serde_json::Value = resp.json().await.with_context(|| {
+        let body = body::read(resp, body::MAX_TOKEN, "token answer")
+            .await
+            .with_context(|| format!("registry {}: requesting a token", self.host))?;
+        let v: serde_json::Value = serde_json::from_slice(&body).with_context(|| {
             format!(
                 "registry {}: the token server {realm} sent no JSON",
                 self.host
@@ -497,28 +501,36 @@ impl Registry {
         }
     }
 
-    /// An error for an unexpected response, with the registry's own error message.
+    /// An error for an unexpected response, with the registry's own error message: an [`HttpError`] that
+    /// callers branch on by status and error code.
     pub async fn error(&self, r: Response, what: &str) -> anyhow::Error {
         let status = r.status();
-        let body = r.text().await.unwrap_or_default();
-        let detail = serde_json::from_str::<serde_json::Value>(&body)
+        let body = error_text(r).await;
+        let errors = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| {
                 let errs = v.get("errors")?.as_array()?.clone();
                 Some(
                     errs.iter()
                         .map(|e| {
-                            format!(
-                                "{}: {}",
-                                e["code"].as_str().unwrap_or("?"),
-                                e["message"].as_str().unwrap_or("")
+                            (
+                                e["code"].as_str().unwrap_or("?").to_string(),
+                                e["message"].as_str().unwrap_or("").to_string(),
                             )
                         })
-                        .collect::<Vec<_>>()
-                        .join("; "),
+                        .collect::<Vec<_>>(),
                 )
             })
-            .unwrap_or_else(|| body.chars().take(300).collect());
+            .unwrap_or_default();
+        let detail = if errors.is_empty() {
+            body.chars().take(300).collect()
+        } else {
+            errors
+                .iter()
+                .map(|(c, m)| format!("{c}: {m}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
         let hint = match status {
             StatusCode::UNAUTHORIZED => format!(
                 " (authentication required: run `lade login {}` or pass --creds)",
@@ -527,16 +539,49 @@ impl Registry {
             StatusCode::FORBIDDEN => " (the credentials lack permission for this)".to_string(),
             _ => String::new(),
         };
-        anyhow!(
-            "{what}: registry {} answered HTTP {status}{hint}: {detail}",
-            self.host
-        )
+        anyhow::Error::new(HttpError {
+            what: what.to_string(),
+            host: self.host.clone(),
+            status,
+            codes: errors.into_iter().map(|(c, _)| c).collect(),
+            hint,
+            detail,
+        })
     }
 }
 
+/// An error answer's body as text, read up to [`body::MAX_ERROR`]; past that, or when it cannot be read,
+/// a sentence saying so (the status is what matters then).
+async fn error_text(r: Response) -> String {
+    match body::read(r, body::MAX_ERROR, "error answer").await {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) => format!("({e})"),
+    }
+}
+
+/// A TLS failure (a bad or untrusted certificate, a server that does not speak TLS): retrying cannot help.
+/// Told by type: a `rustls::Error` somewhere in the source chain, also inside an `io::Error` (whose
+/// `source()` skips the error it wraps).
 fn is_tls_error(e: &reqwest::Error) -> bool {
-    let s = error_chain(e).to_ascii_lowercase();
-    s.contains("certificate") || s.contains("invalidcontenttype") || s.contains("tls")
+    chain_has_tls(e)
+}
+
+fn chain_has_tls(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(inner) = c
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            && chain_has_tls(inner)
+        {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
 }
 
 /// The error with its sources, which is where reqwest keeps the useful part.
@@ -557,6 +602,35 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error that wraps another, as hyper and reqwest do.
+    #[derive(Debug)]
+    struct Wrap(Box<dyn std::error::Error + Send + Sync>);
+    impl std::fmt::Display for Wrap {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("error sending request")
+        }
+    }
+    impl std::error::Error for Wrap {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(self.0.as_ref())
+        }
+    }
+
+    #[test]
+    fn tls_errors_are_told_by_type_not_text() {
+        let cert = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, cert);
+        assert!(chain_has_tls(&Wrap(Box::new(io))));
+        let plain = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+        assert!(chain_has_tls(&Wrap(Box::new(plain))));
+        // A refused connection is worth retrying, whatever its text says.
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "tls proxy: certificate store refused the connection",
+        );
+        assert!(!chain_has_tls(&Wrap(Box::new(refused))));
+    }
 
     #[test]
     fn challenges() {
@@ -619,5 +693,37 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+}
+
+/// A registry answered with an unexpected HTTP status. Code that must tell cases apart (authentication,
+/// a missing blob, not found) asks this, never the message text: see [`HttpError::find`].
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: registry {host} answered HTTP {status}{hint}: {detail}")]
+pub struct HttpError {
+    what: String,
+    host: String,
+    pub status: StatusCode,
+    /// The distribution-spec error codes of the body (`MANIFEST_BLOB_UNKNOWN`, `DENIED`, ...).
+    pub codes: Vec<String>,
+    hint: String,
+    detail: String,
+}
+
+impl HttpError {
+    /// The registry error anywhere in `e`'s chain of causes.
+    pub fn find(e: &anyhow::Error) -> Option<&HttpError> {
+        e.chain().find_map(|c| c.downcast_ref::<HttpError>())
+    }
+    /// 401 or 403: credentials missing, wrong or not enough.
+    pub fn is_auth(&self) -> bool {
+        matches!(
+            self.status,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        )
+    }
+    /// The body carries this distribution-spec error code.
+    pub fn has_code(&self, code: &str) -> bool {
+        self.codes.iter().any(|c| c == code)
     }
 }

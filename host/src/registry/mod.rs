@@ -3,27 +3,51 @@
 //! * [`config`]: registries.conf (mirrors, insecure, blocked, short names).
 //! * [`auth`]: credentials from `--creds`, auth files and credential helpers; login/logout storage.
 //! * [`tls`]: certs.d and the process-wide HTTP clients.
+//! * [`body`]: response bodies read into memory, each with a cap checked while streaming.
 //! * [`client`]: one registry endpoint: scheme probe, auth challenge, retries.
 //! * [`repo`]: the repository operations.
 //!
 //! Entry point: [`open_repo`] (a reference → a [`repo::Repo`] on the right endpoint).
 
 pub mod auth;
+pub mod body;
 pub mod client;
 pub mod config;
 pub mod locations;
 pub mod repo;
 pub mod tls;
 
+use crate::oci::PlatformOverride;
 use crate::reference::Reference;
-use crate::transport::SystemContext;
 use anyhow::Result;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
-pub use client::Registry;
+pub use client::{HttpError, Registry};
 pub use config::RegistriesConf;
 pub use repo::Repo;
+
+/// Everything a transport may need besides the reference, like containers/image `types.SystemContext`.
+/// One context is used for one side of a copy (source or destination).
+#[derive(Debug, Clone, Default)]
+pub struct SystemContext {
+    /// `--tls-verify`: None = the default (verify, unless registries.conf marks the registry insecure).
+    pub tls_verify: Option<bool>,
+    /// `--creds USER[:PASSWORD]`.
+    pub creds: Option<String>,
+    /// `--authfile`.
+    pub authfile: Option<std::path::PathBuf>,
+    /// `--cert-dir`: a certs.d-style directory for this registry.
+    pub cert_dir: Option<std::path::PathBuf>,
+    /// `--registries-conf` (global flag).
+    pub registries_conf: Option<std::path::PathBuf>,
+    /// `--retry-times`: how many times a transient failure is retried.
+    pub retry_times: u32,
+    /// Platform overrides for picking an instance from an index.
+    pub platform: PlatformOverride,
+    /// The local store (`--root`), for the store transport and for lade's own metadata.
+    pub store_root: std::path::PathBuf,
+}
 
 /// registries.conf as `ctx` selects it (read once per process per path).
 pub fn registries_conf(ctx: &SystemContext) -> Result<Arc<RegistriesConf>> {

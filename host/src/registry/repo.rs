@@ -2,9 +2,11 @@
 //! blobs (HEAD, resumable streaming GET, cross-repository mount, monolithic and chunked uploads), tags
 //! with `Link` pagination, and referrers (the API, else the `sha256-<hex>` fallback tag).
 
-use super::client::{Body, Registry};
-use crate::transport::verify::{Hasher, check_bytes, sha256_digest};
-use crate::transport::{BlobStream, Descriptor, Digest, media};
+use super::body::{self, BodyError};
+use super::client::{Body, HttpError, Registry};
+use crate::oci::document::{self, Desc, Index};
+use crate::oci::verify::{Hasher, check_bytes, sha256_digest};
+use crate::oci::{BlobStream, Descriptor, Digest, media};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use reqwest::header::{
@@ -16,7 +18,7 @@ use std::sync::Arc;
 /// Manifest media types lade accepts, for every manifest request.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.artifact.manifest.v1+json;q=0.5";
 /// Manifests larger than this are refused (the spec's suggested limit).
-pub const MANIFEST_MAX: usize = 4 << 20;
+pub const MANIFEST_MAX: usize = body::MAX_MANIFEST;
 /// Blobs larger than this are uploaded in chunks (of [`CHUNK`] bytes).
 pub const CHUNKED_THRESHOLD: u64 = 256 << 20;
 pub const CHUNK: usize = 32 << 20;
@@ -135,29 +137,21 @@ impl Repo {
             else {
                 return Ok(None);
             };
-            if r.content_length()
-                .is_some_and(|l| l as usize > MANIFEST_MAX)
-            {
-                bail!("{what}: the manifest is larger than {MANIFEST_MAX} bytes");
-            }
             let ct = content_type(r.headers());
             let header_digest = r
                 .headers()
                 .get("docker-content-digest")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            match r.bytes().await {
-                Ok(b) => break (ct, header_digest, b.to_vec()),
-                Err(e) if attempt < self.registry.retry_times => {
+            match body::read(r, MANIFEST_MAX, "manifest").await {
+                Ok(b) => break (ct, header_digest, b),
+                Err(BodyError::Read(e)) if attempt < self.registry.retry_times => {
                     tracing::warn!("{what}: {}; retrying", super::client::error_chain(&e));
                     attempt += 1;
                 }
-                Err(e) => bail!("{what}: {}", super::client::error_chain(&e)),
+                Err(e) => bail!("{what}: {e}"),
             }
         };
-        if bytes.len() > MANIFEST_MAX {
-            bail!("{what}: the manifest is larger than {MANIFEST_MAX} bytes");
-        }
         let digest = if let Ok(d) = reference.parse::<Digest>()
             && reference.contains(':')
         {
@@ -269,15 +263,14 @@ impl Repo {
             if r.status().is_success() {
                 return Ok(r.headers().contains_key("oci-subject"));
             }
-            let bad_request = r.status() == StatusCode::BAD_REQUEST;
             let e = self.registry.error(r, &what).await;
             // The blobs were all there a moment ago; another client writing one of them into this
             // repository can make docker-registry 2.8 misread it (its link file is rewritten in place).
             // That passes; a blob really missing fails again.
-            if bad_request
-                && attempt < BLOB_UNKNOWN_RETRIES
-                && e.to_string().contains("MANIFEST_BLOB_UNKNOWN")
-            {
+            let blob_unknown = HttpError::find(&e).is_some_and(|h| {
+                h.status == StatusCode::BAD_REQUEST && h.has_code("MANIFEST_BLOB_UNKNOWN")
+            });
+            if blob_unknown && attempt < BLOB_UNKNOWN_RETRIES {
                 attempt += 1;
                 tracing::warn!("{e:#}; retrying");
                 tokio::time::sleep(std::time::Duration::from_millis(250 << attempt)).await;
@@ -638,9 +631,10 @@ impl Repo {
                 .get("link")
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let v: serde_json::Value = r
-                .json()
+            let page = body::read(r, body::MAX_TAG_LIST, "tag list")
                 .await
+                .with_context(|| what.clone())?;
+            let v: serde_json::Value = serde_json::from_slice(&page)
                 .with_context(|| format!("{what}: the answer is not JSON"))?;
             if let Some(tags) = v.get("tags").and_then(|t| t.as_array()) {
                 out.extend(tags.iter().filter_map(|t| t.as_str().map(str::to_string)));
@@ -673,38 +667,33 @@ impl Repo {
                 &what,
             )
             .await?;
-        let index: serde_json::Value = if r.status().is_success()
+        let index: Index = if r.status().is_success()
             && content_type(r.headers()).as_deref() == Some(media::OCI_INDEX)
         {
-            r.json()
+            let index = body::read(r, body::MAX_MANIFEST, "referrers index")
                 .await
-                .with_context(|| format!("{what}: the answer is not JSON"))?
+                .with_context(|| what.clone())?;
+            document::parse(&index)
+                .with_context(|| format!("{what}: the answer is not a valid index"))?
         } else if matches!(
             r.status(),
             StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST
         ) || r.status().is_success()
         {
             match self.get_manifest(&fallback_tag(subject)).await? {
-                Some(m) => serde_json::from_slice(&m.bytes)
-                    .with_context(|| format!("{what}: the fallback tag is not JSON"))?,
+                Some(m) => document::parse(&m.bytes)
+                    .with_context(|| format!("{what}: the fallback tag is not a valid index"))?,
                 None => return Ok(vec![]),
             }
         } else {
             return Err(self.registry.error(r, &what).await);
         };
-        let mut out = vec![];
-        for m in index
-            .get("manifests")
-            .and_then(|m| m.as_array())
-            .into_iter()
-            .flatten()
-        {
-            out.push(
-                serde_json::from_value(m.clone())
-                    .with_context(|| format!("{what}: an entry is not a descriptor"))?,
-            );
-        }
-        Ok(out)
+        (index.manifests.iter())
+            .map(|m| {
+                m.spec()
+                    .with_context(|| format!("{what}: an entry is not a descriptor"))
+            })
+            .collect()
     }
 
     /// Record `referrer` in the fallback tag index of `subject` (for registries without the API).
@@ -714,22 +703,17 @@ impl Repo {
         referrer: Descriptor,
     ) -> Result<()> {
         let tag = fallback_tag(subject);
+        // A fallback tag that is not an index is replaced by one.
         let mut index = match self.get_manifest(&tag).await? {
-            Some(m) => serde_json::from_slice::<serde_json::Value>(&m.bytes).unwrap_or_default(),
-            None => serde_json::Value::Null,
-        };
-        if index.get("manifests").and_then(|m| m.as_array()).is_none() {
-            index = serde_json::json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": []});
+            Some(m) => document::parse::<Index>(&m.bytes).ok(),
+            None => None,
         }
-        let list = index["manifests"].as_array_mut().expect("checked");
-        if list
-            .iter()
-            .any(|m| m["digest"].as_str() == Some(referrer.digest().as_ref()))
-        {
+        .unwrap_or_else(|| Index::empty(Some(media::OCI_INDEX)));
+        if (index.manifests.iter()).any(|m| m.digest == referrer.digest().as_ref()) {
             return Ok(());
         }
-        list.push(serde_json::to_value(&referrer)?);
-        let bytes = serde_json::to_vec(&index)?;
+        index.manifests.push(Desc::from_spec(&referrer)?);
+        let bytes = document::to_vec(&index)?;
         self.put_manifest(&tag, &bytes, media::OCI_INDEX)
             .await
             .map(|_| ())

@@ -2,12 +2,12 @@
 //! index updates under an exclusive `flock` on the layout directory, so concurrent writers never lose a tag.
 //! Used by the `oci:` transport and by the local store.
 
-use crate::transport::verify::{DigestingReader, Hasher};
-use crate::transport::{BlobStream, Descriptor, Digest};
+use crate::fsutil::{Staged, sync_dir, write_atomic, write_new};
+use crate::oci::document::{self, Desc, Index};
+use crate::oci::verify::{DigestingReader, Hasher};
+use crate::oci::{BlobStream, Descriptor, Digest};
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -25,30 +25,6 @@ pub struct LayoutLock {
     _fd: File,
 }
 
-/// Write `data` to `path` atomically: a temp file in the same directory, fsync, rename, fsync the directory.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .context("a file path has a parent directory")?;
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(data)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    sync_dir(dir);
-    Ok(())
-}
-
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
 impl Layout {
     /// Open a layout, creating the directory, `oci-layout`, `index.json` and `blobs/sha256` when missing.
     pub fn create(root: &Path) -> Result<Layout> {
@@ -64,7 +40,7 @@ impl Layout {
         if !l.index_path().exists() {
             let _lock = l.lock()?;
             if !l.index_path().exists() {
-                l.write_index(&json!({"schemaVersion": 2, "manifests": []}))?;
+                l.write_index(&Index::empty(None))?;
             }
         }
         Ok(l)
@@ -143,14 +119,12 @@ impl Layout {
             .parent()
             .expect("blob path has a parent")
             .to_path_buf();
-        let tmp_path = write_temp(&dir, &mut data, |_| {})
+        let staged = write_temp(&dir, &mut data, |_| {})
             .await
             .with_context(|| format!("writing blob {digest} into {}", self.root.display()))?;
-        tmp_path
-            .persist(self.blob_path(digest))
-            .with_context(|| format!("publishing blob {digest} in {}", self.root.display()))?;
-        sync_dir(&dir);
-        Ok(())
+        staged
+            .publish_new(&self.blob_path(digest))
+            .with_context(|| format!("publishing blob {digest} in {}", self.root.display()))
     }
 
     /// Move a finished, fsynced temp file (on the same filesystem) into place as blob `digest`. The caller has
@@ -174,7 +148,8 @@ impl Layout {
         h.update(data);
         let d = h.finish();
         if !self.has_blob(&d, Some(data.len() as u64)) {
-            write_atomic(&self.blob_path(&d), data)?;
+            write_new(&self.blob_path(&d), data)
+                .with_context(|| format!("writing blob {d} into {}", self.root.display()))?;
         }
         Ok(d)
     }
@@ -188,20 +163,35 @@ impl Layout {
         Ok(LayoutLock { _fd: fd })
     }
 
-    /// The parsed `index.json` (unknown fields kept).
-    pub fn read_index(&self) -> Result<Value> {
+    /// `index.json` as JSON with its entries unchecked (for `lade fsck`, which reports and repairs broken
+    /// entries; everything else reads it typed).
+    pub fn read_index_raw(&self) -> Result<serde_json::Value> {
         let p = self.index_path();
         let bytes = fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
-        let v: Value = serde_json::from_slice(&bytes)
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
             .with_context(|| format!("{} is not valid JSON", p.display()))?;
-        if !v.get("manifests").is_none_or(Value::is_array) {
+        if !v.is_object() {
+            bail!("{}: index.json is not a JSON object", p.display());
+        }
+        if !v.get("manifests").is_none_or(serde_json::Value::is_array) {
             bail!("{}: `manifests` is not an array", p.display());
         }
         Ok(v)
     }
 
-    fn write_index(&self, v: &Value) -> Result<()> {
-        write_atomic(&self.index_path(), &serde_json::to_vec(v)?)
+    /// The parsed `index.json` (unknown fields kept).
+    pub fn read_index(&self) -> Result<Index> {
+        let p = self.index_path();
+        serde_json::from_value(self.read_index_raw()?).with_context(|| {
+            format!(
+                "{}: not a valid index (`lade fsck --repair` removes broken entries)",
+                p.display()
+            )
+        })
+    }
+
+    fn write_index(&self, v: &Index) -> Result<()> {
+        write_atomic(&self.index_path(), &document::to_vec(v)?)
     }
 
     /// The descriptors in `index.json`.
@@ -210,42 +200,44 @@ impl Layout {
     }
 
     /// Read-modify-write `index.json` under the lock. `f` edits the list of manifest descriptors.
-    pub fn update_index<T>(&self, f: impl FnOnce(&mut Vec<Value>) -> Result<T>) -> Result<T> {
+    pub fn update_index<T>(&self, f: impl FnOnce(&mut Vec<Desc>) -> Result<T>) -> Result<T> {
         let _lock = self.lock()?;
         self.update_index_locked(f)
     }
 
     /// [`Layout::update_index`] for a caller that already holds [`Layout::lock`] (flock is per open file:
     /// taking it twice in one process would deadlock).
-    pub fn update_index_locked<T>(
-        &self,
-        f: impl FnOnce(&mut Vec<Value>) -> Result<T>,
-    ) -> Result<T> {
+    pub fn update_index_locked<T>(&self, f: impl FnOnce(&mut Vec<Desc>) -> Result<T>) -> Result<T> {
         let mut idx = self.read_index()?;
+        let out = f(&mut idx.manifests)?;
+        self.write_index(&idx)?;
+        Ok(out)
+    }
+
+    /// [`Layout::update_index_locked`] on the entries as JSON, unchecked (for `lade fsck --repair`).
+    pub fn update_index_raw_locked<T>(
+        &self,
+        f: impl FnOnce(&mut Vec<serde_json::Value>) -> Result<T>,
+    ) -> Result<T> {
+        let mut idx = self.read_index_raw()?;
         let obj = idx
             .as_object_mut()
             .context("index.json is not a JSON object")?;
         let mut list = match obj.remove("manifests") {
-            Some(Value::Array(a)) => a,
+            Some(serde_json::Value::Array(a)) => a,
             _ => vec![],
         };
         let out = f(&mut list)?;
-        obj.insert("manifests".into(), Value::Array(list));
-        obj.entry("schemaVersion").or_insert(json!(2));
-        self.write_index(&idx)?;
+        obj.insert("manifests".into(), serde_json::Value::Array(list));
+        obj.entry("schemaVersion").or_insert(2.into());
+        write_atomic(&self.index_path(), &serde_json::to_vec(&idx)?)?;
         Ok(out)
     }
 
     /// Point `name` at `desc` (replacing whatever it named before).
     pub fn set_ref(&self, name: &str, desc: &Descriptor) -> Result<()> {
-        let mut v = serde_json::to_value(desc)?;
-        v.as_object_mut()
-            .expect("a descriptor serialises to an object")
-            .entry("annotations")
-            .or_insert(json!({}))
-            .as_object_mut()
-            .context("descriptor annotations are not an object")?
-            .insert(REF_NAME.into(), json!(name));
+        let mut v = Desc::from_spec(desc)?;
+        (v.annotations.get_or_insert_default()).insert(REF_NAME.into(), name.into());
         self.update_index(|list| {
             list.retain(|e| ref_name_of(e) != Some(name));
             list.push(v);
@@ -255,13 +247,10 @@ impl Layout {
 
     /// Add an untagged entry (a referrer, an unnamed image) unless one with that digest is there.
     pub fn add_untagged(&self, desc: &Descriptor) -> Result<()> {
-        let v = serde_json::to_value(desc)?;
+        let v = Desc::from_spec(desc)?;
         let digest = desc.digest().to_string();
         self.update_index(|list| {
-            if !list
-                .iter()
-                .any(|e| e.get("digest").and_then(Value::as_str) == Some(&digest))
-            {
+            if !list.iter().any(|e| e.digest == digest) {
                 list.push(v);
             }
             Ok(())
@@ -274,7 +263,7 @@ impl Layout {
             let mut removed = None;
             list.retain(|e| {
                 if ref_name_of(e) == Some(name) {
-                    removed = serde_json::from_value(e.clone()).ok();
+                    removed = e.spec().ok();
                     false
                 } else {
                     true
@@ -293,8 +282,8 @@ impl Layout {
     }
 }
 
-fn ref_name_of(v: &Value) -> Option<&str> {
-    v.get("annotations")?.get(REF_NAME)?.as_str()
+fn ref_name_of(v: &Desc) -> Option<&str> {
+    v.annotations.as_ref()?.get(REF_NAME).map(String::as_str)
 }
 
 /// The `org.opencontainers.image.ref.name` of a descriptor.
@@ -302,14 +291,11 @@ pub fn ref_of(d: &Descriptor) -> Option<&str> {
     d.annotations().as_ref()?.get(REF_NAME).map(String::as_str)
 }
 
-fn entries_of(idx: &Value, path: &Path) -> Result<Vec<Descriptor>> {
-    let Some(list) = idx.get("manifests").and_then(Value::as_array) else {
-        return Ok(vec![]);
-    };
-    list.iter()
+fn entries_of(idx: &Index, path: &Path) -> Result<Vec<Descriptor>> {
+    (idx.manifests.iter())
         .enumerate()
         .map(|(i, e)| {
-            serde_json::from_value(e.clone()).with_context(|| {
+            e.spec().with_context(|| {
                 format!(
                     "{}: manifests[{i}] is not a valid descriptor",
                     path.display()
@@ -319,21 +305,20 @@ fn entries_of(idx: &Value, path: &Path) -> Result<Vec<Descriptor>> {
         .collect()
 }
 
-/// Stream `data` into a new temp file in `dir` (created if needed), passing each chunk to `seen`, with
-/// early writeback, then fsync; the caller renames the returned path into place.
+/// Stream `data` into a new unnamed file in `dir` (created if needed), passing each chunk to `seen`, with
+/// early writeback, then fsync; the caller publishes the returned file under its name.
 pub(crate) async fn write_temp(
     dir: &Path,
     data: &mut BlobStream,
     mut seen: impl FnMut(&[u8]),
-) -> Result<tempfile::TempPath> {
-    tokio::fs::create_dir_all(dir).await?;
-    let (std_file, tmp_path) = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)?
-        .into_parts();
-    let mut f = tokio::fs::File::from_std(std_file);
+) -> Result<Staged> {
+    tokio::fs::create_dir_all(dir)
+        .await
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let staged = Staged::new_in(dir)?;
+    let mut f = tokio::fs::File::from_std(staged.file().try_clone()?);
     let mut buf = vec![0u8; 1 << 20];
-    let mut progress = super::writeback::Progress::default();
+    let mut progress = crate::fsutil::writeback::Progress::default();
     loop {
         let n = data.read(&mut buf).await?;
         if n == 0 {
@@ -348,13 +333,13 @@ pub(crate) async fn write_temp(
     }
     f.flush().await?;
     f.sync_all().await?;
-    Ok(tmp_path)
+    Ok(staged)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::verify::sha256_digest;
+    use crate::oci::verify::sha256_digest;
 
     #[tokio::test]
     async fn blob_writes_verify_and_refs_update() {

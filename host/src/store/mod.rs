@@ -12,17 +12,24 @@
 //! * [`Store::list`], [`Store::untag`], [`Store::gc`] (what `lade prune` runs).
 //! * Layer ↔ diff_id: [`Store::record_diff_id`], [`Store::diff_id_of`], [`Store::blobs_for_diff_id`]
 //!   (`<root>/lade/diffids/`, rebuildable from the manifests and configs with [`Store::rebuild_diff_ids`]).
+//! * [`Store::fsck`]`(repair)`: re-hash every blob, check every image and lade's metadata (`lade fsck`).
 //! * [`Store::writer_guard`]: hold it while writing blobs that are not yet tagged, so a concurrent
 //!   `lade prune` does not collect them.
 
+pub mod fsck;
 pub mod layout;
 pub mod names;
-pub mod writeback;
 
-use crate::transport::verify::{DigestingReader, Hasher};
-use crate::transport::{BlobStream, Descriptor, Digest, media};
+/// A working container's pin, `<root>/lade/containers/<id>/pin`: its image's manifest descriptor (JSON).
+/// [`Store::gc`] keeps everything a pin reaches, as it keeps named images.
+pub const PIN_FILE: &str = "pin";
+
+use crate::fsutil::write_atomic;
+use crate::oci::document::{self, Manifest};
+use crate::oci::verify::{DigestingReader, Hasher};
+use crate::oci::{BlobStream, Descriptor, Digest, ImageConfig, Index, media};
 use anyhow::{Context, Result, bail};
-use layout::{Layout, ref_of, write_atomic};
+use layout::{Layout, ref_of};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
@@ -115,17 +122,17 @@ impl Store {
         let dir = self.root().join("blobs/sha256");
         let mut h = Hasher::sha256();
         let mut size = 0u64;
-        let tmp_path = layout::write_temp(&dir, &mut data, |chunk| {
+        let staged = layout::write_temp(&dir, &mut data, |chunk| {
             h.update(chunk);
             size += chunk.len() as u64;
         })
         .await
         .context("reading a blob to store")?;
         let digest = h.finish();
-        tmp_path
-            .persist(self.layout.blob_path(&digest))
+        staged
+            .publish_new(&self.layout.blob_path(&digest))
             .context("publishing a blob in the store")?;
-        crate::transport::oci::manifest_descriptor(digest, size, media_type)
+        crate::oci::manifest_descriptor(digest, size, media_type)
     }
 
     /// Stream a blob in, verified against `desc`.
@@ -139,7 +146,7 @@ impl Store {
     /// Store manifest (or config) bytes; returns the descriptor.
     pub fn put_manifest(&self, bytes: &[u8], media_type: &str) -> Result<Descriptor> {
         let d = self.layout.put_bytes(bytes)?;
-        crate::transport::oci::manifest_descriptor(d, bytes.len() as u64, media_type)
+        crate::oci::manifest_descriptor(d, bytes.len() as u64, media_type)
     }
 
     /// Name `desc` `name` (qualified with `localhost/` when it has no registry). Returns the stored name.
@@ -228,11 +235,8 @@ impl Store {
         if media::is_index(&mt) {
             return Ok(d.digest().digest().to_string());
         }
-        let m: Value = serde_json::from_slice(&self.layout.read_blob(d.digest())?)?;
-        let cfg = m
-            .pointer("/config/digest")
-            .and_then(Value::as_str)
-            .unwrap_or(d.digest().as_ref());
+        let m: Manifest = document::parse(&self.layout.read_blob(d.digest())?)?;
+        let cfg = m.config.digest.as_str();
         Ok(cfg.rsplit(':').next().unwrap_or(cfg).to_string())
     }
 
@@ -242,20 +246,16 @@ impl Store {
         let mut bytes = self.layout.read_blob(desc.digest())?;
         let mut mt = desc.media_type().to_string();
         if media::is_index(&mt) {
-            let idx: Value = serde_json::from_slice(&bytes)?;
-            let i = crate::copy::platform::choose(&idx, &Default::default())
+            let idx: Index = document::parse(&bytes)?;
+            let i = crate::oci::platform::choose(&idx, &Default::default())
                 .with_context(|| n.clone())?;
-            let child: Descriptor = serde_json::from_value(idx["manifests"][i].clone())?;
+            let child = idx.manifests[i].spec()?;
             bytes = self.layout.read_blob(child.digest())?;
             mt = child.media_type().to_string();
         }
-        let m: Value =
-            serde_json::from_slice(&bytes).with_context(|| format!("{n}: manifest is not JSON"))?;
-        let cfg: Digest = m
-            .pointer("/config/digest")
-            .and_then(Value::as_str)
-            .with_context(|| format!("{n}: manifest has no config"))?
-            .parse()?;
+        let m: Manifest = document::parse(&bytes)
+            .with_context(|| format!("{n}: manifest is not a valid image manifest"))?;
+        let cfg: Digest = m.config.digest.parse()?;
         let config = self.layout.read_blob(&cfg)?;
         Ok(Image {
             name: n,
@@ -300,12 +300,13 @@ impl Store {
     }
 
     fn summary(&self, d: &Descriptor) -> Result<(Option<String>, u64)> {
-        let v: Value = serde_json::from_slice(&self.layout.read_blob(d.digest())?)?;
-        if let Some(list) = v.get("manifests").and_then(Value::as_array) {
+        let bytes = self.layout.read_blob(d.digest())?;
+        if media::is_index(&media::sniff(&bytes)) {
+            let idx: Index = document::parse(&bytes)?;
             let mut created = None;
             let mut size = 0;
-            for c in list {
-                let cd: Descriptor = serde_json::from_value(c.clone())?;
+            for c in &idx.manifests {
+                let cd = c.spec()?;
                 if let Ok((cr, s)) = self.summary(&cd) {
                     created = created.or(cr);
                     size += s;
@@ -313,25 +314,12 @@ impl Store {
             }
             return Ok((created, size));
         }
-        let mut size = v
-            .pointer("/config/size")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        for l in v
-            .get("layers")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            size += l.get("size").and_then(Value::as_u64).unwrap_or(0);
-        }
-        let created = v
-            .pointer("/config/digest")
-            .and_then(Value::as_str)
-            .and_then(|c| c.parse::<Digest>().ok())
+        let m: Manifest = document::parse(&bytes)?;
+        let size = m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>();
+        let created = (m.config.digest.parse::<Digest>().ok())
             .and_then(|c| self.layout.read_blob(&c).ok())
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            .and_then(|c| c.get("created").and_then(Value::as_str).map(str::to_string));
+            .and_then(|b| document::parse::<ImageConfig>(&b).ok())
+            .and_then(|c| c.created);
         Ok((created, size))
     }
 
@@ -354,12 +342,8 @@ impl Store {
                     .layout
                     .read_blob(d.digest())
                     .ok()
-                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                    .and_then(|v| {
-                        v.pointer("/subject/digest")
-                            .and_then(Value::as_str)
-                            .map(str::to_string)
-                    });
+                    .and_then(|b| document::parse::<document::Subject>(&b).ok())
+                    .and_then(|v| v.subject.map(|s| s.digest));
                 if let Some(s) = subject
                     && !reach.contains(&s)
                     && !entries.iter().any(|e| e.digest().to_string() == s)
@@ -372,18 +356,17 @@ impl Store {
             }
             self.layout.update_index_locked(|list| {
                 list.retain(|e| {
-                    e.get("annotations")
-                        .and_then(|a| a.get(layout::REF_NAME))
-                        .is_some()
-                        || !e
-                            .get("digest")
-                            .and_then(Value::as_str)
-                            .is_some_and(|d| dangling.contains(d))
+                    e.annotations
+                        .as_ref()
+                        .is_some_and(|a| a.contains_key(layout::REF_NAME))
+                        || !dangling.contains(&e.digest)
                 });
                 Ok(())
             })?;
         }
-        let (keep, used_diff_ids) = self.reachable_with_diff_ids(self.layout.entries()?);
+        let mut roots = self.layout.entries()?;
+        roots.extend(self.pinned());
+        let (keep, used_diff_ids) = self.reachable_with_diff_ids(roots);
         let (mut n, mut bytes) = (0, 0);
         for algo in fs::read_dir(self.root().join("blobs"))? {
             let algo = algo?;
@@ -398,16 +381,36 @@ impl Store {
                     bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
                     fs::remove_file(e.path())
                         .with_context(|| format!("removing {}", e.path().display()))?;
+                    // Its diff_id record goes too (the by-diff side is swept below).
+                    let _ = fs::remove_file(self.diff_dir().join(format!("{a}-{f}")));
                     n += 1;
                 }
             }
         }
+        self.gc_diff_index();
         let (layer_dirs, dir_bytes) = self.gc_layer_dirs(&used_diff_ids);
         Ok(Collected {
             blobs: n,
             layer_dirs,
             bytes: bytes + dir_bytes,
         })
+    }
+
+    /// Drop `diffids/by-diff` entries whose blob is gone (and the dirs left empty).
+    fn gc_diff_index(&self) {
+        let by_diff = self.diff_dir().join("by-diff");
+        for d in fs::read_dir(by_diff).into_iter().flatten().flatten() {
+            for e in fs::read_dir(d.path()).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().replacen('-', ":", 1);
+                if name
+                    .parse::<Digest>()
+                    .is_ok_and(|b| !self.layout.has_blob(&b, None))
+                {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+            let _ = fs::remove_dir(d.path()); // only when empty
+        }
     }
 
     /// Remove the unpacked layer dirs (`lade/layers/<hex>`) that no image left in the store uses, with
@@ -447,6 +450,20 @@ impl Store {
         (n, bytes)
     }
 
+    /// The manifests working containers pin (see [`PIN_FILE`]).
+    fn pinned(&self) -> Vec<Descriptor> {
+        let dir = self.root().join("lade").join("containers");
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if let Ok(b) = fs::read(e.path().join(PIN_FILE))
+                && let Ok(d) = serde_json::from_slice::<Descriptor>(&b)
+            {
+                out.push(d);
+            }
+        }
+        out
+    }
+
     /// Every digest reachable from `roots` (indexes, manifests, configs, layers).
     fn reachable(&self, roots: Vec<Descriptor>) -> HashSet<String> {
         self.reachable_with_diff_ids(roots).0
@@ -471,6 +488,8 @@ impl Store {
             let Ok(bytes) = self.layout.read_blob(d.digest()) else {
                 continue;
             };
+            // Any JSON blob under 8 MiB is walked leniently (a config, an artifact's document): a gc must
+            // not lose a blob because a document it reaches is not quite one of the typed ones.
             let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
                 continue;
             };
@@ -551,32 +570,17 @@ impl Store {
 
     /// Record the layer ↔ diff_id pairs of a single-image manifest from its config.
     pub fn record_manifest_diff_ids(&self, manifest: &[u8]) -> Result<()> {
-        let m: Value = serde_json::from_slice(manifest)?;
-        let Some(cfg) = m.pointer("/config/digest").and_then(Value::as_str) else {
+        let m: Manifest = document::parse(manifest)?;
+        let Ok(cfg_bytes) = self.layout.read_blob(&m.config.digest.parse()?) else {
             return Ok(());
         };
-        let Ok(cfg_bytes) = self.layout.read_blob(&cfg.parse()?) else {
-            return Ok(());
-        };
-        let c: Value = serde_json::from_slice(&cfg_bytes).unwrap_or_default();
-        let diffs = c
-            .pointer("/rootfs/diff_ids")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let layers = m
-            .get("layers")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if diffs.len() != layers.len() {
+        let c: ImageConfig = document::parse(&cfg_bytes).unwrap_or_default();
+        let diffs = c.diff_ids();
+        if diffs.len() != m.layers.len() {
             return Ok(());
         }
-        for (l, d) in layers.iter().zip(diffs) {
-            let (Some(l), Some(d)) = (l.get("digest").and_then(Value::as_str), d.as_str()) else {
-                continue;
-            };
-            self.record_diff_id(&l.parse()?, &d.parse()?)?;
+        for (l, d) in m.layers.iter().zip(diffs) {
+            self.record_diff_id(&l.digest.parse()?, &d.parse()?)?;
         }
         Ok(())
     }
@@ -585,21 +589,17 @@ impl Store {
     pub fn rebuild_diff_ids(&self) -> Result<()> {
         for (_, d) in self.refs()? {
             let bytes = self.layout.read_blob(d.digest())?;
-            let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            match v.get("manifests").and_then(Value::as_array) {
-                Some(list) => {
-                    for c in list {
-                        if let Some(Ok(cd)) = c
-                            .get("digest")
-                            .and_then(Value::as_str)
-                            .map(str::parse::<Digest>)
-                            && let Ok(b) = self.layout.read_blob(&cd)
-                        {
-                            self.record_manifest_diff_ids(&b)?;
-                        }
+            if media::is_index(&media::sniff(&bytes)) {
+                let idx: Index = document::parse(&bytes).unwrap_or_default();
+                for c in &idx.manifests {
+                    if let Ok(cd) = c.digest.parse::<Digest>()
+                        && let Ok(b) = self.layout.read_blob(&cd)
+                    {
+                        self.record_manifest_diff_ids(&b)?;
                     }
                 }
-                None => self.record_manifest_diff_ids(&bytes)?,
+            } else {
+                self.record_manifest_diff_ids(&bytes)?;
             }
         }
         Ok(())

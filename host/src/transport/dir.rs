@@ -2,7 +2,7 @@
 //! as `<hex>` (sha256) or `<algo>-<hex>`, and a `version` file.
 
 use super::{BlobStream, Descriptor, Digest, ImageDestination, ImageSource, media};
-use crate::store::layout::write_atomic;
+use crate::fsutil::write_atomic;
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use std::path::{Path, PathBuf};

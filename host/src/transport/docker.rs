@@ -5,11 +5,11 @@
 use super::{
     BlobStream, Descriptor, Digest, ImageDestination, ImageSource, ReuseHint, SystemContext, media,
 };
+use crate::oci::document::{self, Desc, Referrer};
 use crate::reference::Reference;
 use crate::registry::{self, Repo, locations, repo::Manifest};
 use anyhow::{Context, Result, anyhow, bail};
 use async_trait::async_trait;
-use serde_json::Value;
 use tokio::sync::OnceCell;
 
 fn parse_ref(reference: &str) -> Result<Reference> {
@@ -160,24 +160,16 @@ impl DockerDestination {
     }
 
     /// A descriptor for manifest bytes (keeping artifactType and annotations, for the referrers index).
-    fn descriptor_of(bytes: &[u8], media_type: &str, v: &Value) -> Result<Descriptor> {
-        let mut d = serde_json::json!({
-            "mediaType": media_type,
-            "digest": crate::transport::verify::sha256_digest(bytes).to_string(),
-            "size": bytes.len(),
-        });
-        let artifact = v.get("artifactType").cloned().or_else(|| {
-            v.pointer("/config/mediaType")
-                .cloned()
+    fn descriptor_of(bytes: &[u8], media_type: &str, v: &Referrer) -> Result<Descriptor> {
+        let digest = crate::oci::verify::sha256_digest(bytes);
+        let mut d = Desc::new(media_type, &digest, bytes.len() as u64);
+        d.artifact_type = v.artifact_type.clone().or_else(|| {
+            (v.config.as_ref())
+                .and_then(|c| c.media_type.clone())
                 .filter(|c| c != media::OCI_CONFIG)
         });
-        if let Some(a) = artifact {
-            d["artifactType"] = a;
-        }
-        if let Some(a) = v.get("annotations") {
-            d["annotations"] = a.clone();
-        }
-        serde_json::from_value(d).context("building a referrer descriptor")
+        d.annotations = v.annotations.clone();
+        d.spec().context("building a referrer descriptor")
     }
 }
 
@@ -257,7 +249,7 @@ impl ImageDestination for DockerDestination {
         media_type: &str,
         instance: Option<&Digest>,
     ) -> Result<()> {
-        let digest = crate::transport::verify::sha256_digest(bytes);
+        let digest = crate::oci::verify::sha256_digest(bytes);
         let target = match instance {
             Some(d) => d.to_string(),
             None => match (&self.reference.tag, &self.reference.digest) {
@@ -275,9 +267,9 @@ impl ImageDestination for DockerDestination {
             },
         };
         let handled = self.repo.put_manifest(&target, bytes, media_type).await?;
-        let v: Value = serde_json::from_slice(bytes)
-            .map_err(|e| anyhow!("{}: manifest is not JSON: {e}", self.name()))?;
-        if !handled && let Some(subject) = v.pointer("/subject/digest").and_then(|s| s.as_str()) {
+        let v: Referrer = document::parse(bytes)
+            .map_err(|e| anyhow!("{}: manifest is not valid: {e}", self.name()))?;
+        if !handled && let Some(subject) = v.subject.as_ref().map(|s| s.digest.as_str()) {
             let subject: Digest = subject.parse().with_context(|| {
                 format!(
                     "{}: manifest subject `{subject}` is not a digest",

@@ -3,16 +3,16 @@
 //! decompresses each layer (verifying the source digest on the way) and can hold several images.
 
 use super::oci_archive::{temp_dir_beside, unpack_tar, write_tar_of_dir};
-use super::verify::{Hasher, sha256_digest};
 use super::{BlobStream, Descriptor, Digest, ImageDestination, ImageSource, media};
-use crate::copy::compress::compression_of;
-use crate::store::layout::write_atomic;
+use crate::fsutil::write_atomic;
+use crate::oci::Compression;
+use crate::oci::document::{self, Desc, Manifest};
+use crate::oci::verify::{Hasher, sha256_digest};
 use crate::store::names;
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -169,15 +169,16 @@ impl DockerArchiveSource {
             } else {
                 media::DOCKER_LAYER
             };
-            layers.push(json!({"mediaType": mt, "size": size, "digest": d.to_string()}));
+            layers.push(Desc::new(mt, &d, size));
             blobs.insert(d.to_string(), p);
         }
-        let manifest = serde_json::to_vec(&json!({
-            "schemaVersion": 2,
-            "mediaType": media::DOCKER_MANIFEST,
-            "config": {"mediaType": media::DOCKER_CONFIG, "size": cfg.len(), "digest": cfg_digest.to_string()},
-            "layers": layers,
-        }))?;
+        let manifest = document::to_vec(&Manifest {
+            schema_version: 2,
+            media_type: Some(media::DOCKER_MANIFEST.into()),
+            config: Desc::new(media::DOCKER_CONFIG, &cfg_digest, cfg.len() as u64),
+            layers,
+            ..Manifest::default()
+        })?;
         let name = format!("docker-archive:{}:@{i}", archive.file.display());
         Ok(DockerArchiveSource {
             archive,
@@ -244,7 +245,8 @@ impl DockerArchiveWriter {
             &self.dir.path().join("manifest.json"),
             &serde_json::to_vec(&entries)?,
         )?;
-        let mut repos: serde_json::Map<String, serde_json::Value> = serde_json::Map::new();
+        // `repositories`: repository → tag → top layer id.
+        let mut repos: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for e in &entries {
             let top = e
                 .layers
@@ -253,8 +255,8 @@ impl DockerArchiveWriter {
                 .unwrap_or_default();
             for t in e.repo_tags.iter().flatten() {
                 let (repo, tag, _) = names::split(t);
-                let r = repos.entry(repo.to_string()).or_insert(json!({}));
-                r[tag.unwrap_or("latest")] = json!(top);
+                let r = repos.entry(repo.to_string()).or_default();
+                r.insert(tag.unwrap_or("latest").to_string(), top.clone());
             }
         }
         write_atomic(
@@ -328,7 +330,7 @@ impl ImageDestination for DockerArchiveDestination {
         let mt = desc.media_type().to_string();
         let dir = self.writer.dir.path().to_path_buf();
         let key = desc.digest().to_string();
-        let name = match compression_of(&mt) {
+        let name = match Compression::of_media_type(&mt) {
             None => {
                 // A config (or another small blob): stored as `<hex>.json`.
                 let name = format!("{}.json", desc.digest().digest());
@@ -354,15 +356,8 @@ impl ImageDestination for DockerArchiveDestination {
                 let mut out = std::io::BufWriter::new(tmp_file);
                 let mut h = Hasher::sha256();
                 {
-                    let mut r: Box<dyn Read + '_> = match compression {
-                        None => Box::new(&mut input),
-                        Some(crate::copy::Compression::Gzip) => {
-                            Box::new(flate2::read::MultiGzDecoder::new(&mut input))
-                        }
-                        Some(crate::copy::Compression::Zstd) => {
-                            Box::new(zstd::stream::read::Decoder::new(&mut input)?)
-                        }
-                    };
+                    let mut r =
+                        crate::layer::decoder(compression, std::io::BufReader::new(&mut input))?;
                     let mut buf = vec![0u8; 1 << 20];
                     loop {
                         let n = r.read(&mut buf)?;
@@ -397,24 +392,19 @@ impl ImageDestination for DockerArchiveDestination {
             // Referrers and index children have no place in a docker-archive.
             return Ok(());
         }
-        let m: serde_json::Value = serde_json::from_slice(bytes)?;
+        let m: Manifest = document::parse(bytes)
+            .with_context(|| format!("{}: the manifest is not valid", self.name()))?;
         let files = self.writer.files.lock().expect("lock").clone();
-        let lookup = |d: Option<&str>| -> Result<String> {
-            let d = d.context("a descriptor without a digest")?;
+        let lookup = |d: &str| -> Result<String> {
             files
                 .get(d)
                 .cloned()
                 .with_context(|| format!("{}: blob {d} was not written", self.name()))
         };
-        let config = lookup(m.pointer("/config/digest").and_then(|v| v.as_str()))?;
+        let config = lookup(&m.config.digest)?;
         let mut layers = vec![];
-        for l in m
-            .get("layers")
-            .and_then(|l| l.as_array())
-            .into_iter()
-            .flatten()
-        {
-            layers.push(lookup(l.get("digest").and_then(|v| v.as_str()))?);
+        for l in &m.layers {
+            layers.push(lookup(&l.digest)?);
         }
         let repo_tags = if self.tags.is_empty() {
             None

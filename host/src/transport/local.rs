@@ -1,4 +1,4 @@
-//! The local store as a transport (`lade:NAME`, also spelled `containers-storage:NAME`): the `oci:` code
+//! The local store as a transport (`lade:NAME`): the `oci:` code
 //! over the store's layout, with names resolved and qualified like buildah, and the GC lock held while
 //! writing.
 

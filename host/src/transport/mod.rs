@@ -1,7 +1,7 @@
 //! Transports (docker://, oci:, oci-archive:, docker-archive:, dir:, the local store) behind one
 //! source/destination interface.
 //!
-//! # The contract (stable; every transport implements it, the copy engine in `crate::copy` drives it)
+//! # The contract (stable; every transport implements it, the copy engine drives it)
 //!
 //! * [`ImageSource`] hands out manifests (the tagged top one, or a child of an index by digest) and blobs as
 //!   a [`BlobStream`]. A source does not need to verify what it returns: the engine wraps every blob in a
@@ -17,94 +17,21 @@
 //!   ...) with [`parse`] and open the right transport. `docker://` is delegated to
 //!   `crate::transport::docker::{open_source, open_destination}(rest_without_prefix, ctx)`.
 
+/// podman's and buildah's store (`containers-storage:`), read and written in place.
+pub mod containers_storage;
 pub mod dir;
+/// The registry transport (`docker://`), over the client in `crate::registry`.
+pub mod docker;
 pub mod docker_archive;
 pub mod local;
 pub mod oci;
 pub mod oci_archive;
-pub mod verify;
-// The registry transport is `docker.rs`, owned by the registry half of the project.
-pub mod docker;
 
+pub use crate::oci::{BlobStream, Descriptor, Digest, PlatformOverride, media};
+pub use crate::registry::SystemContext;
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
-pub use oci_spec::image::{Descriptor, Digest};
 use std::path::PathBuf;
-
-/// The bytes of one blob, streamed. Sources return it; destinations consume it to EOF.
-pub type BlobStream = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
-
-/// Media types the engine and the transports recognise.
-pub mod media {
-    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-    pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-    pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-    pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-    pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
-    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-    pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-    pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-    pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
-    pub const DOCKER_FOREIGN_LAYER: &str =
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
-
-    /// A manifest list or an OCI index.
-    pub fn is_index(mt: &str) -> bool {
-        mt == OCI_INDEX || mt == DOCKER_LIST
-    }
-
-    /// A single-image manifest (OCI or Docker v2s2).
-    pub fn is_manifest(mt: &str) -> bool {
-        mt == OCI_MANIFEST || mt == DOCKER_MANIFEST
-    }
-
-    /// The media type of manifest bytes: their `mediaType` field, else `manifests` → OCI index, else an OCI
-    /// manifest (the OCI spec makes the field optional).
-    pub fn sniff(bytes: &[u8]) -> String {
-        let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
-        if let Some(mt) = v.get("mediaType").and_then(|m| m.as_str()) {
-            return mt.to_string();
-        }
-        if v.get("manifests").is_some() {
-            OCI_INDEX.to_string()
-        } else {
-            OCI_MANIFEST.to_string()
-        }
-    }
-}
-
-/// Overrides for choosing an instance from an index (`--override-os/--override-arch/--override-variant`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PlatformOverride {
-    pub os: Option<String>,
-    pub arch: Option<String>,
-    pub variant: Option<String>,
-}
-
-/// Everything a transport may need besides the reference, like containers/image `types.SystemContext`.
-/// One context is used for one side of a copy (source or destination).
-#[derive(Debug, Clone, Default)]
-pub struct SystemContext {
-    /// `--tls-verify`: None = the default (verify, unless registries.conf marks the registry insecure).
-    pub tls_verify: Option<bool>,
-    /// `--creds USER[:PASSWORD]`.
-    pub creds: Option<String>,
-    /// `--authfile`.
-    pub authfile: Option<PathBuf>,
-    /// `--cert-dir`: a certs.d-style directory for this registry.
-    pub cert_dir: Option<PathBuf>,
-    /// `--registries-conf` (global flag).
-    pub registries_conf: Option<PathBuf>,
-    /// `--retry-times`: how many times a transient failure is retried.
-    pub retry_times: u32,
-    /// Platform overrides for picking an instance from an index.
-    pub platform: PlatformOverride,
-    /// The local store (`--root`), for the store transport and for lade's own metadata.
-    pub store_root: PathBuf,
-}
 
 /// Where a blob was read from, so a destination can try a cross-repository mount.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -162,7 +89,7 @@ pub trait ImageDestination: Send + Sync {
     }
 
     /// Where this destination's blobs live (`docker://host/repo`, `oci:/abs/dir`): copies running at once in
-    /// this process that name the same namespace write each blob there once (see `crate::copy::once`).
+    /// this process that name the same namespace write each blob there once (see the copy engine's `once`).
     /// None: nothing is shared.
     fn blob_namespace(&self) -> Option<String> {
         None
@@ -232,8 +159,10 @@ pub enum TransportRef {
     },
     /// `dir:DIR`.
     Dir(PathBuf),
-    /// The local store: `lade:NAME` or `containers-storage:NAME` (NAME: name, short name or image ID).
+    /// The local store: `lade:NAME` (NAME: name, short name or image ID).
     Local(String),
+    /// podman's store: `containers-storage:[DRIVER@GRAPHROOT+RUNROOT]IMAGE` (the text after the colon).
+    ContainersStorage(String),
 }
 
 impl TransportRef {
@@ -258,6 +187,15 @@ impl TransportRef {
                 .map(|s| s.to_string_lossy().to_lowercase())
                 .unwrap_or_else(|| "image".into()),
             TransportRef::Docker(r) | TransportRef::Local(r) => r.clone(),
+            TransportRef::ContainersStorage(r) => {
+                let image = containers_storage::CsRef::parse(r)
+                    .map(|c| c.image)
+                    .unwrap_or_else(|_| r.clone());
+                containers_storage::normalized_name(&image)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(image)
+            }
         }
     }
 }
@@ -275,7 +213,7 @@ fn split_path_ref(rest: &str) -> (PathBuf, Option<String>) {
 /// Parse a transport string. A name without a known transport prefix is an error naming the choices.
 pub fn parse(name: &str) -> Result<TransportRef> {
     let (transport, rest) = name.split_once(':').with_context(|| {
-        format!("`{name}` names no transport: use docker://, oci:, oci-archive:, docker-archive:, dir: or lade:")
+        format!("`{name}` names no transport: use docker://, oci:, oci-archive:, docker-archive:, dir:, lade: or containers-storage:")
     })?;
     if rest.is_empty() {
         bail!("`{name}`: the {transport}: transport needs a location after the colon");
@@ -298,9 +236,10 @@ pub fn parse(name: &str) -> Result<TransportRef> {
             TransportRef::DockerArchive { file, reference }
         }
         "dir" => TransportRef::Dir(PathBuf::from(rest)),
-        "lade" | "containers-storage" => TransportRef::Local(rest.to_string()),
+        "lade" => TransportRef::Local(rest.to_string()),
+        "containers-storage" => TransportRef::ContainersStorage(rest.to_string()),
         other => bail!(
-            "`{name}`: unknown transport `{other}:`; use docker://, oci:, oci-archive:, docker-archive:, dir: or lade:"
+            "`{name}`: unknown transport `{other}:`; use docker://, oci:, oci-archive:, docker-archive:, dir:, lade: or containers-storage:"
         ),
     })
 }
@@ -320,6 +259,9 @@ pub async fn open_source(name: &str, ctx: &SystemContext) -> Result<Box<dyn Imag
         ),
         TransportRef::Dir(d) => Box::new(dir::DirSource::open(&d)?),
         TransportRef::Local(n) => Box::new(local::LocalSource::open(&ctx.store_root, &n)?),
+        TransportRef::ContainersStorage(r) => Box::new(
+            tokio::task::spawn_blocking(move || containers_storage::CsSource::open(&r)).await??,
+        ),
     })
 }
 
@@ -341,6 +283,9 @@ pub async fn open_destination(
         ),
         TransportRef::Dir(d) => Box::new(dir::DirDestination::create(&d)?),
         TransportRef::Local(n) => Box::new(local::LocalDestination::open(&ctx.store_root, &n)?),
+        TransportRef::ContainersStorage(r) => {
+            Box::new(containers_storage::CsDestination::open(&r)?)
+        }
     })
 }
 
@@ -382,6 +327,14 @@ mod tests {
                 file: "/a.tar".into(),
                 reference: Some("app:1".into())
             }
+        );
+        assert_eq!(
+            parse("containers-storage:[overlay@/r+/rr]app").unwrap(),
+            TransportRef::ContainersStorage("[overlay@/r+/rr]app".into())
+        );
+        assert_eq!(
+            parse("lade:app").unwrap(),
+            TransportRef::Local("app".into())
         );
         assert!(parse("nope:/x").is_err());
         assert!(parse("alpine").is_err());

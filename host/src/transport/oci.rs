@@ -2,22 +2,13 @@
 //! fully qualified names as refs).
 
 use super::{BlobStream, Descriptor, Digest, ImageDestination, ImageSource, media};
+use crate::oci::document::{self, Desc, Manifest};
+use crate::oci::manifest_descriptor;
 use crate::store::layout::{Layout, REF_NAME, ref_of};
 use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
-use oci_spec::image::{DescriptorBuilder, MediaType};
-use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Mutex;
-
-/// A descriptor for manifest bytes.
-pub fn manifest_descriptor(digest: Digest, size: u64, media_type: &str) -> Result<Descriptor> {
-    Ok(DescriptorBuilder::default()
-        .media_type(MediaType::from(media_type))
-        .digest(digest)
-        .size(size)
-        .build()?)
-}
 
 /// Read side of a layout: one top manifest, chosen by ref name.
 pub struct OciSource {
@@ -99,17 +90,13 @@ pub fn layout_referrers(layout: &Layout, subject: &Digest) -> Result<Vec<Descrip
         let Ok(bytes) = layout.read_blob(d.digest()) else {
             continue;
         };
-        let Ok(v) = serde_json::from_slice::<Value>(&bytes) else {
+        let Ok(v) = document::parse::<Manifest>(&bytes) else {
             continue;
         };
-        if v.pointer("/subject/digest").and_then(Value::as_str) == Some(subject.as_ref()) {
+        if v.subject.as_ref().map(|s| s.digest.as_str()) == Some(subject.as_ref()) {
             let mut d = d.clone();
-            if let Some(at) = v
-                .get("artifactType")
-                .or(v.pointer("/config/mediaType"))
-                .and_then(Value::as_str)
-            {
-                d.set_artifact_type(Some(MediaType::from(at)));
+            if let Some(at) = (v.artifact_type.as_deref()).or(v.config.media_type.as_deref()) {
+                d.set_artifact_type(Some(oci_spec::image::MediaType::from(at)));
             }
             if let Some(a) = d.annotations().clone() {
                 let rest: std::collections::HashMap<_, _> =
@@ -226,16 +213,14 @@ impl OciDestination {
     }
 }
 
-fn with_ref(desc: &Descriptor, name: &str) -> Result<Value> {
-    let mut v = serde_json::to_value(desc)?;
-    v.as_object_mut()
-        .expect("a descriptor is an object")
-        .entry("annotations")
-        .or_insert(json!({}))
-        .as_object_mut()
-        .context("annotations is not an object")?
-        .insert(REF_NAME.into(), json!(name));
+fn with_ref(desc: &Descriptor, name: &str) -> Result<Desc> {
+    let mut v = Desc::from_spec(desc)?;
+    (v.annotations.get_or_insert_default()).insert(REF_NAME.into(), name.into());
     Ok(v)
+}
+
+fn ref_name(d: &Desc) -> Option<&str> {
+    d.annotations.as_ref()?.get(REF_NAME).map(String::as_str)
 }
 
 #[async_trait]
@@ -284,8 +269,8 @@ impl ImageDestination for OciDestination {
         match instance {
             None => *self.top.lock().expect("lock") = Some(desc),
             Some(_) => {
-                let v: Value = serde_json::from_slice(bytes).unwrap_or_default();
-                if v.get("subject").is_some() {
+                let v = document::parse::<document::Subject>(bytes);
+                if v.is_ok_and(|v| v.subject.is_some()) {
                     self.untagged.lock().expect("lock").push(desc);
                 }
             }
@@ -308,18 +293,18 @@ impl ImageDestination for OciDestination {
         let top = self.top.lock().expect("lock").clone();
         let untagged = std::mem::take(&mut *self.untagged.lock().expect("lock"));
         let tagged = std::mem::take(&mut *self.tagged.lock().expect("lock"));
-        let mut named: Vec<(String, Value)> = vec![];
-        let mut plain: Vec<Value> = vec![];
+        let mut named: Vec<(String, Desc)> = vec![];
+        let mut plain: Vec<Desc> = vec![];
         for (n, d) in &tagged {
             named.push((n.clone(), with_ref(d, n)?));
         }
         match (&top, &self.reference) {
             (Some(d), Some(r)) => named.push((r.clone(), with_ref(d, r)?)),
-            (Some(d), None) => plain.push(serde_json::to_value(d)?),
+            (Some(d), None) => plain.push(Desc::from_spec(d)?),
             (None, _) => {}
         }
         for d in &untagged {
-            plain.push(serde_json::to_value(d)?);
+            plain.push(Desc::from_spec(d)?);
         }
         if named.is_empty() && plain.is_empty() {
             return Ok(());
@@ -327,22 +312,11 @@ impl ImageDestination for OciDestination {
         self.layout
             .update_index(|list| {
                 for (n, v) in named {
-                    list.retain(|e| {
-                        e.pointer("/annotations")
-                            .and_then(|a| a.get(REF_NAME))
-                            .and_then(Value::as_str)
-                            != Some(&n)
-                    });
+                    list.retain(|e| ref_name(e) != Some(&n));
                     list.push(v);
                 }
                 for v in plain {
-                    let dg = v.get("digest").cloned();
-                    if !list.iter().any(|e| {
-                        e.get("digest") == dg.as_ref()
-                            && e.pointer("/annotations")
-                                .and_then(|a| a.get(REF_NAME))
-                                .is_none()
-                    }) {
+                    if !(list.iter()).any(|e| e.digest == v.digest && ref_name(e).is_none()) {
                         list.push(v);
                     }
                 }

@@ -1,27 +1,33 @@
-//! The WIT boundary: converts between the generated types and the native model.
-
-wit_bindgen::generate!({ world: "frontend-plugin", path: "../../wit" });
+//! The WIT boundary: converts between the SDK's frontend types and the native model. Public, so that another
+//! frontend built on this one (a dialect that preprocesses, then plans as Dockerfile) reuses the conversions;
+//! the export itself is behind the `component` feature.
 
 use crate::model as m;
-use exports::lade::plugin::frontend as f;
-use exports::lade::plugin::metadata::Guest as Metadata;
-use lade::plugin::context::BuildContext;
-use lade::plugin::types as t;
+use lade_plugin_sdk::frontend as f;
+use lade_plugin_sdk::frontend::types as t;
 
+#[cfg(feature = "component")]
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Dockerfile;
 
-impl Metadata for Dockerfile {
+#[cfg(feature = "component")]
+impl f::Metadata for Dockerfile {
     fn info() -> t::PluginInfo {
         t::PluginInfo {
             name: "dockerfile".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "The Dockerfile/Containerfile language".into(),
             kind: t::PluginKind::Frontend,
+            needs: t::Needs {
+                data_dirs: Vec::new(),
+                documents: Vec::new(),
+            },
         }
     }
 }
 
-struct HostImages;
+/// Base images looked up through the host's `images` interface.
+pub struct HostImages;
 
 impl m::Images for HostImages {
     fn resolve(
@@ -36,7 +42,7 @@ impl m::Images for HostImages {
             os_version: None,
             os_features: Vec::new(),
         };
-        match lade::plugin::images::resolve(reference, &p) {
+        match f::images::resolve(reference, &p) {
             Ok(None) => Ok(None),
             Ok(Some(b)) => Ok(Some(m::BaseImage {
                 reference: b.reference,
@@ -58,30 +64,37 @@ impl m::Images for HostImages {
     }
 }
 
+#[cfg(feature = "component")]
 impl f::Guest for Dockerfile {
     fn parse(
         request: f::ParseRequest,
-        _context: &BuildContext,
+        _context: &f::BuildContext,
     ) -> Result<f::ParseOutput, t::PluginError> {
-        let req = m::Request {
-            source: request.source,
-            file_name: request.file_name,
-            build_args: request
-                .build_args
-                .into_iter()
-                .map(|k| m::kv(k.key, k.value))
-                .collect(),
-            target_platform: platform(request.target_platform),
-            build_platform: platform(request.build_platform),
-            target: request.target,
-        };
-        match crate::parse(&req, &HostImages) {
-            Ok(out) => Ok(output(out)),
-            Err(diags) => Err(t::PluginError::InvalidInput(
-                diags.into_iter().map(diagnostic).collect(),
-            )),
-        }
+        crate::parse(&self::request(request), &HostImages)
+            .map(output)
+            .map_err(errors)
     }
+}
+
+/// The native request for a frontend request.
+pub fn request(request: f::ParseRequest) -> m::Request {
+    m::Request {
+        source: request.source,
+        file_name: request.file_name,
+        build_args: request
+            .build_args
+            .into_iter()
+            .map(|k| m::kv(k.key, k.value))
+            .collect(),
+        target_platform: platform(request.target_platform),
+        build_platform: platform(request.build_platform),
+        target: request.target,
+    }
+}
+
+/// The plugin error for planning diagnostics.
+pub fn errors(diags: Vec<m::Diagnostic>) -> t::PluginError {
+    t::PluginError::InvalidInput(diags.into_iter().map(diagnostic).collect())
 }
 
 fn platform(p: t::Platform) -> m::Platform {
@@ -109,7 +122,8 @@ fn location(l: m::Location) -> t::Location {
     }
 }
 
-fn diagnostic(d: m::Diagnostic) -> t::Diagnostic {
+/// One diagnostic, in the contract's type.
+pub fn diagnostic(d: m::Diagnostic) -> t::Diagnostic {
     t::Diagnostic {
         severity: match d.severity {
             m::Severity::Error => t::Severity::Error,
@@ -238,7 +252,8 @@ fn instruction(i: m::Instruction) -> f::Instruction {
     }
 }
 
-fn output(o: m::Output) -> f::ParseOutput {
+/// The parse output, in the contract's type.
+pub fn output(o: m::Output) -> f::ParseOutput {
     let raw = o
         .raw
         .into_iter()
@@ -310,4 +325,5 @@ fn output(o: m::Output) -> f::ParseOutput {
     }
 }
 
-export!(Dockerfile);
+#[cfg(all(feature = "component", target_arch = "wasm32"))]
+lade_plugin_sdk::export_frontend!(Dockerfile);

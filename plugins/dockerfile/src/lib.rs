@@ -2,7 +2,8 @@
 //!
 //! Three rooms, as BuildKit has them: [`parser`] (directives, continuations, heredocs, flags, positions),
 //! [`instructions`] (what each instruction accepts) and [`shell`] (word expansion); [`plan`] ties them into
-//! the typed build plan. All of it is plain Rust that tests natively; only `bindings` is wasm-specific.
+//! the typed build plan. All of it is plain Rust that tests natively; `bindings` converts to and from the
+//! contract's types (feature `wit`) and exports the component (feature `component`, the default).
 
 pub mod diag;
 pub mod instructions;
@@ -11,8 +12,8 @@ pub mod parser;
 pub mod plan;
 pub mod shell;
 
-#[cfg(target_arch = "wasm32")]
-mod bindings;
+#[cfg(feature = "wit")]
+pub mod bindings;
 
 use model::{Diagnostic, Images, Output, Request};
 

@@ -114,10 +114,18 @@ fn directive(text: &str) -> Option<(String, String)> {
     Some((name.to_string(), value.to_string()))
 }
 
-/// Whether `text` ends with the escape character plus optional blanks; returns the text before it.
+/// Whether `text` continues on the next line; returns the text before the continuation escape. As BuildKit
+/// (`([^E])E[ \t]*$|^E[ \t]*$` for the escape E): the line ends with the escape plus optional blanks, and
+/// that escape is the line's first character or follows a character other than the escape. So an escaped
+/// escape at the end (`ENV C a\\`) is literal and the line ends there; BuildKit's regular expression also
+/// ends the line at an odd run (`a\\\`), and so does this.
 fn continued(text: &str, escape: char) -> Option<&str> {
     let t = text.trim_end_matches([' ', '\t']);
-    t.strip_suffix(escape)
+    let before = t.strip_suffix(escape)?;
+    if before.ends_with(escape) {
+        return None;
+    }
+    Some(before)
 }
 
 /// Read one instruction starting at line `start`; returns the index of the next unread line.
@@ -532,6 +540,27 @@ mod tests {
         assert_eq!(r.instructions[1].args, ["echo a"]);
         let r = p("FROM x\nRUN echo a \\\n# only a comment\n");
         assert_eq!(r.instructions[1].args, ["echo a"]);
+    }
+
+    #[test]
+    fn escaped_escape_at_line_end_does_not_continue() {
+        // BuildKit's rule: continue only when the last escape is the line's first character or follows a
+        // character other than the escape.
+        let r = p("FROM x\nENV C a\\\\\nENV D b\n");
+        assert_eq!(r.instructions.len(), 3);
+        assert_eq!(r.instructions[1].original, "ENV C a\\\\");
+        let r = p("FROM x\nENV E a\\\\\\ \t\nENV F b\n");
+        assert_eq!(
+            r.instructions.len(),
+            3,
+            "an odd run ends the line too, as in BuildKit"
+        );
+        let r = p("FROM x\nRUN a \\\n\\\n  b\n");
+        assert_eq!(r.instructions.len(), 2);
+        assert_eq!(r.instructions[1].args, ["a   b"]);
+        let r = p("# escape=`\nFROM x\nRUN a``\nRUN b `\n c\n");
+        assert_eq!(r.instructions.len(), 3);
+        assert_eq!(r.instructions[2].args, ["b  c"]);
     }
 
     #[test]

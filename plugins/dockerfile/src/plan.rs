@@ -9,18 +9,7 @@ use crate::model::*;
 use crate::parser::{self, Parsed};
 use crate::shell::Lexer;
 
-const PROXY_ARGS: [&str; 10] = [
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
+include!("proxy_args.rs");
 
 /// Everything planning needs besides the raw instructions.
 pub struct Planner<'a> {
@@ -439,7 +428,8 @@ impl Planner<'_> {
             let name = match self.lexer.word(raw_name, &lookup) {
                 Ok(n) => n,
                 Err(e) => {
-                    self.err(r, e, "");
+                    let hint = self.lexer.hint(&e).unwrap_or_default();
+                    self.err(r, e, hint);
                     continue;
                 }
             };
@@ -454,7 +444,8 @@ impl Planner<'_> {
             let default = match raw_default.map(|d| self.lexer.word(d, &lookup)) {
                 Some(Ok(v)) => Some(v),
                 Some(Err(e)) => {
-                    self.err(r, format!("ARG {name}: {e}"), "");
+                    let hint = self.lexer.hint(&e).unwrap_or_default();
+                    self.err(r, format!("ARG {name}: {e}"), hint);
                     continue;
                 }
                 None => None,
@@ -511,12 +502,12 @@ impl Planner<'_> {
                 .map(|p| self.lexer.word(p, &lookup))
                 .transpose();
             let snippet_err = |s: &mut Self, m: String| {
-                s.errors.push(error_at(
-                    m,
-                    h.location.clone(),
-                    &h.original,
-                    "define the variable with ARG before the first FROM, or give it a default",
-                ));
+                let hint = s.lexer.hint(&m).unwrap_or_else(|| {
+                    "define the variable with ARG before the first FROM, or give it a default"
+                        .into()
+                });
+                s.errors
+                    .push(error_at(m, h.location.clone(), &h.original, hint));
             };
             let image = match image {
                 Ok(v) if v.is_empty() => {
@@ -746,11 +737,10 @@ impl Planner<'_> {
         match self.lexer.word(word, &lookup) {
             Ok(v) => Some(v),
             Err(e) => {
-                self.err(
-                    r,
-                    format!("{}: {e}", r.keyword),
-                    "define the variable with ARG or ENV, or give it a default",
-                );
+                let hint = self.lexer.hint(&e).unwrap_or_else(|| {
+                    "define the variable with ARG or ENV, or give it a default".into()
+                });
+                self.err(r, format!("{}: {e}", r.keyword), hint);
                 None
             }
         }
@@ -863,7 +853,8 @@ impl Planner<'_> {
                     let words = match self.lexer.words(a, &lookup) {
                         Ok(w) => w,
                         Err(e) => {
-                            self.err(r, format!("EXPOSE: {e}"), "");
+                            let hint = self.lexer.hint(&e).unwrap_or_default();
+                            self.err(r, format!("EXPOSE: {e}"), hint);
                             return None;
                         }
                     };

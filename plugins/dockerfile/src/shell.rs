@@ -32,6 +32,29 @@ impl Lexer {
         Ok(out.joined())
     }
 
+    /// The hint that fits an error of [`Lexer::word`] or [`Lexer::words`] about how the word is written: a
+    /// quote or a `${` left open, a form that does not exist. None for the error of a variable that
+    /// `${VAR:?message}` requires, whose hint depends on where the word is.
+    pub fn hint(&self, error: &str) -> Option<String> {
+        let e = self.escape;
+        Some(
+            if error.contains("matching single-quote") || error.contains("matching double-quote") {
+                format!("close the quote, or escape it ({e}\" or {e}') to mean a literal quote")
+            } else if error.starts_with("missing '}'") || error.starts_with("bad substitution") {
+                format!(
+                    "close the ${{...}} with }}, or escape the dollar ({e}$) to mean a literal $"
+                )
+            } else if error.contains("nested too deeply") {
+                "nest fewer ${...} inside one another".into()
+            } else if error.starts_with("unsupported modifier") {
+                "use ${VAR}, ${VAR:-word}, ${VAR:+word}, ${VAR:?word}, ${VAR#pat}, ${VAR%pat} or ${VAR/pat/rep}"
+                .into()
+            } else {
+                return None;
+            },
+        )
+    }
+
     /// Expand `input` and split it into words on unquoted whitespace (including whitespace that came from
     /// unquoted expansions).
     pub fn words(&self, input: &str, env: Lookup) -> Result<Vec<String>, String> {

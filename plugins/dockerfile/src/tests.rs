@@ -760,3 +760,62 @@ fn checksum_of_a_git_source_is_a_commit() {
     let e = errors("FROM a\nADD --checksum=0123abc https://h/file.tar /src\n");
     assert!(e[0].message.contains("--checksum=0123abc"), "{e:?}");
 }
+
+#[test]
+fn an_escaped_escape_at_the_end_of_a_line_is_literal() {
+    // BuildKit: the line continues only when its last escape follows something other than the escape.
+    let p = plan(
+        "FROM x\nENV C trailing\\\\backslash\\\\\nENV D next\nENV E a\\\\\\\nENV F two\nENV G x\\\n y\n",
+    );
+    assert_eq!(
+        env_of(&p, 0),
+        [
+            ("C".to_string(), "trailing\\backslash\\".to_string()),
+            ("D".into(), "next".into()),
+            ("E".into(), "a\\".into()),
+            ("F".into(), "two".into()),
+            ("G".into(), "x y".into()),
+        ]
+    );
+    // The same with the backtick escape.
+    let p = plan("# escape=`\nFROM x\nENV C a``\nENV D next\nENV G x`\n y\n");
+    assert_eq!(
+        env_of(&p, 0),
+        [
+            ("C".to_string(), "a`".to_string()),
+            ("D".into(), "next".into()),
+            ("G".into(), "x y".into()),
+        ]
+    );
+}
+
+#[test]
+fn quote_errors_get_a_hint_about_quotes() {
+    for src in [
+        "FROM x\nENV A \"open\n",
+        "FROM x\nENV A='open\n",
+        "FROM x\nADD \"a b /x\n",
+        "FROM x\nCOPY 'a /x\n",
+        "FROM \"x\n",
+        "FROM x\nARG A=\"open\n",
+    ] {
+        let e = errors(src);
+        assert!(e[0].message.contains("matching"), "{src:?}: {e:?}");
+        let hint = e[0].hint.as_deref().unwrap_or("");
+        assert!(
+            hint.starts_with("close the quote") && !hint.contains("ARG"),
+            "{src:?}: {hint}"
+        );
+    }
+    let e = errors("FROM x\nWORKDIR ${A/x\n");
+    assert!(
+        e[0].hint.as_deref().unwrap().contains("close the ${...}"),
+        "{e:?}"
+    );
+    // A variable the word requires keeps the hint about defining it.
+    let e = errors("FROM x\nENV B ${A:?need it}\n");
+    assert_eq!(
+        e[0].hint.as_deref(),
+        Some("define the variable with ARG or ENV, or give it a default")
+    );
+}

@@ -21,10 +21,16 @@
 //! Modes: git records only 0644 and 0755, so files are written 0755 when any execute bit is set and 0644
 //! otherwise, directories 0755, whatever lade's umask (then `--chmod` applies).
 
-use super::{join, norm, set_owner, set_times};
+use super::out::{Meta, create_file, open_dir_at, set_link_meta, set_meta_fd};
+use super::{join, norm};
 use crate::build::rootview::RootView;
+use crate::layer::remove_all_at;
 use anyhow::{Context, Result, anyhow, bail};
+use rustix::fs::{AtFlags, FileType, Mode};
+use rustix::io::Errno;
+use std::ffi::OsStr;
 use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -77,6 +83,67 @@ fn redact(s: &str) -> String {
         }
         None => s.to_string(),
     }
+}
+
+/// `s` with the userinfo of every URL in it taken out (`https://user:token@host/r.git` → `https://host/r.git`),
+/// for what outlives the fetch: a kept `.git`'s config and the image's history. An `ssh://` URL keeps its
+/// user name (needed to log in, not a secret) and loses only a password. Text without `://` is unchanged.
+pub fn strip_userinfo(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let scheme_start = rest[..i]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || "+.-".contains(c)))
+            .map_or(0, |j| j + 1);
+        let scheme = &rest[scheme_start..i];
+        let after = &rest[i + 3..];
+        // The authority ends at the first `/`, `?`, `#` or blank; userinfo is what precedes its last `@`.
+        let end = after
+            .find(|c: char| "/?#\"'".contains(c) || c.is_whitespace())
+            .unwrap_or(after.len());
+        out.push_str(&rest[..i + 3]);
+        match after[..end].rfind('@') {
+            Some(at) if scheme.eq_ignore_ascii_case("ssh") => {
+                let user = after[..at].split(':').next().unwrap_or("");
+                if !user.is_empty() {
+                    out.push_str(user);
+                    out.push('@');
+                }
+                out.push_str(&after[at + 1..end]);
+            }
+            Some(at) => out.push_str(&after[at + 1..end]),
+            None => out.push_str(&after[..end]),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Take the userinfo out of the URLs a kept `.git` records: the config of the repository and of its
+/// submodules (`remote.origin.url`, `submodule.*.url`) and FETCH_HEAD.
+fn scrub_git_dir(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    for e in entries {
+        let e = e?;
+        let (path, ft) = (e.path(), e.file_type()?);
+        if ft.is_dir() {
+            scrub_git_dir(&path)?;
+        } else if ft.is_file() && (e.file_name() == "config" || e.file_name() == "FETCH_HEAD") {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let clean = strip_userinfo(&text);
+            if clean != text {
+                std::fs::write(&path, clean)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn is_hex_sha(s: &str) -> bool {
@@ -320,6 +387,10 @@ pub fn checkout(
         )
         .context("checking out the submodules")?;
     }
+    if keep_git_dir {
+        // Fetched with the credentials; kept without them.
+        scrub_git_dir(&tree.join(".git"))?;
+    }
     let time: i64 = git
         .run(&tree, &["show", "-s", "--format=%ct", &fetched])?
         .trim()
@@ -361,12 +432,24 @@ pub struct CopyOpts<'a> {
     pub skip_git_dir: bool,
 }
 
-/// Copy the contents of `from` into the existing directory `to`, never following a link on either side.
-pub fn copy_tree(from: &Path, to: &Path, opts: &CopyOpts) -> Result<()> {
-    copy_dir(from, to, "", opts)
+/// Copy the contents of `from` into the directory `to` (an fd in the layer; `show` names it in messages),
+/// never following a link on either side. What is already there gives way as a layer entry would: a
+/// directory is merged into, anything else replaced.
+pub fn copy_tree(from: &Path, to: BorrowedFd, show: &str, opts: &CopyOpts) -> Result<()> {
+    copy_dir(from, to, show, "", opts)
 }
 
-fn copy_dir(from: &Path, to: &Path, rel: &str, opts: &CopyOpts) -> Result<()> {
+/// Remove what is at `name` in `dir` unless it is a directory and a directory goes there.
+fn make_room(dir: BorrowedFd, name: &OsStr, for_dir: bool) -> Result<()> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) if for_dir && FileType::from_raw_mode(st.st_mode) == FileType::Directory => Ok(()),
+        Ok(_) => remove_all_at(dir, name),
+        Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn copy_dir(from: &Path, to: BorrowedFd, show: &str, rel: &str, opts: &CopyOpts) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(from)
         .with_context(|| format!("reading {}", from.display()))?
         .collect::<std::io::Result<_>>()
@@ -379,22 +462,31 @@ fn copy_dir(from: &Path, to: &Path, rel: &str, opts: &CopyOpts) -> Result<()> {
         if opts.skip_git_dir && name == ".git" {
             continue;
         }
-        let (src, dst) = (e.path(), to.join(&name));
+        let what = || format!("{show}/{sub}");
+        let src = e.path();
         let ft = e.file_type()?;
+        make_room(to, &name, ft.is_dir()).with_context(|| format!("replacing {}", what()))?;
+        let mut meta = Meta {
+            mode: 0,
+            owner: opts.owner,
+            mtime: (opts.mtime, 0),
+            xattrs: &[],
+        };
         if ft.is_dir() {
-            std::fs::create_dir(&dst).with_context(|| format!("creating {}", dst.display()))?;
-            copy_dir(&src, &dst, &sub, opts)?;
-            std::fs::set_permissions(&dst, PermissionsExt::from_mode((opts.mode)(0o755, true)))
-                .with_context(|| format!("setting the mode of {}", dst.display()))?;
-            set_owner(&dst, opts.owner.0, opts.owner.1)?;
-            set_times(&dst, (opts.mtime, 0))?;
+            match rustix::fs::mkdirat(to, &name, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(e).with_context(|| format!("creating {}", what())),
+            }
+            let dir = open_dir_at(to, &name).with_context(|| format!("opening {}", what()))?;
+            copy_dir(&src, dir.as_fd(), show, &sub, opts)?;
+            meta.mode = (opts.mode)(0o755, true);
+            set_meta_fd(dir.as_fd(), &meta, &what)?;
         } else if ft.is_symlink() {
             let target =
                 std::fs::read_link(&src).with_context(|| format!("reading {}", src.display()))?;
-            std::os::unix::fs::symlink(&target, &dst)
-                .with_context(|| format!("creating link {}", dst.display()))?;
-            set_owner(&dst, opts.owner.0, opts.owner.1)?;
-            set_times(&dst, (opts.mtime, 0))?;
+            rustix::fs::symlinkat(&target, to, &name)
+                .with_context(|| format!("creating link {}", what()))?;
+            set_link_meta(to, &name, opts.owner, (opts.mtime, 0), &what)?;
         } else if ft.is_file() {
             let mut input = std::fs::OpenOptions::new()
                 .read(true)
@@ -402,21 +494,12 @@ fn copy_dir(from: &Path, to: &Path, rel: &str, opts: &CopyOpts) -> Result<()> {
                 .open(&src)
                 .with_context(|| format!("opening {}", src.display()))?;
             let exec = input.metadata()?.permissions().mode() & 0o111 != 0;
-            let mode = (opts.mode)(if exec { 0o755 } else { 0o644 }, false);
-            let mut out: File = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .mode(0o600)
-                .open(&dst)
-                .with_context(|| format!("creating {}", dst.display()))?;
+            meta.mode = (opts.mode)(if exec { 0o755 } else { 0o644 }, false);
+            let mut out =
+                File::from(create_file(to, &name).with_context(|| format!("creating {}", what()))?);
             std::io::copy(&mut input, &mut out)
                 .with_context(|| format!("copying {}", src.display()))?;
-            set_owner(&dst, opts.owner.0, opts.owner.1)?;
-            // After chown, which clears setuid/setgid.
-            out.set_permissions(PermissionsExt::from_mode(mode))
-                .with_context(|| format!("setting the mode of {}", dst.display()))?;
-            set_times(&dst, (opts.mtime, 0))?;
+            set_meta_fd(out.as_fd(), &meta, &what)?;
         } else {
             tracing::warn!("skipping {sub} in the git checkout (not a file, dir or symlink)");
         }
@@ -447,6 +530,26 @@ mod tests {
         );
         assert!(parse("git://h/r.git#main:../x").is_err());
         assert!(parse("git://h/r.git#--upload-pack=x").is_err());
+    }
+
+    #[test]
+    fn userinfo_is_stripped() {
+        assert_eq!(
+            strip_userinfo("ADD https://u:secret@h:8/o/r.git#v1 /x"),
+            "ADD https://h:8/o/r.git#v1 /x"
+        );
+        assert_eq!(strip_userinfo("https://tok@h/r.git"), "https://h/r.git");
+        assert_eq!(
+            strip_userinfo(r#"ADD ["http://a:b@h/r.git", "/x"] http://h/p@q"#),
+            r#"ADD ["http://h/r.git", "/x"] http://h/p@q"#
+        );
+        assert_eq!(strip_userinfo("ssh://git:pw@h/r.git"), "ssh://git@h/r.git");
+        assert_eq!(strip_userinfo("ssh://git@h/r.git"), "ssh://git@h/r.git");
+        assert_eq!(strip_userinfo("git@h:o/r.git"), "git@h:o/r.git");
+        assert_eq!(
+            strip_userinfo("[remote \"origin\"]\n\turl = https://u:p@h/r.git\n"),
+            "[remote \"origin\"]\n\turl = https://h/r.git\n"
+        );
     }
 
     #[test]

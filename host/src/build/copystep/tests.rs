@@ -1,8 +1,11 @@
 //! Unit tests of COPY/ADD over temp contexts and layer dirs.
 
 use super::*;
+use crate::context::IgnoreMatcher;
 use crate::plugin::frontend::InlineFile;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::fs::symlink;
+use std::time::SystemTime;
 
 fn step(sources: &[&str], dest: &str) -> CopyStep {
     CopyStep {
@@ -677,4 +680,40 @@ fn hardlinks_in_a_copied_dir_stay_hardlinks() {
     std::fs::remove_file(c.join("hl/two")).unwrap();
     write(&c.join("hl/two"), "same");
     assert_ne!(f.digest(&s), d1);
+}
+
+#[test]
+fn a_later_source_never_turns_a_dir_into_a_way_out() {
+    // ADD ctxdir/ evil.tar /dest/: `sub` (0777, and `sub/inner`) is a directory of the context, the
+    // archive makes `sub` a link to a directory outside; the directories' deferred metadata must not
+    // follow it (issue 11).
+    let f = fixture();
+    let outside = f.t.path().join("outside");
+    std::fs::create_dir_all(outside.join("inner")).unwrap();
+    for p in [outside.clone(), outside.join("inner")] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o750)).unwrap();
+    }
+    let c = f.ctx.root_path().to_path_buf();
+    std::fs::create_dir_all(c.join("ctxdir/sub/inner")).unwrap();
+    for p in ["ctxdir/sub", "ctxdir/sub/inner"] {
+        std::fs::set_permissions(c.join(p), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    raw_entry(
+        &mut b,
+        "sub",
+        tar::EntryType::Symlink,
+        outside.to_str().unwrap(),
+        b"",
+    );
+    std::fs::write(c.join("evil.tar"), b.into_inner().unwrap()).unwrap();
+    let (out, _) = f
+        .copy(&step(&["ctxdir/", "evil.tar"], "/dest/"), true, "/")
+        .unwrap();
+    for p in [outside.clone(), outside.join("inner")] {
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o750, "{} was changed through the link", p.display());
+    }
+    let sub = std::fs::symlink_metadata(out.join("dest/sub")).unwrap();
+    assert!(sub.file_type().is_symlink());
 }

@@ -3,7 +3,7 @@
 
 use super::RunRequest;
 use crate::build::ImageState;
-use crate::build::config::{env, shell};
+use crate::build::config::{env, shell, workdir_as_set};
 use crate::build::statcache::StatCache;
 use crate::context::{BuildContext, FileKind, confine};
 use crate::plugin::frontend::{MountType, SourceRef};
@@ -22,13 +22,10 @@ pub fn key_inputs(req: &RunRequest, statcache: &StatCache) -> Result<Vec<(String
             out.push((format!("arg {}", kv.key), kv.value.clone()));
         }
     }
-    let cfg = &req.image.config["config"];
-    out.push(("env".into(), env(&req.image.config).join("\n")));
-    out.push(("user".into(), cfg["User"].as_str().unwrap_or("").into()));
-    out.push((
-        "workdir".into(),
-        cfg["WorkingDir"].as_str().unwrap_or("").into(),
-    ));
+    let cfg = &req.image.config;
+    out.push(("env".into(), env(cfg).join("\n")));
+    out.push(("user".into(), crate::build::config::user(cfg)));
+    out.push(("workdir".into(), workdir_as_set(cfg).into()));
     out.push(("shell".into(), shell(&req.image.config).join(" ")));
     for f in &req.step.files {
         out.push((
@@ -46,8 +43,9 @@ pub fn key_inputs(req: &RunRequest, statcache: &StatCache) -> Result<Vec<(String
             None => format!(
                 "context {}: {}",
                 source,
-                context_digest(req.context, source, statcache)
-                    .with_context(|| format!("{}: RUN --mount source={source}", req.location))?
+                context_digest(req.context, source, statcache).with_context(|| {
+                    super::super::AtStep(format!("{}: RUN --mount source={source}", req.location))
+                })?
             ),
             Some(SourceRef::Stage(n)) => {
                 let st = (req.stage)(*n)?;

@@ -32,9 +32,7 @@ fn target_of(req: &RunRequest, m: &Mount) -> Result<String> {
         .context("the mount needs a target (target=/path)")?;
     Ok(absolute_target(
         t,
-        req.image.config["config"]["WorkingDir"]
-            .as_str()
-            .unwrap_or(""),
+        crate::build::config::workdir_as_set(&req.image.config),
     ))
 }
 
@@ -324,11 +322,16 @@ fn add_cache(req: &RunRequest, m: &Mount, spec: &mut StepSpec, held: &mut Held) 
     };
     held.locks.extend(lock);
     let scratch = held.tmp.path().to_path_buf();
-    ensure_cache_dir(&dir, m, |new| match &m.from {
-        Some(from) => seed_cache(req, from, m.source.as_deref().unwrap_or(""), new, &scratch),
-        None => Ok(()),
+    ensure_cache_dir(&dir, m, |new| match (&m.from, req.mount_cache) {
+        (Some(from), _) => seed_cache(req, from, m.source.as_deref().unwrap_or(""), new, &scratch),
+        // A cache this machine does not have yet starts from what `--cache-from` exported.
+        (None, Some(hooks)) => hooks.restore(&id, new).map(|_| ()),
+        (None, None) => Ok(()),
     })
     .with_context(|| format!("preparing the cache {id:?}"))?;
+    if let Some(hooks) = req.mount_cache {
+        hooks.used(&id, &dir);
+    }
     // With from=, source= names what seeds the cache; without, a subdir of the cache to mount.
     let sub = match (&m.from, &m.source) {
         (None, Some(s)) => confine(s)?,

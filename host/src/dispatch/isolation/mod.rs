@@ -11,15 +11,35 @@
 //! a read-only one never carries a writable submount. With [`StepSpec::init`] (emulated steps) the command
 //! runs as pid 2 under a minimal init, since qemu-user as pid 1 cannot die of a signal. The step spec and
 //! scratch files live in a [`PrivateDir`] in /dev/shm.
+//!
+//! Confinement ([`Security`]), at least runc's default in both isolations: the containers.conf default
+//! capability set (`--cap-add`/`--cap-drop`), the containers seccomp profile (`seccomp`: compiled once and
+//! loaded by the step), no_new_privs on request, runc's masked and read-only /proc and /sys paths, /sys
+//! read-only with its submounts, and every mount nodev except the standard device nodes bound into /dev
+//! and the step's devpts.
+//!
+//! `--userns=auto` ([`idmap`], lade's namespaces only): the step runs in a user namespace mapping 65536 ids
+//! of the `containers` subuid/subgid range; the setup mounts as above in the host's namespace, over idmapped
+//! layer dirs and binds so the layer keeps its owners, and pid 1 enters the namespace (and a mount namespace
+//! of its own there, which locks every setup mount) just before pivot_root.
 
 pub mod child;
+pub mod idmap;
 mod mounts;
 mod oci;
 mod private;
+mod seccomp;
+pub mod security;
 mod snapshot;
 pub mod user;
 
+/// Why `--isolation oci` refuses `--userns=auto`.
+pub const USERNS_OCI_UNSUPPORTED: &str = "--userns=auto works with lade's own namespaces (the default \
+     --isolation chroot) only: with --isolation oci the layer's owners would need runc's idmapped mounts \
+     (runc 1.2 or newer), which lade does not set up yet";
+
 pub use private::PrivateDir;
+pub use security::{Seccomp, Security};
 pub use snapshot::{RootfsMode, RootfsSpec, Snapshot};
 
 use anyhow::{Context, Result, bail};
@@ -170,9 +190,16 @@ pub struct StepSpec {
     /// namespaces only (runc always makes the command pid 1).
     #[serde(default)]
     pub init: bool,
+    /// Capabilities, seccomp and no_new_privs of the step.
+    #[serde(default)]
+    pub security: Security,
     /// The binary to re-exec for the step (default: this executable, through /proc/self/exe).
     #[serde(skip)]
     pub helper: Option<PathBuf>,
+    /// The command's stdin and stdout are lade's own (`lade run`), instead of no input and its output copied
+    /// to lade's stderr (a build's RUN).
+    #[serde(skip)]
+    pub attach: bool,
 }
 
 /// Emulation inside the step.
@@ -204,7 +231,9 @@ impl StepSpec {
             hosts: None,
             emulator: None,
             init: false,
+            security: Security::default(),
             helper: None,
+            attach: false,
         }
     }
 }
@@ -254,6 +283,9 @@ pub(crate) struct ChildSpec {
     pub scratch: PathBuf,
     /// Where the child writes [`ChildResult`].
     pub result: PathBuf,
+    /// The compiled seccomp program to load (lade's namespaces; runc compiles the profile itself).
+    #[serde(default)]
+    pub seccomp_bpf: Option<PathBuf>,
 }
 
 /// What `lade __run-step` reports back.
@@ -278,12 +310,20 @@ pub fn run_step(snap: &Snapshot, spec: &StepSpec) -> Result<StepOutcome> {
     // The spec holds the step's environment, secrets given as variables included: keep it in RAM.
     let scratch =
         PrivateDir::in_ram("lade-run-", snap.dir()).context("creating the step scratch dir")?;
-    let child = ChildSpec {
+    let mut child = ChildSpec {
         step: spec.clone(),
         rootfs: snap.rootfs_spec(),
         scratch: scratch.path().to_path_buf(),
         result: scratch.path().join("result.json"),
+        seccomp_bpf: None,
     };
+    if spec.isolation == Isolation::Namespaces
+        && let Some(bpf) = seccomp::compiled_bpf(&spec.security)?
+    {
+        let p = scratch.path().join("seccomp.bpf");
+        std::fs::write(&p, &*bpf).context("writing the step's seccomp program")?;
+        child.seccomp_bpf = Some(p);
+    }
     let spec_path = scratch.path().join("spec.json");
     std::fs::write(&spec_path, serde_json::to_vec(&child)?).context("writing the step spec")?;
     let helper = match &spec.helper {
@@ -292,17 +332,23 @@ pub fn run_step(snap: &Snapshot, spec: &StepSpec) -> Result<StepOutcome> {
         // rebuild during a long build): /proc/self/exe in the child names the inode it was forked from.
         None => PathBuf::from("/proc/self/exe"),
     };
+    let (stdin, stdout) = if spec.attach {
+        (Stdio::inherit(), Stdio::inherit())
+    } else {
+        (Stdio::null(), Stdio::piped())
+    };
     let mut proc = Command::new(&helper)
         .arg("__run-step")
         .arg(&spec_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdin(stdin)
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {} __run-step", helper.display()))?;
-    let mut out = proc.stdout.take().expect("piped stdout");
+    let out = proc.stdout.take();
     let mut err = proc.stderr.take().expect("piped stderr");
     let fwd = std::thread::spawn(move || {
+        let Some(mut out) = out else { return };
         let mut buf = [0u8; 8192];
         while let Ok(n) = out.read(&mut buf) {
             if n == 0 {

@@ -1,6 +1,6 @@
 //! `--isolation oci`: the same rootfs and mountpoints, then `runc run` with an OCI runtime config.
 
-use super::child::{mount_rootfs, setup_mounts};
+use super::child::{MASKED, READONLY, ResolvedSource, mount_rootfs, setup_mounts};
 use super::mounts::mount;
 use super::{ChildResult, ChildSpec, MountKind, Network, read_in_root, user};
 use anyhow::{Context, Result, bail};
@@ -10,27 +10,10 @@ use oci_spec::runtime::{
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Docker's and buildah's default capabilities.
-const CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_RAW",
-    "CAP_SYS_CHROOT",
-    "CAP_MKNOD",
-    "CAP_AUDIT_WRITE",
-    "CAP_SETFCAP",
-];
-
 fn bind_mount(dest: &str, src: &Path, ro: bool) -> Result<Mount> {
     let mut options = vec!["bind".to_string(), if ro { "ro" } else { "rw" }.to_string()];
     options.push("nosuid".into());
+    options.push("nodev".into());
     Ok(MountBuilder::default()
         .destination(dest)
         .typ("bind")
@@ -44,6 +27,9 @@ pub(crate) fn run(
     etc: &[(PathBuf, &'static str)],
     result: &mut ChildResult,
 ) -> Result<()> {
+    if cs.step.security.userns.is_some() {
+        bail!("{}", super::USERNS_OCI_UNSUPPORTED);
+    }
     let runc = which("runc")
         .context("--isolation oci needs runc on PATH (Debian: apt-get install runc)")?;
     // SAFETY: unshare has no memory-safety preconditions; this process is single-threaded.
@@ -52,7 +38,7 @@ pub(crate) fn run(
     }
     mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
     let root_path = mount_rootfs(&cs.rootfs)?;
-    let (root, sources) = setup_mounts(cs, &root_path, etc, true)?;
+    let (root, sources) = setup_mounts(cs, &root_path, etc, true, None)?;
     result.artifacts = root.created.clone();
     let step = &cs.step;
     let passwd =
@@ -79,13 +65,17 @@ pub(crate) fn run(
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", id.home));
     }
+    let sec = &step.security;
     let caps: oci_spec::runtime::Capabilities =
-        serde_json::from_value(serde_json::json!(CAPS)).context("capability names")?;
+        serde_json::from_value(serde_json::json!(sec.caps)).context("capability names")?;
     let mut spec = Spec::default();
     let capabilities = oci_spec::runtime::LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
+        // The builder's defaults would fill these with Docker's set, which may not be in the bounding set.
+        .inheritable(oci_spec::runtime::Capabilities::new())
+        .ambient(oci_spec::runtime::Capabilities::new())
         .build()?;
     let process = ProcessBuilder::default()
         .terminal(false)
@@ -99,7 +89,7 @@ pub(crate) fn run(
                 .additional_gids(id.groups.clone())
                 .build()?,
         )
-        .no_new_privileges(false)
+        .no_new_privileges(sec.no_new_privileges)
         .capabilities(capabilities)
         .build()?;
     spec.set_process(Some(process));
@@ -110,39 +100,19 @@ pub(crate) fn run(
             .build()?,
     ));
     spec.set_hostname(Some(step.hostname.clone()));
-    let mut mounts = spec.mounts().clone().unwrap_or_default();
-    for (src, target) in etc {
-        mounts.push(bind_mount(target, src, false)?);
-    }
-    for (m, resolved) in step.mounts.iter().zip(&sources) {
-        mounts.push(match &m.kind {
-            MountKind::Subdir { readonly, .. } | MountKind::Rootfs { readonly, .. } => {
-                let src = &resolved.as_ref().expect("resolved by setup_mounts").path;
-                bind_mount(&m.target, src, *readonly)?
-            }
-            MountKind::Bind { source, readonly } => bind_mount(&m.target, source, *readonly)?,
-            MountKind::Secret { source } => bind_mount(&m.target, source, true)?,
-            MountKind::Tmpfs { size } => {
-                let mut o = vec!["nosuid".to_string(), "nodev".to_string()];
-                if let Some(s) = size {
-                    o.push(format!("size={s}"));
-                }
-                MountBuilder::default()
-                    .destination(&m.target)
-                    .typ("tmpfs")
-                    .source("tmpfs")
-                    .options(o)
-                    .build()?
-            }
-        });
-    }
+    let mounts = step_mounts(spec.mounts().clone().unwrap_or_default(), etc, cs, &sources)?;
     spec.set_mounts(Some(mounts));
-    if let Some(ns) = spec
-        .linux_mut()
-        .as_mut()
-        .and_then(|l| l.namespaces_mut().as_mut())
-    {
-        ns.retain(|n| n.typ() != LinuxNamespaceType::Network || step.network == Network::None);
+    if let Some(linux) = spec.linux_mut().as_mut() {
+        if let Some(ns) = linux.namespaces_mut().as_mut() {
+            ns.retain(|n| n.typ() != LinuxNamespaceType::Network || step.network == Network::None);
+        }
+        let strings = |l: &[&str]| Some(l.iter().map(|s| s.to_string()).collect());
+        linux.set_masked_paths(strings(MASKED));
+        linux.set_readonly_paths(strings(READONLY));
+        linux.set_seccomp(match super::seccomp::resolve(sec)? {
+            Some(r) => Some(r.to_oci()?),
+            None => None,
+        });
     }
     let bundle = cs.scratch.join("bundle");
     std::fs::create_dir_all(&bundle)?;
@@ -175,6 +145,43 @@ pub(crate) fn run(
     result.exit_code = status.code();
     result.signal = status.signal();
     Ok(())
+}
+
+/// The runc config's mounts: runc's defaults (`base`), the generated /etc files, then the step's mounts
+/// (their sources as `setup_mounts` resolved them).
+fn step_mounts(
+    mut mounts: Vec<Mount>,
+    etc: &[(PathBuf, &'static str)],
+    cs: &ChildSpec,
+    sources: &[Option<ResolvedSource>],
+) -> Result<Vec<Mount>> {
+    let step = &cs.step;
+    for (src, target) in etc {
+        mounts.push(bind_mount(target, src, false)?);
+    }
+    for (m, resolved) in step.mounts.iter().zip(sources) {
+        mounts.push(match &m.kind {
+            MountKind::Subdir { readonly, .. } | MountKind::Rootfs { readonly, .. } => {
+                let src = &resolved.as_ref().expect("resolved by setup_mounts").path;
+                bind_mount(&m.target, src, *readonly)?
+            }
+            MountKind::Bind { source, readonly } => bind_mount(&m.target, source, *readonly)?,
+            MountKind::Secret { source } => bind_mount(&m.target, source, true)?,
+            MountKind::Tmpfs { size } => {
+                let mut o = vec!["nosuid".to_string(), "nodev".to_string()];
+                if let Some(s) = size {
+                    o.push(format!("size={s}"));
+                }
+                MountBuilder::default()
+                    .destination(&m.target)
+                    .typ("tmpfs")
+                    .source("tmpfs")
+                    .options(o)
+                    .build()?
+            }
+        });
+    }
+    Ok(mounts)
 }
 
 fn which(name: &str) -> Option<PathBuf> {

@@ -34,9 +34,16 @@ pub enum RootfsSpec {
     Dir { path: PathBuf },
 }
 
-/// One step's rootfs; removed when dropped.
+/// Where a snapshot lives: a temporary dir (a build step's, removed when dropped) or a kept one (a working
+/// container's, which outlives the process).
+enum SnapDir {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+/// One step's rootfs; removed when dropped (unless made by [`Snapshot::kept_overlay`]/[`Snapshot::kept_dir`]).
 pub struct Snapshot {
-    dir: tempfile::TempDir,
+    dir: SnapDir,
     spec: RootfsSpec,
     /// Copy mode: the merged lowers as they were before the step.
     base: Option<PathBuf>,
@@ -75,7 +82,7 @@ impl Snapshot {
             for p in [&upper, &work, &merged, &empty] {
                 std::fs::create_dir(p).with_context(|| format!("creating {}", p.display()))?;
             }
-            let mut l: Vec<PathBuf> = lowers.iter().rev().cloned().collect();
+            let mut l: Vec<PathBuf> = Self::distinct_lowers(lowers).into_iter().rev().collect();
             if l.is_empty() {
                 l.push(empty); // overlay needs at least one lower
             }
@@ -88,7 +95,7 @@ impl Snapshot {
                     merged,
                     user_xattr,
                 },
-                dir,
+                dir: SnapDir::Temp(dir),
                 base: None,
             })
         } else {
@@ -96,6 +103,7 @@ impl Snapshot {
             let rootfs = d.join("rootfs");
             std::fs::create_dir(&base)?;
             std::fs::create_dir(&rootfs)?;
+            // Every layer applied in order, repeats included: the literal meaning of a layer list.
             for lower in lowers {
                 merge_lower(lower, &base).with_context(|| {
                     format!("copying layer {} into the rootfs", lower.display())
@@ -104,15 +112,90 @@ impl Snapshot {
             copy_tree(&base, &rootfs)?;
             Ok(Snapshot {
                 spec: RootfsSpec::Dir { path: rootfs },
-                dir,
+                dir: SnapDir::Temp(dir),
                 base: Some(base),
             })
         }
     }
 
+    /// `lowers` (base first) with every repeated dir kept only at its top-most place: overlayfs refuses the same
+    /// lower twice (ELOOP), which a layer listed twice or two steps with the same diff_id (say two `RUN` that
+    /// change nothing) would give it.
+    ///
+    /// This is the same tree as applying every layer in order. Overlay resolves a path top-down: the first layer
+    /// that has an entry for it (or a whiteout, an opaque dir or a non-directory above it) decides; a plain
+    /// directory only adds its children, each resolved the same way. Take a dir that occurs at places i < j.
+    /// Every path that reaches place i on the way down went through place j first without being decided
+    /// there, i.e. the same dir had nothing that decides it; so place i decides nothing either, and a directory
+    /// it holds was already found at j (and a higher directory's metadata wins). Dropping place i changes no
+    /// lookup: A, B, A resolves as B, A, not as A, B. tests/tests/repeated_layers.rs checks it against buildah
+    /// with whiteouts and opaque dirs in B.
+    pub fn distinct_lowers(lowers: &[PathBuf]) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = Vec::with_capacity(lowers.len());
+        for (i, l) in lowers.iter().enumerate() {
+            if !lowers[i + 1..].contains(l) {
+                out.push(l.clone());
+            }
+        }
+        out
+    }
+
+    /// A working container's overlay rootfs: `dir/upper`, `dir/work` and `dir/merged` (created when missing)
+    /// over `lowers` (base first). Nothing is removed when it is dropped. The overlay's own work dir is
+    /// emptied first: a mount made `volatile` leaves a marker there that refuses the next mount.
+    pub fn kept_overlay(dir: &Path, lowers: &[PathBuf]) -> Result<Snapshot> {
+        let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+        for p in [&upper, &merged] {
+            std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+        }
+        if work.exists() {
+            std::fs::remove_dir_all(&work)
+                .with_context(|| format!("clearing the overlay work dir {}", work.display()))?;
+        }
+        std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+        let mut l: Vec<PathBuf> = Self::distinct_lowers(lowers).into_iter().rev().collect();
+        if l.is_empty() {
+            let empty = dir.join("empty");
+            std::fs::create_dir_all(&empty)?;
+            l.push(empty);
+        }
+        Ok(Snapshot {
+            spec: RootfsSpec::Overlay {
+                lowers: l,
+                upper,
+                work,
+                merged,
+                user_xattr: crate::paths::rootless(),
+            },
+            dir: SnapDir::Kept(dir.to_path_buf()),
+            base: None,
+        })
+    }
+
+    /// A rootfs that is already there (a working container's mounted overlay at `rootfs`); `dir` holds the
+    /// step's scratch files. Nothing is removed when it is dropped, and it cannot be committed.
+    pub fn kept_dir(dir: &Path, rootfs: &Path) -> Snapshot {
+        Snapshot {
+            spec: RootfsSpec::Dir {
+                path: rootfs.to_path_buf(),
+            },
+            dir: SnapDir::Kept(dir.to_path_buf()),
+            base: None,
+        }
+    }
+
+    /// Mount this rootfs at its merged dir in the current mount namespace (overlay only) and return that
+    /// dir; the caller unmounts it.
+    pub fn mount(&self) -> Result<PathBuf> {
+        super::child::mount_rootfs(&self.spec)
+    }
+
     /// The step's directory (scratch files live here too).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        match &self.dir {
+            SnapDir::Temp(t) => t.path(),
+            SnapDir::Kept(p) => p,
+        }
     }
 
     /// Whether this snapshot uses overlayfs.
@@ -211,7 +294,9 @@ impl Snapshot {
                     .get_or_unpack(&blob.diff_id, || Ok(Box::new(std::fs::File::open(&file)?)))?;
                 Ok((blob, dir))
             }
-            (RootfsSpec::Dir { .. }, None) => unreachable!("copy snapshots always keep their base"),
+            (RootfsSpec::Dir { .. }, None) => {
+                anyhow::bail!("a rootfs that is already mounted cannot be committed as a step")
+            }
         }
     }
 }
@@ -241,4 +326,17 @@ fn through_tar(source: DiffSource<'_>, dest: &Path) -> Result<()> {
         },
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_lowers_keep_their_top_most_place() {
+        let p = |s: &str| PathBuf::from(s);
+        let got = Snapshot::distinct_lowers(&[p("a"), p("b"), p("a"), p("c"), p("c")]);
+        assert_eq!(got, vec![p("b"), p("a"), p("c")]);
+        assert!(Snapshot::distinct_lowers(&[]).is_empty());
+    }
 }

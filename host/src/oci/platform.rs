@@ -1,8 +1,8 @@
 //! Choosing one instance of an index for `--multi-arch system`: the host platform, or the overrides.
 
-use crate::transport::PlatformOverride;
+use super::PlatformOverride;
+use super::document::Index;
 use anyhow::{Result, bail};
-use serde_json::Value;
 
 /// The host's platform in OCI terms (GOOS/GOARCH names).
 pub fn host_platform() -> (String, String, Option<String>) {
@@ -39,21 +39,18 @@ pub fn wanted(o: &PlatformOverride) -> (String, String, Option<String>) {
 
 /// Pick the index entry (its position in `manifests`) that matches `o` (or the host). An exact variant
 /// match wins; else an entry without a variant; else the first of that os/arch.
-pub fn choose(index: &Value, o: &PlatformOverride) -> Result<usize> {
+pub fn choose(index: &Index, o: &PlatformOverride) -> Result<usize> {
     let (os, arch, variant) = wanted(o);
-    let list = index
-        .get("manifests")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
+    let list = &index.manifests;
     let mut fallback = None;
     for (i, m) in list.iter().enumerate() {
-        let p = m.get("platform");
-        let field = |k: &str| p.and_then(|p| p.get(k)).and_then(Value::as_str);
-        if field("os") != Some(os.as_str()) || field("architecture") != Some(arch.as_str()) {
+        let p = m.platform.as_ref();
+        if p.and_then(|p| p.os.as_deref()) != Some(os.as_str())
+            || p.and_then(|p| p.architecture.as_deref()) != Some(arch.as_str())
+        {
             continue;
         }
-        match (field("variant"), &variant) {
+        match (p.and_then(|p| p.variant.as_deref()), &variant) {
             (Some(v), Some(w)) if v == w => return Ok(i),
             (None, _) => {
                 if fallback.is_none() || variant.is_none() {
@@ -73,13 +70,13 @@ pub fn choose(index: &Value, o: &PlatformOverride) -> Result<usize> {
     let have: Vec<String> = list
         .iter()
         .filter_map(|m| {
-            let p = m.get("platform")?;
+            let p = m.platform.as_ref()?;
             Some(format!(
                 "{}/{}{}",
-                p.get("os")?.as_str()?,
-                p.get("architecture")?.as_str()?,
-                p.get("variant")
-                    .and_then(Value::as_str)
+                p.os.as_deref()?,
+                p.architecture.as_deref()?,
+                p.variant
+                    .as_deref()
                     .map(|v| format!("/{v}"))
                     .unwrap_or_default()
             ))
@@ -102,12 +99,14 @@ mod tests {
 
     #[test]
     fn picks_by_override() {
-        let idx = json!({"manifests": [
-            {"platform": {"os": "linux", "architecture": "amd64"}},
-            {"platform": {"os": "linux", "architecture": "arm", "variant": "v6"}},
-            {"platform": {"os": "linux", "architecture": "arm", "variant": "v7"}},
-            {"platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
-        ]});
+        let d = "sha256:00";
+        let idx: Index = serde_json::from_value(json!({"manifests": [
+            {"digest": d, "size": 1, "platform": {"os": "linux", "architecture": "amd64"}},
+            {"digest": d, "size": 1, "platform": {"os": "linux", "architecture": "arm", "variant": "v6"}},
+            {"digest": d, "size": 1, "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}},
+            {"digest": d, "size": 1, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+        ]}))
+        .unwrap();
         let o = |a: &str, v: Option<&str>| PlatformOverride {
             os: None,
             arch: Some(a.into()),
