@@ -155,6 +155,25 @@ fn steps_that_change_nothing_stack_the_same_layer() {
         for applet in ["sh", "echo", "ls"] {
             std::os::unix::fs::symlink("busybox", ctx.join("bin").join(applet)).unwrap();
         }
+        // `ls -l` prints these times, and the tools store them differently (buildah rounds to the nearest
+        // second, lade keeps the nanoseconds as BuildKit does): whole seconds make the listings comparable.
+        for name in ["busybox", "sh", "echo", "ls"] {
+            let t = rustix::fs::Timespec {
+                tv_sec: 1_600_000_000,
+                tv_nsec: 0,
+            };
+            let times = rustix::fs::Timestamps {
+                last_access: t,
+                last_modification: t,
+            };
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                ctx.join("bin").join(name),
+                &times,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .unwrap();
+        }
     });
     // The case really is the one of the issue: lade's image lists one layer several times.
     let digests = layer_digests(&w.path("three-runs-lade-overlay-oci"), "img");
