@@ -202,30 +202,46 @@ impl Registry {
     /// `http_extra` goes under `http:`, `top_extra` at the top level of the registry's config.
     fn start_config(http_extra: &str, top_extra: &str) -> Option<Registry> {
         let bin = peer("docker-registry")?;
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let cfg = format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{http_extra}{top_extra}",
-            dir.path().join("data").display()
-        );
-        let cfg_path = dir.path().join("config.yml");
-        std::fs::write(&cfg_path, cfg).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg(&cfg_path)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting docker-registry");
-        let reg = Registry { addr, dir, child };
-        assert!(
-            wait_for_port(&reg.addr, Duration::from_secs(15)),
-            "docker-registry did not listen on {}",
-            reg.addr
-        );
-        Some(reg)
+        // A port picked free can be taken by another test's server before the registry binds it: then the
+        // registry exits (address in use), and the next attempt takes another port.
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().unwrap();
+            let addr = format!("127.0.0.1:{}", free_port());
+            let cfg = format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{http_extra}{top_extra}",
+                dir.path().join("data").display()
+            );
+            let cfg_path = dir.path().join("config.yml");
+            std::fs::write(&cfg_path, cfg).unwrap();
+            let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+            let child = Command::new(&bin)
+                .arg("serve")
+                .arg(&cfg_path)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("starting docker-registry");
+            let mut reg = Registry { addr, dir, child };
+            // Listening means its own log says so (a connection alone could reach another test's server).
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(15) {
+                if reg.child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if reg.log().contains(&format!("listening on {}", reg.addr))
+                    && wait_for_port(&reg.addr, Duration::from_secs(1))
+                {
+                    return Some(reg);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            eprintln!(
+                "docker-registry did not start on {}:\n{}",
+                reg.addr,
+                reg.log()
+            );
+        }
+        panic!("docker-registry did not start (three ports tried; its logs are above)");
     }
 
     /// Everything the registry logged so far (requests included), for tests that count uploads.

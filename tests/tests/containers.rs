@@ -640,20 +640,26 @@ fn a_killed_run_leaves_the_container_usable_and_a_second_run_is_refused_while_on
     ok(lade_in(&root).arg("prune"));
     assert!(ok(lade_in(&root).args(["images", "-q"])).trim().is_empty());
 
-    // Two at once: the second is refused at once, naming the container; the first finishes.
+    // Two at once: the second is refused at once, naming the container; the first finishes. The first holds
+    // the container until the test opens its gate (a bound wait, not a sleep that a slow machine outlasts).
+    let gate = w.path().join("gate");
+    std::fs::create_dir_all(&gate).unwrap();
     let mut first = lade_in(&root)
+        .arg("run")
+        .arg(format!("--mount=type=bind,source={},target=/gate", gate.display()))
         .args([
-            "run",
             "c1",
             "--",
             "/bin/sh",
             "-c",
-            "touch /started; sleep 3; echo done > /finished",
+            "touch /started; i=0; while [ ! -e /gate/go ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; \
+             echo done > /finished",
         ])
         .spawn()
         .unwrap();
     wait_for(&upper.join("started"));
     let out = run(lade_in(&root).args(["run", "c1", "--", "true"]));
+    std::fs::write(gate.join("go"), "").unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("c1") && err.contains("in use"), "{err}");

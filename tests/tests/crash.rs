@@ -50,7 +50,7 @@ fn store(root: &Path) -> Command {
 }
 
 /// Start `cmd`, kill it with SIGKILL after `after`; true when it was still running (the kill landed).
-fn kill_after(cmd: &mut Command, after: Duration) -> bool {
+fn kill_after(cmd: &mut Command, after: Duration) -> Result<(), Duration> {
     let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -59,14 +59,37 @@ fn kill_after(cmd: &mut Command, after: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < after {
         if child.try_wait().unwrap().is_some() {
-            return false;
+            return Err(start.elapsed());
         }
         std::thread::sleep(Duration::from_millis(2).min(after - start.elapsed().min(after)));
     }
-    let landed = child.try_wait().unwrap().is_none();
+    if child.try_wait().unwrap().is_some() {
+        return Err(start.elapsed());
+    }
     let _ = child.kill();
     child.wait().unwrap();
-    landed
+    Ok(())
+}
+
+/// The kill times of a test are drawn from its first, timed run. When a later run ends before its kill
+/// (this machine got faster than during that run), the window shrinks to match, so enough kills land.
+#[derive(Clone, Copy)]
+struct Window {
+    scale: f64,
+    took: Duration,
+}
+
+impl Window {
+    fn new(took: Duration) -> Window {
+        Window { scale: 1.0, took }
+    }
+    fn at(&self, rng: &mut Rng, lo: Duration, hi: Duration) -> Duration {
+        rng.between(lo.mul_f64(self.scale), hi.mul_f64(self.scale))
+    }
+    fn missed(&mut self, lived: Duration) {
+        let ratio = lived.as_secs_f64() / self.took.as_secs_f64().max(1e-3);
+        self.scale = self.scale.min(ratio * 0.95);
+    }
 }
 
 /// How long `cmd` takes to succeed.
@@ -122,12 +145,14 @@ fn killed_pulls_leave_a_sound_store_and_rerun() {
     };
     let took = timed(&mut pull(&t.path().join("measure")));
     let mut rng = Rng::new("killed_pulls");
+    let mut window = Window::new(took);
     let (mut landed, mut tries) = (0, 0);
     while landed < KILLS && tries < 3 * KILLS {
         tries += 1;
         let root = t.path().join(format!("store-{tries}"));
-        let at = rng.between(Duration::ZERO, took);
-        if !kill_after(&mut pull(&root), at) {
+        let at = window.at(&mut rng, Duration::ZERO, took);
+        if let Err(lived) = kill_after(&mut pull(&root), at) {
+            window.missed(lived);
             continue;
         }
         landed += 1;
@@ -165,12 +190,14 @@ fn killed_pushes_leave_the_store_untouched_and_rerun() {
         timed(&mut push(&reg.addr))
     };
     let mut rng = Rng::new("killed_pushes");
+    let mut window = Window::new(took);
     let (mut landed, mut tries) = (0, 0);
     while landed < KILLS && tries < 3 * KILLS {
         tries += 1;
         let reg = Registry::start().unwrap();
-        let at = rng.between(Duration::ZERO, took);
-        if !kill_after(&mut push(&reg.addr), at) {
+        let at = window.at(&mut rng, Duration::ZERO, took);
+        if let Err(lived) = kill_after(&mut push(&reg.addr), at) {
+            window.missed(lived);
             continue;
         }
         landed += 1;
@@ -282,6 +309,7 @@ fn killed_builds_leave_a_sound_store_and_rerun() {
     let mut rng = Rng::new("killed_builds");
     for (phase, lo, hi) in [("RUN", run_start, run_end), ("commit", run_end, took)] {
         let (mut landed, mut tries) = (0, 0);
+        let mut window = Window::new(took);
         while landed < KILLS && tries < 3 * KILLS {
             tries += 1;
             let root = fresh(&format!("{phase}-{tries}"));
@@ -291,8 +319,10 @@ fn killed_builds_leave_a_sound_store_and_rerun() {
             } else {
                 lo
             };
-            let at = rng.between(lo, hi);
-            if !kill_after(&mut build(&root), at) {
+            let at = window.at(&mut rng, lo, hi);
+            if let Err(lived) = kill_after(&mut build(&root), at) {
+                window.missed(lived);
+                let _ = std::fs::remove_dir_all(&root);
                 continue;
             }
             landed += 1;
