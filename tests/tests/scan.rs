@@ -4,7 +4,7 @@
 //! The layers' diff_ids come from umoci's config, not from lade.
 
 use lade_tests::oci::{oci_digest, umoci_add_layer, umoci_image};
-use lade_tests::{Registry, fails, lade, ok, require_peers, target_dir, workspace};
+use lade_tests::{Registry, fails, lade, ok, require_peers, run, target_dir, workspace};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -169,6 +169,38 @@ fn a_final_filesystem_scanner_sees_only_what_is_left() {
         vec![("/etc/b".into(), String::new(), "second b\n".into())]
     );
     assert_eq!(diff_ids.len(), 3);
+}
+
+/// Layers of a layout directory are read in place; one whose bytes no longer match its digest fails the
+/// scan, naming the blob, and no findings are printed.
+#[test]
+fn a_damaged_layer_in_a_layout_fails_the_scan() {
+    require_peers!("umoci");
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, _) = layered_image(dir.path());
+    let blob = |d: &str| layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(blob(&oci_digest(&layout, "t").unwrap())).unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][1]["digest"].as_str().unwrap().to_string();
+    let mut bytes = std::fs::read(blob(&layer)).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(blob(&layer), &bytes).unwrap();
+    let lister = fixture("file-lister");
+    let out = run(lade()
+        .arg("--root")
+        .arg(dir.path().join("store"))
+        .args(["scan", "-f", "json", "--plugin", lister.to_str().unwrap()])
+        .arg(format!("oci:{}:t", layout.display())));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a damaged layer was scanned: {err}");
+    assert!(
+        err.contains(&layer) && err.contains("damaged"),
+        "the error should name the damaged blob {layer}: {err}"
+    );
+    assert!(out.stdout.is_empty(), "findings printed: {:?}", out.stdout);
 }
 
 #[test]

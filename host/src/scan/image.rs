@@ -1,16 +1,18 @@
 //! An image opened for scanning: its manifest (the host platform's instance of an index), its config and
-//! each layer's blob as a local file. Blobs of the local store are read in place; blobs of any other
-//! transport are spooled, digest-checked, into a temporary directory that lives as long as the image.
+//! each layer's blob as a local file. Blobs of the local store are read in place; so are the blob files of a
+//! layout directory (`oci:`, `dir:`), whose digests are checked by threads running beside the scan
+//! ([`OpenedImage::verified`]); blobs of any other transport are spooled, digest-checked, into a temporary
+//! directory that lives as long as the image.
 
 use crate::oci::config::ImageConfig;
 use crate::oci::document::{self, Index, Manifest};
-use crate::oci::verify::{DigestingReader, check_bytes, sha256_digest};
+use crate::oci::verify::{DigestingReader, Hasher, check_bytes, sha256_digest};
 use crate::plugin::scanner::{ImageInfo, Platform};
 use crate::transport::{self, Descriptor, ImageSource, PlatformOverride, SystemContext, media};
 use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt};
 use std::path::PathBuf;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The largest config read into memory, as containers/image's `MaxConfigBodySize`.
 const MAX_CONFIG: u64 = 4 << 20;
@@ -28,6 +30,21 @@ pub struct OpenedImage {
     pub layers: Vec<Layer>,
     /// Where spooled blobs live; removed on drop.
     _spool: Option<tempfile::TempDir>,
+    /// Digest checks of blobs read in place from outside the store, still running.
+    checks: std::sync::Mutex<Vec<std::thread::JoinHandle<Result<()>>>>,
+}
+
+impl OpenedImage {
+    /// Wait for the digest checks of blobs read in place: an error names the blob that does not match, and
+    /// whatever was read from it must be thrown away.
+    pub fn verified(&self) -> Result<()> {
+        let checks = std::mem::take(&mut *self.checks.lock().expect("lock"));
+        for c in checks {
+            c.join()
+                .map_err(|_| anyhow::anyhow!("a blob digest check panicked"))??;
+        }
+        Ok(())
+    }
 }
 
 /// Open `name` (a transport string); `shown` is the reference as the user typed it.
@@ -69,7 +86,7 @@ pub async fn open(name: &str, shown: &str, ctx: &SystemContext) -> Result<Opened
             diff_ids.len()
         );
     }
-    let (files, spool) = fetch_layers(src.as_ref(), name, &descs, ctx).await?;
+    let (files, spool, checks) = fetch_layers(src.as_ref(), name, &descs, ctx).await?;
     let layers = diff_ids
         .iter()
         .zip(files)
@@ -94,6 +111,7 @@ pub async fn open(name: &str, shown: &str, ctx: &SystemContext) -> Result<Opened
         },
         layers,
         _spool: spool,
+        checks: std::sync::Mutex::new(checks),
     })
 }
 
@@ -114,13 +132,16 @@ async fn read_config(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Each layer blob as a local file: in place in the local store, else spooled.
+type Check = std::thread::JoinHandle<Result<()>>;
+
+/// Each layer blob as a local file: in place in the local store (verified when it was stored) or in a
+/// layout directory (verified by the returned checks, beside the scan), else spooled.
 async fn fetch_layers(
     src: &dyn ImageSource,
     name: &str,
     descs: &[Descriptor],
     ctx: &SystemContext,
-) -> Result<(Vec<PathBuf>, Option<tempfile::TempDir>)> {
+) -> Result<(Vec<PathBuf>, Option<tempfile::TempDir>, Vec<Check>)> {
     if matches!(transport::parse(name)?, transport::TransportRef::Local(_)) {
         let layout = crate::store::Store::open(&ctx.store_root)?;
         let paths: Vec<PathBuf> = descs
@@ -128,8 +149,26 @@ async fn fetch_layers(
             .map(|d| layout.layout().blob_path(d.digest()))
             .collect();
         if paths.iter().all(|p| p.is_file()) {
-            return Ok((paths, None));
+            return Ok((paths, None, vec![]));
         }
+    }
+    if let Some(paths) = descs
+        .iter()
+        .map(|d| src.blob_file(d))
+        .collect::<Option<Vec<PathBuf>>>()
+    {
+        let checks = descs
+            .iter()
+            .zip(&paths)
+            .map(|(d, p)| {
+                let (d, p, source) = (d.clone(), p.clone(), src.name());
+                std::thread::spawn(move || {
+                    check_file(&p, &d)
+                        .with_context(|| format!("layer {} of {source}", d.digest()))
+                })
+            })
+            .collect();
+        return Ok((paths, None, checks));
     }
     let parent = crate::paths::cache_dir().join("scan");
     let spool = match std::fs::create_dir_all(&parent) {
@@ -151,7 +190,42 @@ async fn fetch_layers(
         .buffered(PARALLEL_FETCHES)
         .try_collect()
         .await?;
-    Ok((paths, Some(spool)))
+    Ok((paths, Some(spool), vec![]))
+}
+
+/// Check a blob file against its descriptor's size and digest.
+fn check_file(path: &std::path::Path, d: &Descriptor) -> Result<()> {
+    use std::io::Read;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Hasher::for_digest(d.digest())?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    if size != d.size() {
+        bail!(
+            "{} is {size} bytes, but the manifest says {}: the layout is damaged",
+            path.display(),
+            d.size()
+        );
+    }
+    let got = h.finish();
+    if &got != d.digest() {
+        bail!(
+            "{} hashes to {got}, not the digest its name and the manifest give: the layout is damaged",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 async fn spool_blob(src: &dyn ImageSource, d: &Descriptor, path: &std::path::Path) -> Result<()> {
@@ -161,9 +235,12 @@ async fn spool_blob(src: &dyn ImageSource, d: &Descriptor, path: &std::path::Pat
         d.digest(),
         Some(d.size()),
     )?;
-    let mut out = tokio::fs::File::create(path)
+    let out = tokio::fs::File::create(path)
         .await
         .with_context(|| format!("creating {}", path.display()))?;
+    // Big writes: each write of a tokio file is a trip to its blocking pool.
+    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, out);
     tokio::io::copy(&mut r, &mut out).await.with_context(what)?;
+    out.flush().await.with_context(what)?;
     Ok(())
 }

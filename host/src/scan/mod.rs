@@ -80,7 +80,8 @@ pub fn scan(
         .with_context(|| format!("the file selection of plugin `{}`", plugin.info().name))?;
     let files: Box<dyn crate::plugin::scanner::ImageFiles> = match target {
         Target::Image(img) => {
-            let masks = visibility::Masks::read(img)?;
+            // A damaged blob read in place is named as such, rather than by the tar error it causes.
+            let masks = visibility::Masks::read(img).map_err(|e| img.verified().err().unwrap_or(e))?;
             Box::new(stream::layers(img, selection, masks))
         }
         Target::Dir(dir) => Box::new(stream::directory(dir.clone(), selection)?),
@@ -90,7 +91,12 @@ pub fn scan(
         options,
         inputs: vec![],
     };
-    Ok(scanner.scan(&request, files, grants)?)
+    let result = scanner.scan(&request, files, grants);
+    // A blob that does not match its digest outranks whatever the scanner made of it.
+    if let Target::Image(img) = target {
+        img.verified()?;
+    }
+    Ok(result?)
 }
 
 /// Run `plugin` (a scanner) over documents alone (an SBOM file), with no image: it gets no files.

@@ -68,6 +68,11 @@ impl ImageSource for DirSource {
             .with_context(|| format!("blob {} is missing: {}", desc.digest(), p.display()))?;
         Ok(Box::new(f))
     }
+
+    fn blob_file(&self, desc: &Descriptor) -> Option<PathBuf> {
+        let p = blob_file(&self.dir, desc.digest());
+        p.symlink_metadata().is_ok_and(|m| m.is_file()).then_some(p)
+    }
 }
 
 /// Write side of `dir:` (the directory is created; an existing one is reused).

@@ -55,6 +55,13 @@ pub trait ImageSource: Send + Sync {
     /// A blob's bytes. The engine verifies digest and size while reading.
     async fn blob(&self, desc: &Descriptor) -> Result<BlobStream>;
 
+    /// The file that holds a blob, for transports whose blobs are plain files on this machine (a layout
+    /// directory): readers that need a file (a scan) use it in place instead of a copy. The bytes are as
+    /// untrusted as [`ImageSource::blob`]'s: the caller checks the digest.
+    fn blob_file(&self, _desc: &Descriptor) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// OCI 1.1 referrers of `subject` (signatures, attestations, SBOMs that name it in `subject`).
     async fn referrers(&self, _subject: &Descriptor) -> Result<Vec<Descriptor>> {
         Ok(vec![])

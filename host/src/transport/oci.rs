@@ -141,6 +141,11 @@ impl ImageSource for OciSource {
         self.layout.open_blob(desc.digest()).await
     }
 
+    fn blob_file(&self, desc: &Descriptor) -> Option<std::path::PathBuf> {
+        let p = self.layout.blob_path(desc.digest());
+        p.symlink_metadata().is_ok_and(|m| m.is_file()).then_some(p)
+    }
+
     async fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>> {
         layout_referrers(&self.layout, subject.digest())
     }
