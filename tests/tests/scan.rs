@@ -178,12 +178,18 @@ fn a_damaged_layer_in_a_layout_fails_the_scan() {
     require_peers!("umoci");
     let dir = tempfile::tempdir().unwrap();
     let (layout, _) = layered_image(dir.path());
-    let blob = |d: &str| layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
-    let manifest: Value = serde_json::from_slice(
-        &std::fs::read(blob(&oci_digest(&layout, "t").unwrap())).unwrap(),
-    )
-    .unwrap();
-    let layer = manifest["layers"][1]["digest"].as_str().unwrap().to_string();
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(blob(&oci_digest(&layout, "t").unwrap())).unwrap())
+            .unwrap();
+    let layer = manifest["layers"][1]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut bytes = std::fs::read(blob(&layer)).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x55;
@@ -201,6 +207,100 @@ fn a_damaged_layer_in_a_layout_fails_the_scan() {
         "the error should name the damaged blob {layer}: {err}"
     );
     assert!(out.stdout.is_empty(), "findings printed: {:?}", out.stdout);
+}
+
+/// The scan cache: the first scan keeps what the selection took from each layer, a second scan of the same
+/// layers streams those extracts instead of the layers (shown by editing one: the findings change with
+/// it), and the blobs are still checked, so a damaged layout fails even when every layer is cached.
+#[test]
+fn a_second_scan_reads_the_layer_extracts_and_still_checks_the_blobs() {
+    require_peers!("umoci");
+    let dir = tempfile::tempdir().unwrap();
+    let (layout, _) = layered_image(dir.path());
+    // A private scan cache (beside the shared compiled plugins, so nothing is compiled again).
+    let cache = dir.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let shared = lade_tests::shared_cache_dir().join("plugins");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::os::unix::fs::symlink(&shared, cache.join("plugins")).unwrap();
+    let lister = fixture("file-lister");
+    let target = format!("oci:{}:t", layout.display());
+    let scan = || {
+        run(lade()
+            .env("LADE_CACHE_DIR", &cache)
+            .arg("--root")
+            .arg(dir.path().join("store"))
+            .args(["scan", "-f", "json", "--plugin", lister.to_str().unwrap()])
+            .arg(&target))
+    };
+    let first = scan();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("second b"));
+    let extracts: Vec<_> = std::fs::read_dir(cache.join("scan/extracts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    assert_eq!(extracts.len(), 3, "one extract per layer: {extracts:?}");
+    let holding = extracts
+        .iter()
+        .find(|p| {
+            std::fs::read(p)
+                .unwrap()
+                .windows(8)
+                .any(|w| w == b"second b")
+        })
+        .expect("an extract holds /etc/b's content");
+    let edited: Vec<u8> = {
+        let bytes = std::fs::read(holding).unwrap();
+        let at = bytes.windows(8).position(|w| w == b"second b").unwrap();
+        let mut b = bytes.clone();
+        b[at..at + 8].copy_from_slice(b"cached b");
+        b
+    };
+    std::fs::write(holding, &edited).unwrap();
+    let second = scan();
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let out = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        out.contains("cached b") && !out.contains("second b"),
+        "{out}"
+    );
+
+    // Every layer is cached; a damaged blob still fails the scan.
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(
+            layout.join("blobs/sha256").join(
+                oci_digest(&layout, "t")
+                    .unwrap()
+                    .trim_start_matches("sha256:"),
+            ),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let blob = layout
+        .join("blobs/sha256")
+        .join(layer.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&blob, &bytes).unwrap();
+    let third = scan();
+    let err = String::from_utf8_lossy(&third.stderr);
+    assert!(!third.status.success() && err.contains(&layer), "{err}");
 }
 
 #[test]

@@ -7,7 +7,12 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 /// A reader that decompresses `reader` as `c` says.
 pub fn decoder<'a>(c: Compression, reader: impl BufRead + 'a) -> Result<Box<dyn Read + 'a>> {
     Ok(match c {
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        // Readers of tars ask for 512-byte headers and skip contents in 8 KiB reads; inflating into
+        // buffers that small costs zlib a window copy of everything and its slow path. It fills 256 KiB.
+        Compression::Gzip => Box::new(BufReader::with_capacity(
+            256 * 1024,
+            flate2::bufread::MultiGzDecoder::new(reader),
+        )),
         Compression::Zstd => Box::new(
             zstd::stream::read::Decoder::with_buffer(reader).context("starting zstd decoder")?,
         ),

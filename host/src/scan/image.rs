@@ -19,9 +19,11 @@ const MAX_CONFIG: u64 = 4 << 20;
 /// Layers fetched at once from a remote source.
 const PARALLEL_FETCHES: usize = 4;
 
-/// One layer: its diff_id (from the config) and the file holding its (possibly compressed) tar.
+/// One layer: its diff_id (from the config), its blob digest and the file holding that (possibly
+/// compressed) tar.
 pub struct Layer {
     pub diff_id: String,
+    pub blob: String,
     pub file: PathBuf,
 }
 
@@ -90,8 +92,10 @@ pub async fn open(name: &str, shown: &str, ctx: &SystemContext) -> Result<Opened
     let layers = diff_ids
         .iter()
         .zip(files)
-        .map(|(d, file)| Layer {
+        .zip(&descs)
+        .map(|((d, file), desc)| Layer {
             diff_id: d.clone(),
+            blob: desc.digest().to_string(),
             file,
         })
         .collect();
@@ -163,8 +167,7 @@ async fn fetch_layers(
             .map(|(d, p)| {
                 let (d, p, source) = (d.clone(), p.clone(), src.name());
                 std::thread::spawn(move || {
-                    check_file(&p, &d)
-                        .with_context(|| format!("layer {} of {source}", d.digest()))
+                    check_file(&p, &d).with_context(|| format!("layer {} of {source}", d.digest()))
                 })
             })
             .collect();
@@ -196,8 +199,7 @@ async fn fetch_layers(
 /// Check a blob file against its descriptor's size and digest.
 fn check_file(path: &std::path::Path, d: &Descriptor) -> Result<()> {
     use std::io::Read;
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut h = Hasher::for_digest(d.digest())?;
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;

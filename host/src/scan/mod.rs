@@ -1,13 +1,15 @@
 //! Running a scanner plugin over an image from any transport, or over a root filesystem directory.
 //!
 //! [`Target::open`] reads what the scanner needs before it runs: for an image the manifest, the config and
-//! each layer blob (spooled to a temporary file, so a registry is read once), then the tar headers of every
-//! layer above the lowest, to learn which entries a later layer deletes or replaces. [`scan`] then hands the
-//! scanner a [`ImageFiles`] stream of the entries it selected, lowest layer first, each with its layer's
-//! diff_id and whether it is still visible; content is read by a producer thread through a bounded channel,
-//! so memory stays bounded whatever the image's size. Files: `image` (fetching), `select` (the scanner's
-//! file selection), `visibility` (whiteouts and replacements), `stream` (the entries handed over).
+//! each layer blob (in place when it is a local file, else spooled to a temporary file, so a registry is read
+//! once), then the tar headers of every layer above the lowest, to learn which entries a later layer deletes
+//! or replaces. [`scan`] then hands the scanner a [`ImageFiles`] stream of the entries it selected, lowest
+//! layer first, each with its layer's diff_id and whether it is still visible; content is read by a
+//! producer thread through a bounded channel, so memory stays bounded whatever the image's size. Files:
+//! `image` (fetching), `select` (the scanner's file selection), `visibility` (whiteouts and replacements),
+//! `extract` (the per-layer scan cache), `stream` (the entries handed over).
 
+mod extract;
 mod image;
 mod select;
 mod stream;
@@ -78,25 +80,33 @@ pub fn scan(
     let wants = scanner.wants()?;
     let selection = select::Selection::new(&wants)
         .with_context(|| format!("the file selection of plugin `{}`", plugin.info().name))?;
-    let files: Box<dyn crate::plugin::scanner::ImageFiles> = match target {
-        Target::Image(img) => {
-            // A damaged blob read in place is named as such, rather than by the tar error it causes.
-            let masks = visibility::Masks::read(img).map_err(|e| img.verified().err().unwrap_or(e))?;
-            Box::new(stream::layers(img, selection, masks))
-        }
-        Target::Dir(dir) => Box::new(stream::directory(dir.clone(), selection)?),
-    };
     let request = ScanRequest {
         image: Some(target.info()),
         options,
         inputs: vec![],
     };
-    let result = scanner.scan(&request, files, grants);
+    let img = match target {
+        Target::Image(img) => img,
+        Target::Dir(dir) => {
+            let files = Box::new(stream::directory(dir.clone(), selection)?);
+            return Ok(scanner.scan(&request, files, grants)?);
+        }
+    };
+    // A damaged blob read in place is named as such, rather than by the tar error it causes.
+    let masks = visibility::Masks::read(img).map_err(|e| img.verified().err().unwrap_or(e))?;
+    let cache = extract::Cache::open(&selection.key);
+    let (files, producer) = stream::layers(img, selection, masks, cache);
+    let result = scanner.scan(&request, Box::new(files), grants);
+    // The stream is gone with the call, so the producer ends at its next send.
+    let extracts = producer.join().unwrap_or_default();
     // A blob that does not match its digest outranks whatever the scanner made of it.
-    if let Target::Image(img) = target {
-        img.verified()?;
+    img.verified()?;
+    let result = result?;
+    for e in extracts {
+        // The cache is an optimisation: a failure to keep it costs the next scan time, not this one.
+        let _ = e.publish();
     }
-    Ok(result?)
+    Ok(result)
 }
 
 /// Run `plugin` (a scanner) over documents alone (an SBOM file), with no image: it gets no files.

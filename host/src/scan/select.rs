@@ -9,6 +9,8 @@ pub struct Selection {
     globs: Vec<Pattern>,
     executables: bool,
     pub all_layers: bool,
+    /// What the selection takes from a layer (not whether hidden entries count), for the scan cache.
+    pub key: String,
 }
 
 impl Selection {
@@ -18,10 +20,13 @@ impl Selection {
             .iter()
             .map(|g| Pattern::new(g.trim_start_matches('/')))
             .collect::<Result<_>>()?;
+        let key =
+            serde_json::json!({"globs": wants.globs, "executables": wants.executables}).to_string();
         Ok(Selection {
             globs,
             executables: wants.executables,
             all_layers: wants.all_layers,
+            key,
         })
     }
 

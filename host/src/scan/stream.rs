@@ -2,6 +2,7 @@
 //! entry and its content in chunks through a bounded channel; [`Stream`] is the scanner's end. When the
 //! scanner stops early the channel closes and the producer ends at its next send.
 
+use super::extract::{Cache, Reader, Record, Writer, Written};
 use super::image::OpenedImage;
 use super::select::{Selection, clean};
 use super::visibility::{Masks, entry_path, for_each_entry, is_exec_file, whiteout};
@@ -11,6 +12,7 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 
 /// Content is sent in chunks of this size; with the channel's bound, at most a few MiB are in flight.
 const CHUNK: usize = 256 * 1024;
@@ -83,65 +85,150 @@ fn channel() -> (SyncSender<Msg>, Stream) {
     )
 }
 
-/// The selected entries of an image's layers, lowest first, each visible or not as `masks` says.
-pub fn layers(img: &OpenedImage, selection: Selection, masks: Masks) -> Stream {
+/// The selected entries of an image's layers, lowest first, each visible or not as `masks` says. With a
+/// scan `cache`, a layer whose extract is cached is streamed from it, and every other layer read whole is
+/// extracted on the way: the producer's handle gives back those extracts, to be published once the scan
+/// succeeded and the blobs proved sound.
+pub fn layers(
+    img: &OpenedImage,
+    selection: Selection,
+    masks: Masks,
+    cache: Option<Cache>,
+) -> (Stream, JoinHandle<Vec<Written>>) {
     let (tx, stream) = channel();
-    let layers: Vec<(String, PathBuf)> = img
+    let layers: Vec<(String, String, PathBuf)> = img
         .layers
         .iter()
-        .map(|l| (l.diff_id.clone(), l.file.clone()))
+        .map(|l| (l.diff_id.clone(), l.blob.clone(), l.file.clone()))
         .collect();
-    std::thread::spawn(move || {
-        for (index, (diff_id, file)) in layers.iter().enumerate() {
-            let r = for_each_entry(file, |_, entry| {
-                let Some(path) = entry_path(entry)? else {
-                    return Ok(());
-                };
-                let h = entry.header();
-                let exec = is_exec_file(h.entry_type(), h.mode().unwrap_or(0));
-                if whiteout(&path).is_some() || !selection.wants(&path, exec) {
-                    return Ok(());
+    let producer = std::thread::spawn(move || {
+        let mut written = vec![];
+        for (index, (diff_id, blob, file)) in layers.iter().enumerate() {
+            let out = Out {
+                tx: &tx,
+                masks: &masks,
+                selection: &selection,
+                diff_id,
+                index,
+            };
+            let r = match cache.as_ref().and_then(|c| c.hit(blob)) {
+                Some(extract) => from_extract(&out, extract),
+                None => {
+                    let mut w = cache.as_ref().and_then(|c| c.writer(blob));
+                    from_layer(&out, file, &mut w).map(|()| {
+                        if let Some(done) = w.and_then(|w| w.finish().ok()) {
+                            written.push(done);
+                        }
+                    })
                 }
-                let visible = !masks.hidden(index, &path);
-                if !visible && !selection.all_layers {
-                    return Ok(());
-                }
-                let kind = kind_of(h.entry_type());
-                let link_target = entry
-                    .link_name_bytes()
-                    .map(|l| String::from_utf8_lossy(&l).into_owned())
-                    .map(|l| match kind {
-                        EntryKind::Hardlink => format!("/{}", clean(&l).unwrap_or_default()),
-                        _ => l,
-                    });
-                let e = Entry {
-                    path: format!("/{path}"),
-                    kind,
-                    size: h.size().unwrap_or(0),
-                    mode: h.mode().unwrap_or(0),
-                    uid: h.uid().unwrap_or(0) as u32,
-                    gid: h.gid().unwrap_or(0) as u32,
-                    link_target,
-                    layer: diff_id.clone(),
-                    layer_index: index as u32,
-                    visible,
-                };
-                send(&tx, Msg::Entry(e))?;
-                if kind == EntryKind::File {
-                    send_content(&tx, entry)?;
-                }
-                Ok(())
-            })
+            }
             .with_context(|| format!("reading layer {diff_id}"));
             if let Err(e) = r {
                 if !e.is::<Closed>() {
                     let _ = tx.send(Msg::Failed(e));
                 }
-                return;
+                return vec![];
             }
         }
+        written
     });
-    stream
+    (stream, producer)
+}
+
+/// Where one layer's entries go.
+struct Out<'a> {
+    tx: &'a SyncSender<Msg>,
+    masks: &'a Masks,
+    selection: &'a Selection,
+    diff_id: &'a str,
+    index: usize,
+}
+
+impl Out<'_> {
+    /// Whether the scanner gets the selected entry at `path`, and whether it is visible.
+    fn wanted(&self, path: &str) -> Option<bool> {
+        let visible = !self.masks.hidden(self.index, path);
+        (visible || self.selection.all_layers).then_some(visible)
+    }
+
+    fn entry(&self, r: &Record, visible: bool) -> Result<()> {
+        let kind = kind_from(r.kind);
+        let link_target = r.link_target.clone().map(|l| match kind {
+            EntryKind::Hardlink => format!("/{}", clean(&l).unwrap_or_default()),
+            _ => l,
+        });
+        send(
+            self.tx,
+            Msg::Entry(Entry {
+                path: format!("/{}", r.path),
+                kind,
+                size: r.size,
+                mode: r.mode,
+                uid: r.uid,
+                gid: r.gid,
+                link_target,
+                layer: self.diff_id.to_string(),
+                layer_index: self.index as u32,
+                visible,
+            }),
+        )
+    }
+}
+
+/// A layer read whole: each selected entry goes to the scanner (when it wants it) and into the extract.
+fn from_layer(out: &Out, file: &Path, extract: &mut Option<Writer>) -> Result<()> {
+    for_each_entry(file, |_, entry| {
+        let Some(path) = entry_path(entry)? else {
+            return Ok(());
+        };
+        let h = entry.header();
+        let exec = is_exec_file(h.entry_type(), h.mode().unwrap_or(0));
+        if whiteout(&path).is_some() || !out.selection.wants(&path, exec) {
+            return Ok(());
+        }
+        let kind = kind_of(h.entry_type());
+        let r = Record {
+            path,
+            kind: kind_code(kind),
+            size: if kind == EntryKind::File {
+                h.size().unwrap_or(0)
+            } else {
+                0
+            },
+            mode: h.mode().unwrap_or(0),
+            uid: h.uid().unwrap_or(0) as u32,
+            gid: h.gid().unwrap_or(0) as u32,
+            link_target: entry
+                .link_name_bytes()
+                .map(|l| String::from_utf8_lossy(&l).into_owned()),
+        };
+        // A disk that refuses the extract costs the cache, never the scan.
+        if extract.as_mut().is_some_and(|w| w.record(&r).is_err()) {
+            *extract = None;
+        }
+        let wanted = out.wanted(&r.path);
+        if let Some(visible) = wanted {
+            out.entry(&r, visible)?;
+        }
+        if kind == EntryKind::File && (wanted.is_some() || extract.is_some()) {
+            send_content(out.tx, entry, wanted.is_some(), extract)?;
+        }
+        Ok(())
+    })
+}
+
+/// A layer from its cached extract.
+fn from_extract(out: &Out, mut extract: Reader) -> Result<()> {
+    while let Some(r) = extract.next_record()? {
+        let Some(visible) = out.wanted(&r.path) else {
+            continue;
+        };
+        out.entry(&r, visible)?;
+        if kind_from(r.kind) == EntryKind::File {
+            send_content(out.tx, extract.content(), true, &mut None)?;
+        }
+    }
+    Ok(())
 }
 
 /// The scanner went away.
@@ -158,7 +245,13 @@ fn send(tx: &SyncSender<Msg>, m: Msg) -> Result<()> {
     tx.send(m).map_err(|_| anyhow!(Closed))
 }
 
-fn send_content(tx: &SyncSender<Msg>, mut r: impl Read) -> Result<()> {
+/// Send an entry's content to the scanner (`to_scanner`) and copy it into `extract`.
+fn send_content(
+    tx: &SyncSender<Msg>,
+    mut r: impl Read,
+    to_scanner: bool,
+    extract: &mut Option<Writer>,
+) -> Result<()> {
     loop {
         let mut buf = vec![0; CHUNK];
         let n = read_full(&mut r, &mut buf)?;
@@ -166,7 +259,12 @@ fn send_content(tx: &SyncSender<Msg>, mut r: impl Read) -> Result<()> {
             return Ok(());
         }
         buf.truncate(n);
-        send(tx, Msg::Chunk(buf))?;
+        if extract.as_mut().is_some_and(|w| w.content(&buf).is_err()) {
+            *extract = None;
+        }
+        if to_scanner {
+            send(tx, Msg::Chunk(buf))?;
+        }
     }
 }
 
@@ -192,6 +290,27 @@ fn kind_of(t: tar::EntryType) -> EntryKind {
         EntryKind::Hardlink
     } else {
         EntryKind::Other
+    }
+}
+
+/// An entry kind as the scan cache stores it.
+fn kind_code(k: EntryKind) -> u8 {
+    match k {
+        EntryKind::File => 0,
+        EntryKind::Directory => 1,
+        EntryKind::Symlink => 2,
+        EntryKind::Hardlink => 3,
+        EntryKind::Other => 4,
+    }
+}
+
+fn kind_from(code: u8) -> EntryKind {
+    match code {
+        0 => EntryKind::File,
+        1 => EntryKind::Directory,
+        2 => EntryKind::Symlink,
+        3 => EntryKind::Hardlink,
+        _ => EntryKind::Other,
     }
 }
 
@@ -266,7 +385,8 @@ fn walk(root: &Path, rel: &str, selection: &Selection, tx: &SyncSender<Msg>) -> 
                     .custom_flags(libc::O_NOFOLLOW)
                     .open(&full)
                     .with_context(|| format!("opening {}", full.display()))?;
-                send_content(tx, f).with_context(|| format!("reading {}", full.display()))?;
+                send_content(tx, f, true, &mut None)
+                    .with_context(|| format!("reading {}", full.display()))?;
             }
         }
         if ft.is_dir() {
