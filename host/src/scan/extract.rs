@@ -8,6 +8,7 @@
 //! Format (lade's own): the magic line, then per selected entry a u32 LE length and that much JSON
 //! ([`Record`]), a u64 LE content length and the content; a final u32 of `u32::MAX` ends the file.
 
+use crate::fsutil::writeback::WritebackFile;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -67,7 +68,11 @@ impl Cache {
             .prefix(".extract-")
             .tempfile_in(&self.dir)
             .ok()?;
-        let out = BufWriter::with_capacity(1 << 20, file.as_file().try_clone().ok()?);
+        // Written back as it grows, so the fsync before publishing waits for the tail alone.
+        let out = BufWriter::with_capacity(
+            1 << 20,
+            WritebackFile::new(file.as_file().try_clone().ok()?),
+        );
         let mut w = Writer {
             file,
             out,
@@ -82,7 +87,7 @@ impl Cache {
 /// An extract being written. Every call returns an error once the disk refuses; the caller then drops it.
 pub struct Writer {
     file: tempfile::NamedTempFile,
-    out: BufWriter<File>,
+    out: BufWriter<WritebackFile>,
     dest: PathBuf,
     /// Content bytes the current record still owes.
     remaining: u64,
