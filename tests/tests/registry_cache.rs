@@ -240,6 +240,25 @@ fn runner_b_reuses_runner_a_registry_cache_and_downloads_only_the_image_layers()
         others.is_empty(),
         "blobs downloaded beyond the image's layers: {others:#?}"
     );
+    // No step after the last RUN reads files (the cache recorded that WORKDIR /app exists), so B never
+    // unpacked that RUN's layer: its blob is in the store, its tree is not.
+    let config: Value = serde_json::from_str(&ok(Command::new("skopeo").args([
+        "inspect",
+        "--config",
+        "--tls-verify=false",
+        &format!("docker://{tag_a}"),
+    ])))
+    .unwrap();
+    let top = config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap();
+    let hex = top.as_str().unwrap().trim_start_matches("sha256:");
+    assert!(
+        b.join("lade/layers").is_dir() && !b.join("lade/layers").join(hex).exists(),
+        "runner B unpacked the top layer {hex}, which no step needed:\n{err_b}"
+    );
 }
 
 #[test]

@@ -165,6 +165,10 @@ impl Builder<'_> {
                     .iter()
                     .flat_map(|b| b.cache.exported(spec.max))
                     .collect(),
+                unchanged: built
+                    .iter()
+                    .flat_map(|b| b.cache.exported_unchanged(spec.max))
+                    .collect(),
                 mounts: built.iter().flat_map(|b| b.cache.mounts.clone()).collect(),
                 remote,
                 pushed: pushed.clone(),

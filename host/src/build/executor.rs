@@ -87,6 +87,8 @@ pub struct CacheRecords {
     pub image_stages: BTreeSet<u32>,
     /// Cache mounts the build's steps used: id → the dir.
     pub mounts: BTreeMap<String, PathBuf>,
+    /// (stage, key) of every check that found nothing to change (a WORKDIR that exists).
+    pub unchanged: Vec<(u32, String)>,
 }
 
 impl CacheRecords {
@@ -96,6 +98,15 @@ impl CacheRecords {
             .iter()
             .filter(|(s, _, _)| max || self.image_stages.contains(s))
             .map(|(_, k, l)| (k.clone(), l.clone()))
+            .collect()
+    }
+
+    /// The unchanged checks to export, chosen as [`CacheRecords::exported`] chooses steps.
+    pub fn exported_unchanged(&self, max: bool) -> BTreeSet<String> {
+        self.unchanged
+            .iter()
+            .filter(|(s, _)| max || self.image_stages.contains(s))
+            .map(|(_, k)| k.clone())
             .collect()
     }
 }
@@ -494,11 +505,38 @@ impl Exec<'_> {
             }
             Instruction::Copy(c) | Instruction::Add(c) => self.copy_step(state, key, parts, at, c),
             Instruction::Workdir(_) => {
-                self.materialize(state, true)?;
                 config::apply(&mut state.config, &step.instruction, false)?;
                 let dir = config::workdir(&state.config);
+                // Whether the directory exists is a fact about the parent's files: cached under its own key,
+                // so a hit (local, or from a remote cache) needs no layer fetched or unpacked.
+                let mut check = parts.clone();
+                check.push(("workdir-exists".into(), dir.clone()));
+                let check = super::cache::key(&check);
+                let exists = |this: &Self| {
+                    this.recorded
+                        .lock()
+                        .expect("lock")
+                        .unchanged
+                        .push((at.stage.index, check.clone()));
+                };
+                if self.opts.use_cache
+                    && (self.cache.get(&check).is_some()
+                        || self
+                            .opts
+                            .remote_cache
+                            .as_ref()
+                            .is_some_and(|r| r.unchanged(&check)))
+                {
+                    exists(self);
+                    return self.config_only(state, key, &parts, step);
+                }
+                self.materialize(state, true)?;
                 let view = state.view();
                 if !workdir::missing(&view, &dir)? {
+                    if let Err(e) = self.cache.put(&check, None) {
+                        tracing::debug!("could not record the WORKDIR check: {e:#}");
+                    }
+                    exists(self);
                     return self.config_only(state, key, &parts, step);
                 }
                 // The directory is made, owned by the current USER: a layer of its own.
@@ -827,15 +865,46 @@ impl Exec<'_> {
         let Some(remote) = &self.opts.remote_cache else {
             return Ok(());
         };
+        let mut missing = vec![];
+        for l in &state.layers {
+            if tree && self.layers.get(&l.diff_id)?.is_some() {
+                continue;
+            }
+            if !self
+                .store
+                .layout()
+                .has_blob(l.blob.digest(), Some(l.blob.size()))
+            {
+                missing.push(l);
+            }
+        }
+        // Downloads side by side, a few at a time (as a pull fetches an image's layers).
+        for group in missing.chunks(4) {
+            std::thread::scope(|s| {
+                let fetches: Vec<_> = group
+                    .iter()
+                    .map(|l| {
+                        s.spawn(move || -> Result<()> {
+                            let digest = l.blob.digest();
+                            remote.ensure_blob(
+                                digest.as_ref(),
+                                l.blob.size(),
+                                l.blob.media_type().as_ref(),
+                            )?;
+                            self.store.record_diff_id(digest, &l.diff_id.parse()?)
+                        })
+                    })
+                    .collect();
+                fetches
+                    .into_iter()
+                    .try_for_each(|f| f.join().expect("a blob download panicked"))
+            })?;
+        }
         for l in &state.layers {
             if tree && self.layers.get(&l.diff_id)?.is_some() {
                 continue;
             }
             let digest = l.blob.digest();
-            if !self.store.layout().has_blob(digest, Some(l.blob.size())) {
-                remote.ensure_blob(digest.as_ref(), l.blob.size(), l.blob.media_type().as_ref())?;
-                self.store.record_diff_id(digest, &l.diff_id.parse()?)?;
-            }
             if tree {
                 let path = self.store.layout().blob_path(digest);
                 self.layers.get_or_unpack(&l.diff_id, || {

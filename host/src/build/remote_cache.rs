@@ -21,7 +21,7 @@ use crate::store::layout::Layout;
 use crate::transport::{Descriptor, Digest};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -179,6 +179,10 @@ pub struct CacheMap {
     /// `RUN --mount=type=cache` id → its contents.
     #[serde(default)]
     pub mounts: BTreeMap<String, MountRecord>,
+    /// Keys of checks that found the image needed no change (a WORKDIR that exists), so a hit needs no
+    /// layer's files. (Absent in maps of older lade: the check then reads the files.)
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub unchanged: BTreeSet<String>,
 }
 
 const MAP_VERSION: u32 = 1;
@@ -196,6 +200,7 @@ pub struct RemoteCache {
     /// Key → (source, record); per-step sources fill it one lookup at a time (None: looked up, absent).
     steps: Mutex<HashMap<String, Option<(usize, LayerRecord)>>>,
     mounts: BTreeMap<String, (usize, MountRecord)>,
+    unchanged: BTreeSet<String>,
     /// Blob digest → the source that has it.
     origins: Mutex<HashMap<String, usize>>,
     /// One download per blob at a time.
@@ -264,6 +269,7 @@ impl RemoteCache {
             sources: Vec::new(),
             steps: Mutex::new(HashMap::new()),
             mounts: BTreeMap::new(),
+            unchanged: BTreeSet::new(),
             origins: Mutex::new(HashMap::new()),
             fetching: Mutex::new(HashMap::new()),
             store: store.clone(),
@@ -334,10 +340,16 @@ impl RemoteCache {
                     origins.entry(m.digest.clone()).or_insert(i);
                     rc.mounts.entry(id).or_insert((i, m));
                 }
+                rc.unchanged.extend(map.unchanged);
             }
             rc.sources.push((what, source));
         }
         Ok(rc)
+    }
+
+    /// Whether a cache recorded that the check `key` found nothing to change.
+    pub fn unchanged(&self, key: &str) -> bool {
+        self.unchanged.contains(key)
     }
 
     /// How many blobs this cache downloaded.
@@ -468,6 +480,7 @@ async fn per_step_lookup(repo: &Repo, key: &str) -> Result<Option<LayerRecord>> 
 /// What a build hands to [`export`].
 pub struct Exported<'a> {
     pub steps: BTreeMap<String, LayerRecord>,
+    pub unchanged: BTreeSet<String>,
     /// Cache mounts this build used: id → the local dir.
     pub mounts: Vec<(String, PathBuf)>,
     pub remote: Option<&'a RemoteCache>,
@@ -497,6 +510,7 @@ pub fn export(
         version: MAP_VERSION,
         steps: what.steps,
         mounts: BTreeMap::new(),
+        unchanged: what.unchanged,
     };
     if spec.mounts {
         if let Some(r) = what.remote {
@@ -532,6 +546,8 @@ pub fn export(
                     version: MAP_VERSION,
                     steps: BTreeMap::from([(key.clone(), rec.clone())]),
                     mounts: BTreeMap::new(),
+                    // Per-step caches are looked up by layer step only: a WORKDIR check reads the files.
+                    unchanged: BTreeSet::new(),
                 };
                 let tag = key.trim_start_matches("sha256:");
                 ctx.push_artifact(&repo, tag, &one, &mut stats)?;
