@@ -766,11 +766,17 @@ mod tests {
             version: MAP_VERSION,
             steps: BTreeMap::from([("sha256:a".into(), rec.clone()), ("sha256:b".into(), rec)]),
             mounts: BTreeMap::new(),
+            unchanged: BTreeSet::from(["sha256:c".to_string()]),
         };
         let (m, c, blobs) = artifact(&map).unwrap();
         assert_eq!(blobs.len(), 1);
         let back = cache_manifest(&m, "test").unwrap();
         assert_eq!(back.size, c.len() as u64);
-        assert_eq!(parse_map(&c, "test").unwrap().steps.len(), 2);
+        let read = parse_map(&c, "test").unwrap();
+        assert_eq!(read.steps.len(), 2);
+        assert!(read.unchanged.contains("sha256:c"));
+        // A map without the field (an older lade's) reads as having no unchanged checks.
+        let old = br#"{"version":1,"steps":{},"mounts":{}}"#;
+        assert!(parse_map(old, "test").unwrap().unchanged.is_empty());
     }
 }
