@@ -49,6 +49,25 @@ impl Hasher {
     }
 }
 
+/// A file hashed with `hasher`: the digest and the number of bytes read.
+pub fn hash_file(path: &std::path::Path, mut hasher: Hasher) -> Result<(Digest, u64)> {
+    use anyhow::Context as _;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            return Ok((hasher.finish(), size));
+        }
+        size += n as u64;
+        hasher.update(&buf[..n]);
+    }
+}
+
 /// sha256 of some bytes, as a `Digest`.
 pub fn sha256_digest(data: &[u8]) -> Digest {
     let mut h = Hasher::sha256();

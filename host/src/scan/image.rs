@@ -6,7 +6,7 @@
 
 use crate::oci::config::ImageConfig;
 use crate::oci::document::{self, Index, Manifest};
-use crate::oci::verify::{DigestingReader, Hasher, check_bytes, sha256_digest};
+use crate::oci::verify::{DigestingReader, Hasher, check_bytes, hash_file, sha256_digest};
 use crate::plugin::scanner::{ImageInfo, Platform};
 use crate::transport::{self, Descriptor, ImageSource, PlatformOverride, SystemContext, media};
 use anyhow::{Context, Result, bail};
@@ -198,21 +198,7 @@ async fn fetch_layers(
 
 /// Check a blob file against its descriptor's size and digest.
 fn check_file(path: &std::path::Path, d: &Descriptor) -> Result<()> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Hasher::for_digest(d.digest())?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        h.update(&buf[..n]);
-    }
+    let (got, size) = hash_file(path, Hasher::for_digest(d.digest())?)?;
     if size != d.size() {
         bail!(
             "{} is {size} bytes, but the manifest says {}: the layout is damaged",
@@ -220,7 +206,6 @@ fn check_file(path: &std::path::Path, d: &Descriptor) -> Result<()> {
             d.size()
         );
     }
-    let got = h.finish();
     if &got != d.digest() {
         bail!(
             "{} hashes to {got}, not the digest its name and the manifest give: the layout is damaged",

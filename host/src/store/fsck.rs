@@ -23,7 +23,6 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// One thing fsck found (or, under `removed`, one thing `repair` removed).
@@ -149,21 +148,10 @@ fn is_temp(name: &str) -> bool {
 
 /// The digest a file's content hashes to (`None` for an algorithm lade does not verify).
 fn hash_file(path: &Path, expected: &Digest) -> Result<Option<String>> {
-    let Ok(mut h) = Hasher::for_digest(expected) else {
+    let Ok(h) = Hasher::for_digest(expected) else {
         return Ok(None);
     };
-    let mut f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(Some(h.finish().to_string()))
+    Ok(Some(crate::oci::verify::hash_file(path, h)?.0.to_string()))
 }
 
 impl Store {
