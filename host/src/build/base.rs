@@ -526,34 +526,64 @@ impl BaseResolver {
     /// Every layer of `base` unpacked into `cache` (in parallel; each verified against its diff_id, which
     /// is recorded in the store), as an [`ImageState`]. Layers already unpacked cost a stat.
     pub fn image_state(&self, base: &ResolvedBase, cache: &LayerCache) -> Result<ImageState> {
-        let n = base.layers.len();
-        // A layer listed twice (schema 1 conversions, several empty layers) is unpacked once: `first[i]`
-        // is the first index with layer i's diff_id, and only those are unpacked.
-        let first: Vec<usize> = (0..n)
-            .map(|i| {
-                (0..i)
-                    .find(|&k| base.diff_ids[k] == base.diff_ids[i])
-                    .unwrap_or(i)
+        let state = Self::lazy_state(base, cache)?;
+        self.unpack_layers(&state.layers, cache)
+            .with_context(|| format!("base image `{}`", base.name))?;
+        Ok(state)
+    }
+
+    /// `base` as an [`ImageState`] whose layer dirs are where [`BaseResolver::unpack_layers`] puts them,
+    /// unpacked or not yet: the build unpacks a layer only when a step reads files.
+    pub fn lazy_state(base: &ResolvedBase, cache: &LayerCache) -> Result<ImageState> {
+        let layers = base
+            .layers
+            .iter()
+            .zip(&base.diff_ids)
+            .map(|(blob, diff_id)| {
+                Ok(Layer {
+                    diff_id: diff_id.clone(),
+                    blob: blob.clone(),
+                    dir: cache.path_of(diff_id)?,
+                })
             })
-            .collect();
-        let unique: Vec<usize> = (0..n).filter(|&i| first[i] == i).collect();
-        let dirs: Vec<Mutex<Option<Result<PathBuf>>>> = (0..n).map(|_| Mutex::new(None)).collect();
+            .collect::<Result<Vec<_>>>()
+            .with_context(|| format!("base image `{}`", base.name))?;
+        Ok(ImageState {
+            layers,
+            config: base.config.clone(),
+        })
+    }
+
+    /// Unpack every layer of `layers` not unpacked yet from its blob in the store (in parallel; each
+    /// verified against its diff_id, which is recorded in the store). A layer listed twice (schema 1
+    /// conversions, several empty layers) is unpacked once.
+    pub fn unpack_layers(&self, layers: &[Layer], cache: &LayerCache) -> Result<()> {
+        let mut todo: Vec<&Layer> = Vec::new();
+        for l in layers {
+            if !todo.iter().any(|t| t.diff_id == l.diff_id) && cache.get(&l.diff_id)?.is_none() {
+                todo.push(l);
+            }
+        }
+        let n = layers.len();
         let next = AtomicUsize::new(0);
+        let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
         let work = || {
-            while let Some(&i) = unique.get(next.fetch_add(1, Ordering::Relaxed)) {
-                let r = self.unpack_one(&base.layers[i], &base.diff_ids[i], cache);
-                if let Ok(mut slot) = dirs[i].lock() {
-                    *slot = Some(r);
+            while let Some(l) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+                if let Err(e) = self.unpack_one(&l.blob, &l.diff_id, cache) {
+                    let at = layers
+                        .iter()
+                        .position(|x| x.diff_id == l.diff_id)
+                        .unwrap_or(0);
+                    let e = e.context(format!("layer {} of {n} ({})", at + 1, l.blob.digest()));
+                    first_error.lock().expect("lock").get_or_insert(e);
+                    // The other workers stop at their next layer.
+                    next.store(todo.len(), Ordering::Relaxed);
                 }
             }
         };
-        let todo = unique
-            .iter()
-            .filter(|&&i| !matches!(cache.get(&base.diff_ids[i]), Ok(Some(_))))
-            .count();
         let workers = std::thread::available_parallelism()
             .map_or(2, |c| c.get())
-            .min(todo);
+            .min(todo.len());
         if workers <= 1 {
             work();
         } else {
@@ -563,33 +593,10 @@ impl BaseResolver {
                 }
             });
         }
-        let mut layers: Vec<Layer> = Vec::with_capacity(n);
-        for (i, slot) in dirs.into_iter().enumerate() {
-            let dir = if first[i] != i {
-                Ok(layers[first[i]].dir.clone())
-            } else {
-                slot.into_inner()
-                    .map_err(|_| anyhow!("layer unpacking panicked"))?
-                    .unwrap_or_else(|| Err(anyhow!("layer {i} was not unpacked")))
-            };
-            let dir = dir.with_context(|| {
-                format!(
-                    "base image `{}`: layer {} of {n} ({})",
-                    base.name,
-                    i + 1,
-                    base.layers[i].digest()
-                )
-            })?;
-            layers.push(Layer {
-                diff_id: base.diff_ids[i].clone(),
-                blob: base.layers[i].clone(),
-                dir,
-            });
+        match first_error.into_inner().expect("lock") {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        Ok(ImageState {
-            layers,
-            config: base.config.clone(),
-        })
     }
 
     fn unpack_one(&self, blob: &Descriptor, diff_id: &str, cache: &LayerCache) -> Result<PathBuf> {

@@ -380,10 +380,24 @@ fn archive_reader<'a>(reader: impl Read + 'a) -> Result<Option<Box<dyn Read + 'a
 }
 
 /// Select and digest the sources of a COPY/ADD step (see the module docs).
+/// A digest of what a COPY or ADD from the build context copies (selected paths, kinds, modes, link
+/// targets, contents, the step's flags), without looking at the image it lands on; `None` when a source
+/// is a URL or a git repository (those are fetched to be digested). With the parent's cache key, which
+/// stands for the image below, it keys the step's layer before the image is unpacked, so a cache hit
+/// unpacks nothing.
+pub fn source_digest(req: &CopyRequest) -> Result<Option<String>> {
+    let fetched = |s: &String| req.add && (is_url(s) || git::is_git(s));
+    if !matches!(req.source, CopySource::Context(_)) || req.step.sources.iter().any(fetched) {
+        return Ok(None);
+    }
+    let p = plan::prepare_inner(req, plan::Scope::SourcesOnly)?;
+    Ok(Some(p.digest))
+}
+
 pub fn prepare(req: &CopyRequest) -> Result<PreparedCopy> {
     let what = if req.add { "ADD" } else { "COPY" };
     let start = std::time::Instant::now();
-    let p = plan::prepare_inner(req)
+    let p = plan::prepare_inner(req, plan::Scope::Full)
         .with_context(|| super::AtStep(format!("{}: {what}", req.location)))?;
     tracing::debug!(
         "{}: {what} prepared: {} entries, {} archives, {} content reads so far, in {:?}",

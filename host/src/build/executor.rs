@@ -317,8 +317,9 @@ impl Exec<'_> {
         }
     }
 
+    /// `base`, its layers unpacked only when [`Exec::materialize`] is asked to.
     fn image_state(&self, base: &ResolvedBase) -> Result<ImageState> {
-        self.resolver.image_state(base, &self.layers)
+        BaseResolver::lazy_state(base, &self.layers)
     }
 
     fn image_from(&self, reference: &str, platform: &Platform) -> Result<(ImageState, String)> {
@@ -476,7 +477,9 @@ impl Exec<'_> {
                     Ok(st)
                 };
                 let image_state = |r: &str| -> Result<ImageState> {
-                    Ok(self.image_from(r, &self.opts.platform)?.0)
+                    let st = self.image_from(r, &self.opts.platform)?.0;
+                    self.materialize(&st, true)?;
+                    Ok(st)
                 };
                 let req = RunRequest {
                     step: run_step,
@@ -496,7 +499,7 @@ impl Exec<'_> {
                     mount_cache: Some(self),
                 };
                 parts.extend(run::key_inputs(&req, &self.stat)?);
-                self.layer_step(state, key, parts, at, |tmp, opts| {
+                self.layer_step(state, key, parts, at, None, |tmp, opts| {
                     self.materialize(&image, true)?;
                     let snap = run::run(&req)?;
                     let (blob, dir) = snap.commit(&self.layers, tmp, opts)?;
@@ -542,7 +545,7 @@ impl Exec<'_> {
                 // The directory is made, owned by the current USER: a layer of its own.
                 let owner = workdir::owner(&view, &config::user(&state.config))?;
                 parts.push(("workdir".into(), format!("{dir} {}:{}", owner.0, owner.1)));
-                self.layer_step(state, key, parts, at, |tmp, opts| {
+                self.layer_step(state, key, parts, at, None, |tmp, opts| {
                     self.tree_layer(tmp, opts, |out| workdir::create(&view, &dir, owner, out))
                 })
             }
@@ -567,32 +570,47 @@ impl Exec<'_> {
     ) -> Result<Option<String>> {
         let (step, location) = (at.step, at.location);
         let add = matches!(step.instruction, Instruction::Add(_));
-        let from_state;
+        let workdir = config::workdir(&state.config);
+        let from_stage = match &c.from {
+            Some(SourceRef::Stage(i)) => Some(self.wait(*i)?),
+            _ => None,
+        };
+        let from_image = match &c.from {
+            Some(SourceRef::Image(r)) => Some(self.image_from(r, &self.opts.platform)?),
+            _ => None,
+        };
+        if let Some((_, digest)) = &from_image {
+            parts.push(("from image".into(), digest.clone()));
+        }
+        if let Some(out) = &from_stage {
+            parts.push(("from stage".into(), out.key.clone()));
+        }
+        let pre = self.copy_pre_key(&parts, c, add, &workdir, location);
+        if let Some(pre) = &pre
+            && let Some(layer) = self.lookup(pre)?
+        {
+            self.progress.cache(at.id, pre, true, None);
+            return Ok(Some(self.add_layer(state, key, layer, at, &[pre.as_str()])));
+        }
         let from_view;
-        let source = match &c.from {
-            None => CopySource::Context(self.ctx),
-            Some(SourceRef::Stage(i)) => {
-                from_state = self.wait(*i)?;
-                self.materialize(&from_state.state, true)?;
-                from_view = from_state.state.view();
+        let source = match (&from_stage, &from_image) {
+            (Some(out), _) => {
+                self.materialize(&out.state, true)?;
+                from_view = out.state.view();
                 CopySource::Image(&from_view)
             }
-            Some(SourceRef::Image(r)) => {
-                let (st, digest) = self.image_from(r, &self.opts.platform)?;
-                parts.push(("from image".into(), digest));
+            (_, Some((st, _))) => {
+                self.materialize(st, true)?;
                 from_view = st.view();
                 CopySource::Image(&from_view)
             }
+            _ => CopySource::Context(self.ctx),
         };
-        if let Some(SourceRef::Stage(i)) = &c.from {
-            parts.push(("from stage".into(), self.wait(*i)?.key.clone()));
-        }
         self.materialize(state, true)?;
         let image = state.view();
         // `--link`: the files land on nothing, so the layer does not depend on what is below it.
         let empty = super::rootview::RootView::new(Vec::new());
         let dest = if c.link { &empty } else { &image };
-        let workdir = config::workdir(&state.config);
         let req = CopyRequest {
             step: c,
             add,
@@ -610,7 +628,7 @@ impl Exec<'_> {
             parts.push((format!("file {path}"), digest.clone()));
         }
         if !c.link {
-            return self.layer_step(state, key, parts, at, |tmp, opts| {
+            return self.layer_step(state, key, parts, at, pre.as_deref(), |tmp, opts| {
                 self.tree_layer(tmp, opts, |out| prepared.apply(&req, out))
             });
         }
@@ -621,7 +639,7 @@ impl Exec<'_> {
         let (uid, gid) = prepared.owner();
         parts.push(("workdir".into(), workdir.clone()));
         parts.push(("owner".into(), format!("{uid}:{gid}")));
-        let diff_id = self.layer_step(state, key, parts, at, |tmp, opts| {
+        let diff_id = self.layer_step(state, key, parts, at, None, |tmp, opts| {
             self.tree_layer(tmp, opts, |out| prepared.apply(&req, out))
         })?;
         *key = super::cache::key(&vec![
@@ -629,6 +647,52 @@ impl Exec<'_> {
             ("linked layer".into(), key.clone()),
         ]);
         Ok(diff_id)
+    }
+
+    /// A key for a COPY's layer made before the image below is unpacked: the parent's key stands for that
+    /// image, so the step's result depends only on it and on what is copied (the context files' digest, or
+    /// the key or digest of the stage or image copied from, already in `parts`). `None` for `--link`
+    /// (keyed without its parent), without the cache, or when the sources cannot be digested alone.
+    fn copy_pre_key(
+        &self,
+        parts: &Parts,
+        c: &CopyStep,
+        add: bool,
+        workdir: &str,
+        location: &str,
+    ) -> Option<String> {
+        if !self.opts.use_cache || c.link {
+            return None;
+        }
+        let sources = match c.from {
+            Some(_) => "the source's key".to_string(),
+            None => {
+                let empty = super::rootview::RootView::new(Vec::new());
+                let req = CopyRequest {
+                    step: c,
+                    add,
+                    source: CopySource::Context(self.ctx),
+                    dest: &empty,
+                    users: &empty,
+                    workdir,
+                    statcache: &self.stat,
+                    tmp_dir: &self.tmp,
+                    location,
+                };
+                match copystep::source_digest(&req) {
+                    Ok(d) => d?,
+                    // The full plan reports it, with its context.
+                    Err(e) => {
+                        tracing::debug!("{location}: no early key for this step: {e:#}");
+                        return None;
+                    }
+                }
+            }
+        };
+        let mut pre = parts.clone();
+        pre.push(("workdir".into(), workdir.to_string()));
+        pre.push(("sources".into(), sources));
+        Some(super::cache::key(&pre))
     }
 
     /// A step that changed only the config: the key moves on, history gets an empty-layer entry.
@@ -670,35 +734,22 @@ impl Exec<'_> {
     }
 
     /// A step that makes a layer: a cache hit reuses the recorded layer, a miss runs `make` and records it.
+    /// With `alias` (a key made before the step's inputs were all read), the layer is recorded under it
+    /// too and it becomes the chain key, so a later build can hit on it alone.
     fn layer_step(
         &self,
         state: &mut ImageState,
         key: &mut String,
         parts: Parts,
         at: &StepAt,
+        alias: Option<&str>,
         make: impl FnOnce(&std::path::Path, &DiffOptions) -> Result<(crate::layer::LayerBlob, PathBuf)>,
     ) -> Result<Option<String>> {
-        let StepAt { slot, id, step, .. } = at;
-        let slot = slot.as_str();
+        let slot = at.slot.as_str();
         let k = super::cache::key(&parts);
-        let cached = if self.opts.use_cache {
-            let local = self
-                .cache
-                .get(&k)
-                .and_then(|rec| rec.layer)
-                .map(|l| self.cached_layer(&l))
-                .transpose()?
-                .flatten();
-            match local {
-                Some(l) => Some(l),
-                None => self.remote_layer(&k)?,
-            }
-        } else {
-            None
-        };
-        let layer = match cached {
+        let layer = match self.lookup(&k)? {
             Some(layer) => {
-                self.progress.cache(id, &k, true, None);
+                self.progress.cache(at.id, &k, true, None);
                 layer
             }
             None => {
@@ -707,7 +758,7 @@ impl Exec<'_> {
                 } else {
                     "--no-cache".into()
                 };
-                self.progress.cache(id, &k, false, Some(&why));
+                self.progress.cache(at.id, &k, false, Some(&why));
                 let opts = DiffOptions {
                     compression: self.opts.compression,
                     level: self.opts.compression_level,
@@ -738,44 +789,81 @@ impl Exec<'_> {
         if let Err(e) = self.cache.remember(slot, &k) {
             tracing::debug!("could not remember the step's inputs for --explain-cache: {e:#}");
         }
-        self.recorded.lock().expect("lock").steps.push((
-            at.stage.index,
-            k.clone(),
-            LayerRecord {
-                diff_id: layer.diff_id.clone(),
-                digest: layer.blob.digest().to_string(),
-                size: layer.blob.size(),
-                media_type: layer.blob.media_type().to_string(),
-            },
-        ));
+        let keys: Vec<&str> = std::iter::once(k.as_str()).chain(alias).collect();
+        Ok(Some(self.add_layer(state, key, layer, at, &keys)))
+    }
+
+    /// The layer recorded under `k`, in the local cache or the remote one (not fetched yet), if any.
+    fn lookup(&self, k: &str) -> Result<Option<Layer>> {
+        if !self.opts.use_cache {
+            return Ok(None);
+        }
+        let local = self
+            .cache
+            .get(k)
+            .and_then(|rec| rec.layer)
+            .map(|l| self.cached_layer(&l))
+            .transpose()?
+            .flatten();
+        match local {
+            Some(l) => Ok(Some(l)),
+            None => self.remote_layer(k),
+        }
+    }
+
+    /// `layer` added to `state` by the step at `at`, recorded in the local cache under each of `keys` but
+    /// the first (which the caller recorded); the last key becomes the chain key and is the one
+    /// `--cache-to` exports (a runner that imports it computes that key first). Returns its diff_id.
+    fn add_layer(
+        &self,
+        state: &mut ImageState,
+        key: &mut String,
+        layer: Layer,
+        at: &StepAt,
+        keys: &[&str],
+    ) -> String {
+        let record = LayerRecord {
+            diff_id: layer.diff_id.clone(),
+            digest: layer.blob.digest().to_string(),
+            size: layer.blob.size(),
+            media_type: layer.blob.media_type().to_string(),
+        };
+        for k in keys.iter().skip(1) {
+            if let Err(e) = self.cache.put(k, Some(record.clone())) {
+                tracing::debug!("could not record the step under its early key: {e:#}");
+            }
+        }
+        let chain = keys.last().copied().unwrap_or_default().to_string();
+        self.recorded
+            .lock()
+            .expect("lock")
+            .steps
+            .push((at.stage.index, chain.clone(), record));
         let diff_id = layer.diff_id.clone();
         config::add_layer(&mut state.config, &diff_id);
         let created = self.created();
         config::add_history(
             &mut state.config,
             &created,
-            &config::created_by(step),
+            &config::created_by(at.step),
             false,
         );
         state.layers.push(layer);
-        *key = k;
-        Ok(Some(diff_id))
+        *key = chain;
+        diff_id
     }
 
-    /// The layer of a cache record, if its blob is still in the store (its unpacked dir is remade if needed).
+    /// The layer of a cache record, if its blob is still in the store (unpacked only when
+    /// [`Exec::materialize`] is asked to).
     fn cached_layer(&self, rec: &LayerRecord) -> Result<Option<Layer>> {
         let digest: Digest = rec.digest.parse()?;
         if !self.store.layout().has_blob(&digest, Some(rec.size)) {
             return Ok(None);
         }
-        let path = self.store.layout().blob_path(&digest);
-        let dir = self.layers.get_or_unpack(&rec.diff_id, || {
-            Ok(Box::new(std::fs::File::open(&path)?) as Box<dyn std::io::Read>)
-        })?;
         Ok(Some(Layer {
             diff_id: rec.diff_id.clone(),
             blob: descriptor(&rec.media_type, &rec.digest, rec.size)?,
-            dir,
+            dir: self.layers.path_of(&rec.diff_id)?,
         }))
     }
 
@@ -859,58 +947,51 @@ impl Exec<'_> {
         out
     }
 
-    /// Make the layers of `state` that a remote cache hit left unfetched usable: their blobs downloaded
-    /// into the store and, with `tree`, unpacked (a step is about to read the files).
+    /// Make the layers of `state` usable: blobs a remote cache hit left unfetched downloaded into the store
+    /// and, with `tree` (a step is about to read the files), every layer unpacked. Base layers and cache
+    /// hits are unpacked only here, so a build whose steps all hit unpacks nothing.
     fn materialize(&self, state: &ImageState, tree: bool) -> Result<()> {
-        let Some(remote) = &self.opts.remote_cache else {
-            return Ok(());
-        };
+        let layout = self.store.layout();
         let mut missing = vec![];
         for l in &state.layers {
             if tree && self.layers.get(&l.diff_id)?.is_some() {
                 continue;
             }
-            if !self
-                .store
-                .layout()
-                .has_blob(l.blob.digest(), Some(l.blob.size()))
-            {
+            if !layout.has_blob(l.blob.digest(), Some(l.blob.size())) {
                 missing.push(l);
             }
         }
-        // Downloads side by side, a few at a time (as a pull fetches an image's layers).
-        for group in missing.chunks(4) {
-            std::thread::scope(|s| {
-                let fetches: Vec<_> = group
-                    .iter()
-                    .map(|l| {
-                        s.spawn(move || -> Result<()> {
-                            let digest = l.blob.digest();
-                            remote.ensure_blob(
-                                digest.as_ref(),
-                                l.blob.size(),
-                                l.blob.media_type().as_ref(),
-                            )?;
-                            self.store.record_diff_id(digest, &l.diff_id.parse()?)
+        if let Some(remote) = &self.opts.remote_cache {
+            // Downloads side by side, a few at a time (as a pull fetches an image's layers).
+            for group in missing.chunks(4) {
+                std::thread::scope(|s| {
+                    let fetches: Vec<_> = group
+                        .iter()
+                        .map(|l| {
+                            s.spawn(move || -> Result<()> {
+                                let digest = l.blob.digest();
+                                remote.ensure_blob(
+                                    digest.as_ref(),
+                                    l.blob.size(),
+                                    l.blob.media_type().as_ref(),
+                                )?;
+                                self.store.record_diff_id(digest, &l.diff_id.parse()?)
+                            })
                         })
-                    })
-                    .collect();
-                fetches
-                    .into_iter()
-                    .try_for_each(|f| f.join().expect("a blob download panicked"))
-            })?;
-        }
-        for l in &state.layers {
-            if tree && self.layers.get(&l.diff_id)?.is_some() {
-                continue;
-            }
-            let digest = l.blob.digest();
-            if tree {
-                let path = self.store.layout().blob_path(digest);
-                self.layers.get_or_unpack(&l.diff_id, || {
-                    Ok(Box::new(std::fs::File::open(&path)?) as Box<dyn std::io::Read>)
+                        .collect();
+                    fetches
+                        .into_iter()
+                        .try_for_each(|f| f.join().expect("a blob download panicked"))
                 })?;
             }
+        } else if let Some(l) = missing.first() {
+            bail!(
+                "layer {} is missing from the store (was it removed during the build?); build again",
+                l.blob.digest()
+            );
+        }
+        if tree {
+            self.resolver.unpack_layers(&state.layers, &self.layers)?;
         }
         Ok(())
     }
@@ -920,11 +1001,10 @@ impl Exec<'_> {
         let Some(rec) = self.opts.remote_cache.as_ref().and_then(|r| r.lookup(key)) else {
             return Ok(None);
         };
-        let hex = rec.diff_id.trim_start_matches("sha256:");
         Ok(Some(Layer {
             diff_id: rec.diff_id.clone(),
             blob: descriptor(&rec.media_type, &rec.digest, rec.size)?,
-            dir: self.layers.dir().join(hex),
+            dir: self.layers.path_of(&rec.diff_id)?,
         }))
     }
 }

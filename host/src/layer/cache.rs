@@ -53,6 +53,11 @@ impl LayerCache {
         &self.dir
     }
 
+    /// Where the layer `diff_id` is (or will be) unpacked.
+    pub fn path_of(&self, diff_id: &str) -> Result<PathBuf> {
+        Ok(self.dir.join(diff_id_hex(diff_id)?))
+    }
+
     /// The unpacked directory of a layer, if it is cached (and was written since the machine last booted).
     pub fn get(&self, diff_id: &str) -> Result<Option<PathBuf>> {
         let hex = diff_id_hex(diff_id)?;

@@ -17,12 +17,23 @@ use std::collections::BTreeMap;
 use std::fs::Metadata;
 use std::os::unix::fs::MetadataExt;
 
-pub(super) fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
+/// What [`prepare_inner`] looks at.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scope {
+    /// The whole plan: sources and the destination image.
+    Full,
+    /// The sources alone: the destination is not resolved in the image (its path is taken as written, as
+    /// a directory) and `--chown` is not looked up, so the digest names what is copied, not where it lands.
+    SourcesOnly,
+}
+
+pub(super) fn prepare_inner(req: &CopyRequest, scope: Scope) -> Result<PreparedCopy> {
     let step = req.step;
     if step.sources.is_empty() && step.inline_sources.is_empty() {
         bail!("no source files were specified");
     }
     let owner = match step.chown.as_deref() {
+        Some(_) if scope == Scope::SourcesOnly => None,
         Some(spec) => {
             Some(parse_chown(spec, req.users).with_context(|| format!("--chown={spec}"))?)
         }
@@ -56,7 +67,10 @@ pub(super) fn prepare_inner(req: &CopyRequest) -> Result<PreparedCopy> {
         pending_digests: Vec::new(),
     };
     let (items, downloads) = planner.select_sources()?;
-    let (dest_path, dest_is_dir, dir_hint) = resolve_destination(req)?;
+    let (dest_path, dest_is_dir, dir_hint) = match scope {
+        Scope::Full => resolve_destination(req)?,
+        Scope::SourcesOnly => (norm(&req.step.destination).join("/"), true, true),
+    };
     planner.dest_path = dest_path;
     planner.into_dir = dest_is_dir || dir_hint;
     if items.len() > 1 && !planner.into_dir {
