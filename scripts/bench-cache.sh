@@ -4,7 +4,8 @@
 #   cold+export  the same, with --cache-to type=registry (the cost of exporting the cache)
 #   warm-remote  another clean store builds with --cache-from that cache (a fresh CI runner)
 # Prints the median of RUNS runs of each and the ratios the issue asks for (warm-remote ≤ 0.3× cold,
-# cold+export ≤ 1.1× cold). Uses its own docker-registry on a free port (the workload's FROM is rewritten to
+# cold+export ≤ 1.1× cold). Each export goes to a repository of its own, so it uploads every layer (none is
+# "already there"), and each build starts after `sync`, so none pays for the previous one's writeback. Uses its own docker-registry on a free port (the workload's FROM is rewritten to
 # it), so it can run beside scripts/bench.sh.  Usage: RUNS=3 scripts/bench-cache.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +49,7 @@ build() {
   local root=$S/store-$1
   shift
   rm -rf "$root"
+  sync
   local t0 t1
   t0=$(date +%s.%N)
   "$LADE" --root "$root" build --layers -q --tls-verify=false -f "$S/Containerfile" -t bench:1 "$@" "$W/ctx" >/dev/null
@@ -59,8 +61,8 @@ build() {
 cold=() export=() warm=()
 for i in $(seq "$RUNS"); do
   cold+=("$(build cold)")
-  export+=("$(build export --cache-to "type=registry,ref=$REG/bench-cache:$i")")
-  warm+=("$(build warm --cache-from "type=registry,ref=$REG/bench-cache:$i")")
+  export+=("$(build export --cache-to "type=registry,ref=$REG/bench-cache-$i:1")")
+  warm+=("$(build warm --cache-from "type=registry,ref=$REG/bench-cache-$i:1")")
   echo "run $i: cold ${cold[-1]}s  cold+export ${export[-1]}s  warm-remote ${warm[-1]}s"
 done
 python3 - "${cold[*]}" "${export[*]}" "${warm[*]}" <<'PY'

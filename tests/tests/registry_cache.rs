@@ -380,3 +380,87 @@ fn buildah_plain_form_pushes_each_step_to_a_repository() {
     );
     all_hits(&vb, &err);
 }
+
+#[test]
+fn copy_from_a_cached_stage_downloads_nothing_of_that_stage() {
+    require_peers!("umoci", "skopeo", "docker-registry");
+    if !lade_tests::need_root("registry cache, two stages") {
+        return;
+    }
+    let Some(reg) = Registry::start() else { return };
+    let r = Runners::new();
+    let file = "\
+FROM localhost/base:1 AS build
+RUN echo built > /out && head -c 65536 /dev/zero > /big
+FROM localhost/base:1
+COPY --from=build /out /out
+";
+    let (ctx_a, ctx_b) = (
+        r.context("a", file, "2020-01-01 00:00:00"),
+        r.context("b", file, "2021-01-01 00:00:00"),
+    );
+    let cache = format!("{}/cache/stages:1", reg.addr);
+    let (id_a, va, err_a) = build(
+        &r.store("a"),
+        &ctx_a,
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={cache},mode=max"),
+            "-t",
+            "s:1",
+        ],
+        true,
+    );
+    assert_eq!(va.len(), 2, "{err_a}");
+    let map_layers: Vec<String> = skopeo_raw(&cache)["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        map_layers.len(),
+        2,
+        "mode=max records the build stage's step too"
+    );
+    let before = reg.log().len();
+    let b = r.store("b");
+    let (id_b, vb, err_b) = build(
+        &b,
+        &ctx_b,
+        &[
+            "--cache-from",
+            &format!("type=registry,ref={cache}"),
+            "-t",
+            "s:1",
+        ],
+        true,
+    );
+    all_hits_of(&vb, 2, &err_b);
+    assert_eq!(id_a, id_b, "{err_b}");
+    // The COPY was keyed by the build stage's key: the stage's layer was neither downloaded nor unpacked,
+    // only the final image's one layer above the base was fetched.
+    let log = reg.log()[before..].to_string();
+    let gets: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:"))
+        .collect();
+    let fetched: Vec<&String> = map_layers
+        .iter()
+        .filter(|d| gets.iter().any(|g| g.contains(d.as_str())))
+        .collect();
+    assert_eq!(fetched.len(), 1, "layers fetched: {fetched:?}\n{log}");
+    assert_eq!(
+        image_file(&b, "s:1", "/out").as_deref(),
+        Some("built\n"),
+        "{err_b}"
+    );
+}
+
+fn all_hits_of(verdicts: &[String], n: usize, stderr: &str) {
+    assert_eq!(verdicts.len(), n, "cache lines:\n{stderr}");
+    assert!(
+        verdicts.iter().all(|v| v.starts_with("hit")),
+        "a step ran instead of coming from the cache:\n{stderr}"
+    );
+}

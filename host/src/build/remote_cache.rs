@@ -653,8 +653,25 @@ impl Ctx<'_> {
         stats: &mut ExportStats,
     ) -> Result<()> {
         let (manifest, config, blobs) = artifact(map)?;
-        for b in &blobs {
-            self.push_blob(repo, b, stats)?;
+        // Side by side, a few at a time (as a push sends an image's layers).
+        for group in blobs.chunks(4) {
+            let outcomes = std::thread::scope(|s| {
+                let pushes: Vec<_> = group
+                    .iter()
+                    .map(|b| s.spawn(move || self.push_blob(repo, b)))
+                    .collect();
+                pushes
+                    .into_iter()
+                    .map(|p| p.join().expect("a blob upload panicked"))
+                    .collect::<Result<Vec<_>>>()
+            })?;
+            for o in outcomes {
+                match o {
+                    Pushed::Present => stats.present += 1,
+                    Pushed::Mounted => stats.mounted += 1,
+                    Pushed::Uploaded => stats.uploaded += 1,
+                }
+            }
         }
         let cd = crate::oci::verify::sha256_digest(&config);
         self.rt.block_on(async {
@@ -668,11 +685,10 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn push_blob(&self, repo: &Repo, b: &Desc, stats: &mut ExportStats) -> Result<()> {
+    fn push_blob(&self, repo: &Repo, b: &Desc) -> Result<Pushed> {
         let d: Digest = b.digest.parse()?;
         if self.rt.block_on(repo.has_blob(&d))? {
-            stats.present += 1;
-            return Ok(());
+            return Ok(Pushed::Present);
         }
         let host = &repo.registry.host;
         let mut from: Vec<String> = self
@@ -689,8 +705,7 @@ impl Ctx<'_> {
         }
         for name in from {
             if self.rt.block_on(repo.mount_blob(&d, &name))? {
-                stats.mounted += 1;
-                return Ok(());
+                return Ok(Pushed::Mounted);
             }
         }
         self.local_blob(b)?;
@@ -699,9 +714,15 @@ impl Ctx<'_> {
         self.rt
             .block_on(async { repo.put_blob(&desc, layout.open_blob(&d).await?).await })
             .with_context(|| format!("uploading {} to {}", b.digest, repo.display()))?;
-        stats.uploaded += 1;
-        Ok(())
+        Ok(Pushed::Uploaded)
     }
+}
+
+/// How a blob reached the cache's repository.
+enum Pushed {
+    Present,
+    Mounted,
+    Uploaded,
 }
 
 #[cfg(test)]
