@@ -423,6 +423,23 @@ COPY --from=build /out /out
         2,
         "mode=max records the build stage's step too"
     );
+    // Each layer went up once (sent while the build went on; the export found it there).
+    let puts = |d: &str| {
+        reg.log()
+            .lines()
+            .filter(|l| {
+                l.contains("\"PUT /v2/cache/stages/blobs/uploads/")
+                    && l.contains(d.trim_start_matches("sha256:"))
+            })
+            .count()
+    };
+    for d in &map_layers {
+        assert_eq!(puts(d), 1, "layer {d} uploaded {} times:\n{err_a}", puts(d));
+    }
+    assert!(
+        err_a.contains("(0 blobs uploaded, 0 mounted, 2 already there)"),
+        "the layers were not sent while the build went on:\n{err_a}"
+    );
     let before = reg.log().len();
     let b = r.store("b");
     let (id_b, vb, err_b) = build(

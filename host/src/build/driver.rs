@@ -3,6 +3,7 @@
 //! `--manifest` and the tags), then exported and pushed.
 
 use super::base::BaseResolver;
+use super::early_upload::EarlyUploads;
 use super::executor::{self, BuildOptions, Built};
 use super::output::{self, OutputSpec};
 use super::plancheck;
@@ -72,6 +73,11 @@ impl Builder<'_> {
         let resolver = self.resolver.clone();
         let plans = plan_all(req, frontend, resolver.clone(), &options, warn)?;
         let remote = self.import_caches(req, &options)?;
+        // With --push, the cache's blobs are mounted from the pushed image's repository at export instead.
+        let early = (!req.push)
+            .then(|| EarlyUploads::new(&req.cache_to, store, self.sys, self.rt))
+            .flatten()
+            .map(Arc::new);
         let ctx = BuildContext::open(&req.context_dir, req.definition_path.as_deref())?;
         let multi = req.platforms.len() > 1;
         let image_tags: &[String] = if multi { &[] } else { &req.tags };
@@ -82,10 +88,12 @@ impl Builder<'_> {
                 .iter()
                 .zip(&plans)
                 .map(|(p, plan)| {
-                    let (ctx, resolver, options, remote) = (&ctx, &resolver, &options, &remote);
+                    let (ctx, resolver, options, remote, early) =
+                        (&ctx, &resolver, &options, &remote, &early);
                     s.spawn(move || {
                         let mut opts = options(p)?;
                         opts.remote_cache = remote.clone();
+                        opts.early_uploads = early.clone();
                         executor::execute(plan, ctx, resolver, store, &opts, progress, image_tags)
                             .map_err(|e| {
                                 if multi {
@@ -119,6 +127,9 @@ impl Builder<'_> {
             &id,
             &names,
         )?;
+        if let Some(up) = &early {
+            up.finish();
+        }
         self.export_caches(req, &built, remote.as_deref(), &names)?;
         let names = names
             .iter()

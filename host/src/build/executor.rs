@@ -5,6 +5,7 @@
 use super::base::{BaseResolver, ResolvedBase};
 use super::cache::{BuildCache, LayerRecord, Parts};
 use super::copystep::{self, CopyRequest, CopySource};
+use super::early_upload::EarlyUploads;
 use super::progress::{Progress, StepId};
 use super::remote_cache::RemoteCache;
 use super::run::{self, CacheMountHooks, RunRequest, Secrets};
@@ -66,6 +67,8 @@ pub struct BuildOptions {
     pub ignore_binfmt: bool,
     /// `--cache-from`: looked up when the local cache misses; its layers are fetched only when needed.
     pub remote_cache: Option<Arc<RemoteCache>>,
+    /// `--cache-to` registries, sent each layer a step makes as soon as it is made.
+    pub early_uploads: Option<Arc<EarlyUploads>>,
 }
 
 /// A committed image.
@@ -775,6 +778,9 @@ impl Exec<'_> {
                 };
                 self.store.layout().adopt_blob(&digest, blob.file)?;
                 self.store.record_diff_id(&digest, &diff_id)?;
+                if let Some(up) = &self.opts.early_uploads {
+                    up.layer_made(&record, self.image_stages().contains(&at.stage.index));
+                }
                 self.cache.put(&k, Some(record.clone()))?;
                 if let Err(e) = self.cache.put_parts(&k, &parts) {
                     tracing::debug!("could not keep the step's inputs for --explain-cache: {e:#}");

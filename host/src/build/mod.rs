@@ -9,6 +9,7 @@
 //! * [`run`]: RUN — the step's spec, its `--mount`s and secrets, run in a snapshot.
 //! * [`cache`]: layer-cache keys and records, and `--explain-cache`.
 //! * [`remote_cache`]: `--cache-to`/`--cache-from`: the cache as an OCI artifact in a registry or a layout.
+//! * [`early_upload`]: layers sent to `--cache-to` registries as steps make them, while the build goes on.
 //! * [`config`]: the image config and history as instructions change them.
 //! * [`output`]: `--output` and `--push` exports.
 //! * [`plancheck`]: the frontend's plan checked as untrusted input (paths, mounts, secrets, network, sizes).
@@ -20,6 +21,7 @@ pub mod cache;
 pub mod config;
 pub mod copystep;
 pub mod driver;
+pub mod early_upload;
 pub mod executor;
 pub mod output;
 pub mod plancheck;

@@ -335,6 +335,7 @@ pub fn run(g: &Global, mut a: BuildArgs) -> Result<()> {
             file_name: def.request.file_name.clone(),
             ignore_binfmt: a.ignore_binfmt,
             remote_cache: None,
+            early_uploads: None,
         })
     };
     let shown = if a.format == FormatArg::Json {
