@@ -1,25 +1,22 @@
-//! `--cache-to` registries get each layer a step makes as soon as it is made, while the build goes on (a
-//! later step's work hides the upload), so exporting the cache at the end waits only for the uploads still
+//! `--cache-to` registries get each layer a step makes while it is being written: its compressed bytes are
+//! teed into an upload beside the build (see [`crate::layer::Tee`]), so the upload overlaps the work that
+//! makes the layer and the steps after it, and exporting the cache at the end waits only for uploads still
 //! in flight. The export checks every blob again, so an upload that failed here is retried there and its
 //! error reported.
 
-use super::cache::LayerRecord;
 use super::remote_cache::{CacheSpec, Target};
+use crate::layer::Tee;
 use crate::registry::{Repo, SystemContext, open_repo};
-use crate::store::Store;
-use crate::store::layout::Layout;
-use crate::transport::{Descriptor, Digest};
-use anyhow::Result;
-use std::collections::HashSet;
 use std::sync::Mutex;
+
+/// Chunks of a layer waiting for its upload (each about 1 MiB): the writer blocks when the registry lags
+/// this far behind.
+const BACKLOG: usize = 64;
 
 pub struct EarlyUploads {
     /// Each registry cache's repository, and whether it takes every stage's layers (`mode=max`).
     repos: Vec<(Repo, bool)>,
-    layout: Layout,
     rt: tokio::runtime::Handle,
-    /// (repository index, digest) of every upload started.
-    started: Mutex<HashSet<(usize, String)>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -28,7 +25,6 @@ impl EarlyUploads {
     /// be opened is left to the export, which reports why).
     pub fn new(
         specs: &[CacheSpec],
-        store: &Store,
         sys: &SystemContext,
         rt: &tokio::runtime::Handle,
     ) -> Option<EarlyUploads> {
@@ -43,47 +39,32 @@ impl EarlyUploads {
             .collect();
         (!repos.is_empty()).then(|| EarlyUploads {
             repos,
-            layout: store.layout().clone(),
             rt: rt.clone(),
-            started: Mutex::new(HashSet::new()),
             tasks: Mutex::new(Vec::new()),
         })
     }
 
-    /// A step made the layer `rec` (its blob is in the store); `in_image`: its stage is one the image holds
-    /// (the layers of other stages go only to `mode=max` caches).
-    pub fn layer_made(&self, rec: &LayerRecord, in_image: bool) {
-        let Ok(digest) = rec.digest.parse::<Digest>() else {
-            return;
-        };
-        for (i, (repo, max)) in self.repos.iter().enumerate() {
-            if !(in_image || *max)
-                || !self
-                    .started
-                    .lock()
-                    .expect("lock")
-                    .insert((i, rec.digest.clone()))
-            {
+    /// The tee for a layer a step is about to write, each cache that takes it uploading as it comes;
+    /// `in_image`: the step's stage is one the image holds (other stages go only to `mode=max` caches).
+    pub fn tee(&self, in_image: bool) -> Tee {
+        let mut senders = Vec::new();
+        for (repo, max) in &self.repos {
+            if !(in_image || *max) {
                 continue;
             }
-            let (repo, layout, d) = (repo.clone(), self.layout.clone(), digest.clone());
-            let desc = Descriptor::new(rec.media_type.as_str().into(), rec.size, digest.clone());
+            let (tx, mut rx) = tokio::sync::mpsc::channel(BACKLOG);
+            let repo = repo.clone();
             let task = self.rt.spawn(async move {
-                let r: Result<()> = async {
-                    if !repo.has_blob(&d).await? {
-                        repo.put_blob(&desc, layout.open_blob(&d).await?).await?;
-                    }
-                    Ok(())
-                }
-                .await;
-                if let Err(e) = r {
+                if let Err(e) = repo.put_blob_chunks(&mut rx).await {
                     tracing::debug!(
-                        "uploading {d} during the build failed (the export tries again): {e:#}"
+                        "a layer was not uploaded as it was written (the export tries again): {e:#}"
                     );
                 }
             });
             self.tasks.lock().expect("lock").push(task);
+            senders.push(tx);
         }
+        Tee::new(senders)
     }
 
     /// Wait for every upload started.

@@ -67,7 +67,7 @@ pub struct BuildOptions {
     pub ignore_binfmt: bool,
     /// `--cache-from`: looked up when the local cache misses; its layers are fetched only when needed.
     pub remote_cache: Option<Arc<RemoteCache>>,
-    /// `--cache-to` registries, sent each layer a step makes as soon as it is made.
+    /// `--cache-to` registries, sent each layer a step makes while it is written.
     pub early_uploads: Option<Arc<EarlyUploads>>,
 }
 
@@ -762,10 +762,15 @@ impl Exec<'_> {
                     "--no-cache".into()
                 };
                 self.progress.cache(at.id, &k, false, Some(&why));
+                let tee = match &self.opts.early_uploads {
+                    Some(up) => up.tee(self.image_stages().contains(&at.stage.index)),
+                    None => Default::default(),
+                };
                 let opts = DiffOptions {
                     compression: self.opts.compression,
                     level: self.opts.compression_level,
                     epoch: self.opts.epoch,
+                    tee,
                 };
                 let (blob, dir) = make(&self.tmp, &opts)?;
                 let digest: Digest = blob.digest.parse()?;
@@ -778,9 +783,7 @@ impl Exec<'_> {
                 };
                 self.store.layout().adopt_blob(&digest, blob.file)?;
                 self.store.record_diff_id(&digest, &diff_id)?;
-                if let Some(up) = &self.opts.early_uploads {
-                    up.layer_made(&record, self.image_stages().contains(&at.stage.index));
-                }
+
                 self.cache.put(&k, Some(record.clone()))?;
                 if let Err(e) = self.cache.put_parts(&k, &parts) {
                     tracing::debug!("could not keep the step's inputs for --explain-cache: {e:#}");

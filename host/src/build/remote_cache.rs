@@ -582,8 +582,7 @@ fn pack_mount(store: &Store, dir: &Path) -> Result<MountRecord> {
     std::fs::create_dir_all(&tmp)?;
     let opts = DiffOptions {
         compression: Compression::Zstd,
-        level: None,
-        epoch: None,
+        ..Default::default()
     };
     let blob = write_diff(DiffSource::Tree(dir), &tmp, &opts)
         .with_context(|| format!("packing the cache mount {}", dir.display()))?;

@@ -5,7 +5,7 @@ use super::compress::Compressor;
 use super::digest::{HashHandle, HashingWriter};
 use super::tarwrite::{EntryMeta, Kind, TarWriter};
 use super::{OPAQUE_MARKER, OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
-use crate::oci::Compression;
+use crate::oci::{BlobChunk, Compression};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -14,6 +14,8 @@ use std::io::{BufWriter, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc::Sender;
 
 /// Where the changes come from.
 #[derive(Clone, Copy, Debug)]
@@ -35,6 +37,44 @@ pub struct DiffOptions {
     pub level: Option<u32>,
     /// Clamp every timestamp to this (seconds since the epoch): `--timestamp` / SOURCE_DATE_EPOCH.
     pub epoch: Option<i64>,
+    /// Who also gets the compressed bytes as they are written.
+    pub tee: Tee,
+}
+
+/// Channels that get a copy of a layer's compressed bytes as they are written (registry uploads running
+/// beside the build), then [`BlobChunk::End`] with the blob's digest. The first [`write_diff`] given these
+/// options takes them; a failed write drops them without `End`. Sends block when a reader lags behind.
+#[derive(Clone, Debug, Default)]
+pub struct Tee(Arc<Mutex<Vec<Sender<BlobChunk>>>>);
+
+impl Tee {
+    pub fn new(to: Vec<Sender<BlobChunk>>) -> Tee {
+        Tee(Arc::new(Mutex::new(to)))
+    }
+
+    fn take(&self) -> Vec<Sender<BlobChunk>> {
+        std::mem::take(&mut *self.0.lock().expect("lock"))
+    }
+}
+
+/// A writer that copies what it writes to the senders still listening.
+struct TeeWriter<W> {
+    inner: W,
+    to: Vec<Sender<BlobChunk>>,
+}
+
+impl<W: Write> Write for TeeWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        // A reader that went away (its upload failed) is dropped; the build goes on.
+        self.to
+            .retain(|s| s.blocking_send(BlobChunk::Data(buf[..n].to_vec())).is_ok());
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// A finished layer blob in a temp file, with both digests.
@@ -74,9 +114,13 @@ pub fn write_diff(source: DiffSource<'_>, tmp_dir: &Path, opts: &DiffOptions) ->
         .as_file()
         .try_clone()
         .context("duplicating the layer file handle")?;
+    let to = opts.tee.take();
     let (compressed, blob_hash) = HashingWriter::new(BufWriter::with_capacity(
         1 << 20,
-        crate::fsutil::writeback::WritebackFile::new(out),
+        TeeWriter {
+            inner: crate::fsutil::writeback::WritebackFile::new(out),
+            to: to.clone(),
+        },
     ));
     let compressor = Compressor::with_level(
         opts.compression,
@@ -93,6 +137,11 @@ pub fn write_diff(source: DiffSource<'_>, tmp_dir: &Path, opts: &DiffOptions) ->
     file.as_file()
         .sync_all()
         .context("syncing the layer file")?;
+    if let Ok(d) = digest.parse::<crate::oci::Digest>() {
+        for s in to {
+            let _ = s.blocking_send(BlobChunk::End(d.clone()));
+        }
+    }
     Ok(LayerBlob {
         file,
         diff_id,
@@ -399,4 +448,55 @@ fn same_entry(u: &Path, umd: &Metadata, l: &Path, lmd: &Metadata) -> Result<bool
         return Ok(false);
     }
     Ok(read_xattrs(u)? == read_xattrs(l)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a tee's reader got: the bytes, and the digest of `End` (None: closed without it).
+    fn drain(rx: &mut tokio::sync::mpsc::Receiver<BlobChunk>) -> (Vec<u8>, Option<String>) {
+        let mut got = Vec::new();
+        while let Some(c) = rx.blocking_recv() {
+            match c {
+                BlobChunk::Data(d) => got.extend_from_slice(&d),
+                BlobChunk::End(d) => return (got, Some(d.to_string())),
+            }
+        }
+        (got, None)
+    }
+
+    #[test]
+    fn a_tee_gets_the_blob_as_written_then_its_digest() {
+        let src = tempfile::tempdir().unwrap();
+        for i in 0..50 {
+            std::fs::write(src.path().join(format!("f{i}")), vec![i as u8; 100_000]).unwrap();
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let opts = DiffOptions {
+            tee: Tee::new(vec![tx]),
+            ..Default::default()
+        };
+        let blob = write_diff(DiffSource::Tree(src.path()), tmp.path(), &opts).unwrap();
+        let (bytes, end) = drain(&mut rx);
+        assert_eq!(bytes, std::fs::read(blob.path()).unwrap());
+        assert_eq!(end.as_deref(), Some(blob.digest.as_str()));
+        // The options' tee was taken: a second layer written with them is not sent.
+        write_diff(DiffSource::Tree(src.path()), tmp.path(), &opts).unwrap();
+        assert!(rx.blocking_recv().is_none());
+    }
+
+    #[test]
+    fn a_failed_layer_closes_the_tee_without_an_end() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let opts = DiffOptions {
+            tee: Tee::new(vec![tx]),
+            ..Default::default()
+        };
+        let missing = tmp.path().join("no-such-dir");
+        assert!(write_diff(DiffSource::Tree(&missing), tmp.path(), &opts).is_err());
+        assert_eq!(drain(&mut rx).1, None);
+    }
 }

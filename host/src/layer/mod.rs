@@ -37,7 +37,7 @@ mod unpack;
 pub(crate) use beneath::{Within, beneath_error, chmod_nofollow, open_beneath};
 pub use cache::LayerCache;
 pub use compress::{Compressor, decoder, decompressor};
-pub use diff::{DiffOptions, DiffSource, LayerBlob, write_diff, write_tar};
+pub use diff::{DiffOptions, DiffSource, LayerBlob, Tee, write_diff, write_tar};
 pub use digest::{HashHandle, HashingReader, HashingWriter, sha256_hex};
 pub use unpack::{UnpackOptions, UnpackStats, WhiteoutMode, unpack, unpack_tar};
 pub(crate) use unpack::{remove_all_at, unpack_tar_at};

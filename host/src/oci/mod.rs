@@ -18,6 +18,14 @@ use oci_spec::image::{DescriptorBuilder, MediaType};
 /// The bytes of one blob, streamed. Sources return it; destinations consume it to EOF.
 pub type BlobStream = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
+/// A blob passed along while it is being written, its digest known only at the end: the bytes in order,
+/// then `End` with the digest they must hash to. A channel closed before `End` means the blob was abandoned.
+#[derive(Debug)]
+pub enum BlobChunk {
+    Data(Vec<u8>),
+    End(Digest),
+}
+
 /// Media types the engine and the transports recognise.
 pub mod media {
     pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";

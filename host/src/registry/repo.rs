@@ -6,7 +6,7 @@ use super::body::{self, BodyError};
 use super::client::{Body, HttpError, Registry};
 use crate::oci::document::{self, Desc, Index};
 use crate::oci::verify::{Hasher, check_bytes, sha256_digest};
-use crate::oci::{BlobStream, Descriptor, Digest, media};
+use crate::oci::{BlobChunk, BlobStream, Descriptor, Digest, media};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use reqwest::header::{
@@ -517,6 +517,80 @@ impl Repo {
             Some(s) if s <= chunking().0 => self.put_monolithic(loc, &digest, s, data, &what).await,
             _ => self.put_chunked(loc, &digest, data, &what).await,
         }
+    }
+
+    /// Upload a blob as it is being written: the [`BlobChunk`]s from `from` are PATCHed in order, gathered
+    /// into chunks of up to 8 MiB, and the upload is completed with the digest `End` names once the data
+    /// sent hashes to it. A channel closed before `End`, or data that hashes to something else, leaves the
+    /// upload unfinished, so nothing becomes visible. Returns the digest uploaded.
+    pub async fn put_blob_chunks(
+        &self,
+        from: &mut tokio::sync::mpsc::Receiver<BlobChunk>,
+    ) -> Result<Digest> {
+        const GATHER: usize = 8 << 20;
+        let what = format!("uploading a blob to {} as it is written", self.display());
+        let mut loc = self.start_upload(&what).await?;
+        let mut offset = 0u64;
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        let mut buf: Vec<u8> = Vec::with_capacity(GATHER);
+        let digest = loop {
+            let next = from.recv().await;
+            let end = match next {
+                Some(BlobChunk::Data(d)) => {
+                    buf.extend_from_slice(&d);
+                    if buf.len() < GATHER {
+                        continue;
+                    }
+                    None
+                }
+                Some(BlobChunk::End(d)) => Some(d),
+                None => bail!("{what}: the blob was abandoned before its end"),
+            };
+            if !buf.is_empty() {
+                sha2::Digest::update(&mut hasher, &buf);
+                let n = buf.len() as u64;
+                let range = format!("{offset}-{}", offset + n - 1);
+                let h = headers(&[
+                    (CONTENT_TYPE, "application/octet-stream"),
+                    (CONTENT_LENGTH, &n.to_string()),
+                    (reqwest::header::CONTENT_RANGE, &range),
+                ]);
+                let body = Body::Bytes(bytes::Bytes::from(std::mem::take(&mut buf)));
+                let r = self
+                    .registry
+                    .send(Method::PATCH, loc.as_str(), &self.scopes(), h, body, &what)
+                    .await?;
+                if r.status() != StatusCode::ACCEPTED {
+                    return Err(self.registry.error(r, &what).await);
+                }
+                loc = self.location(&r, &what).await?;
+                offset += n;
+                buf.reserve(GATHER);
+            }
+            if let Some(d) = end {
+                break d;
+            }
+        };
+        let got = format!("sha256:{}", hex::encode(sha2::Digest::finalize(hasher)));
+        if got != digest.as_ref() {
+            bail!("{what}: the data hashes to {got}, not {digest}; the upload was not completed");
+        }
+        let url = Self::with_digest(loc, &digest);
+        let r = self
+            .registry
+            .send(
+                Method::PUT,
+                url.as_str(),
+                &self.scopes(),
+                headers(&[(CONTENT_LENGTH, "0")]),
+                Body::Empty,
+                &what,
+            )
+            .await?;
+        if r.status() != StatusCode::CREATED {
+            return Err(self.registry.error(r, &what).await);
+        }
+        Ok(digest)
     }
 
     async fn put_monolithic(
