@@ -549,21 +549,8 @@ impl Repo {
             if !buf.is_empty() {
                 sha2::Digest::update(&mut hasher, &buf);
                 let n = buf.len() as u64;
-                let range = format!("{offset}-{}", offset + n - 1);
-                let h = headers(&[
-                    (CONTENT_TYPE, "application/octet-stream"),
-                    (CONTENT_LENGTH, &n.to_string()),
-                    (reqwest::header::CONTENT_RANGE, &range),
-                ]);
-                let body = Body::Bytes(bytes::Bytes::from(std::mem::take(&mut buf)));
-                let r = self
-                    .registry
-                    .send(Method::PATCH, loc.as_str(), &self.scopes(), h, body, &what)
-                    .await?;
-                if r.status() != StatusCode::ACCEPTED {
-                    return Err(self.registry.error(r, &what).await);
-                }
-                loc = self.location(&r, &what).await?;
+                let chunk = bytes::Bytes::from(std::mem::take(&mut buf));
+                loc = self.patch_chunk(loc, offset, chunk, &what).await?;
                 offset += n;
                 buf.reserve(GATHER);
             }
@@ -575,7 +562,45 @@ impl Repo {
         if got != digest.as_ref() {
             bail!("{what}: the data hashes to {got}, not {digest}; the upload was not completed");
         }
-        let url = Self::with_digest(loc, &digest);
+        self.complete_upload(loc, &digest, &what).await?;
+        Ok(digest)
+    }
+
+    /// PATCH `chunk` at `offset` of the upload at `loc`; returns where the upload goes on.
+    async fn patch_chunk(
+        &self,
+        loc: url::Url,
+        offset: u64,
+        chunk: bytes::Bytes,
+        what: &str,
+    ) -> Result<url::Url> {
+        let n = chunk.len() as u64;
+        let range = format!("{offset}-{}", offset + n - 1);
+        let h = headers(&[
+            (CONTENT_TYPE, "application/octet-stream"),
+            (CONTENT_LENGTH, &n.to_string()),
+            (reqwest::header::CONTENT_RANGE, &range),
+        ]);
+        let r = self
+            .registry
+            .send(
+                Method::PATCH,
+                loc.as_str(),
+                &self.scopes(),
+                h,
+                Body::Bytes(chunk),
+                what,
+            )
+            .await?;
+        if r.status() != StatusCode::ACCEPTED {
+            return Err(self.registry.error(r, what).await);
+        }
+        self.location(&r, what).await
+    }
+
+    /// The closing PUT of a chunked upload: the registry checks `digest` and makes the blob visible.
+    async fn complete_upload(&self, loc: url::Url, digest: &Digest, what: &str) -> Result<()> {
+        let url = Self::with_digest(loc, digest);
         let r = self
             .registry
             .send(
@@ -584,13 +609,13 @@ impl Repo {
                 &self.scopes(),
                 headers(&[(CONTENT_LENGTH, "0")]),
                 Body::Empty,
-                &what,
+                what,
             )
             .await?;
         if r.status() != StatusCode::CREATED {
-            return Err(self.registry.error(r, &what).await);
+            return Err(self.registry.error(r, what).await);
         }
-        Ok(digest)
+        Ok(())
     }
 
     async fn put_monolithic(
@@ -643,49 +668,16 @@ impl Repo {
                 break;
             }
             hasher.update(&buf);
-            let range = format!("{offset}-{}", offset + n as u64 - 1);
-            let h = headers(&[
-                (CONTENT_TYPE, "application/octet-stream"),
-                (CONTENT_LENGTH, &n.to_string()),
-                (reqwest::header::CONTENT_RANGE, &range),
-            ]);
-            let r = self
-                .registry
-                .send(
-                    Method::PATCH,
-                    loc.as_str(),
-                    &self.scopes(),
-                    h,
-                    Body::Bytes(bytes::Bytes::copy_from_slice(&buf)),
-                    what,
-                )
+            loc = self
+                .patch_chunk(loc, offset, bytes::Bytes::copy_from_slice(&buf), what)
                 .await?;
-            if r.status() != StatusCode::ACCEPTED {
-                return Err(self.registry.error(r, what).await);
-            }
-            loc = self.location(&r, what).await?;
             offset += n as u64;
         }
         let got = hasher.finish();
         if &got != digest {
             bail!("{what}: the data hashes to {got}, not {digest}; the upload was not completed");
         }
-        let url = Self::with_digest(loc, digest);
-        let r = self
-            .registry
-            .send(
-                Method::PUT,
-                url.as_str(),
-                &self.scopes(),
-                headers(&[(CONTENT_LENGTH, "0")]),
-                Body::Empty,
-                what,
-            )
-            .await?;
-        if r.status() != StatusCode::CREATED {
-            return Err(self.registry.error(r, what).await);
-        }
-        Ok(())
+        self.complete_upload(loc, digest, what).await
     }
 
     /// Every tag, following `Link: <...>; rel="next"` pages.
