@@ -1,6 +1,6 @@
-//! `--cache-to` registries get each layer a step makes while it is being written: its compressed bytes are
-//! teed into an upload beside the build (see [`crate::layer::Tee`]), so the upload overlaps the work that
-//! makes the layer and the steps after it, and exporting the cache at the end waits only for uploads still
+//! `--cache-to` registries get each layer a step makes while it is being written: an upload beside the build
+//! follows the blob's file (see [`crate::layer::Tee`]), so it overlaps the work that makes the layer and the
+//! steps after it, never holding the build up, and exporting the cache at the end waits only for uploads still
 //! in flight. The export checks every blob again, so an upload that failed here is retried there and its
 //! error reported.
 
@@ -8,10 +8,6 @@ use super::remote_cache::{CacheSpec, Target};
 use crate::layer::Tee;
 use crate::registry::{Repo, SystemContext, open_repo};
 use std::sync::Mutex;
-
-/// Chunks of a layer waiting for its upload (each about 1 MiB): the writer blocks when the registry lags
-/// this far behind.
-const BACKLOG: usize = 64;
 
 pub struct EarlyUploads {
     /// Each registry cache's repository, and whether it takes every stage's layers (`mode=max`).
@@ -52,10 +48,10 @@ impl EarlyUploads {
             if !(in_image || *max) {
                 continue;
             }
-            let (tx, mut rx) = tokio::sync::mpsc::channel(BACKLOG);
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let repo = repo.clone();
             let task = self.rt.spawn(async move {
-                if let Err(e) = repo.put_blob_chunks(&mut rx).await {
+                if let Err(e) = repo.put_blob_as_written(&mut rx).await {
                     tracing::debug!(
                         "a layer was not uploaded as it was written (the export tries again): {e:#}"
                     );

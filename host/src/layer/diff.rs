@@ -5,7 +5,7 @@ use super::compress::Compressor;
 use super::digest::{HashHandle, HashingWriter};
 use super::tarwrite::{EntryMeta, Kind, TarWriter};
 use super::{OPAQUE_MARKER, OVERLAY_OPAQUE_USER_XATTR, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
-use crate::oci::{BlobChunk, Compression};
+use crate::oci::{BlobProgress, Compression};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::UnboundedSender;
 
 /// Where the changes come from.
 #[derive(Clone, Copy, Debug)]
@@ -41,34 +41,37 @@ pub struct DiffOptions {
     pub tee: Tee,
 }
 
-/// Channels that get a copy of a layer's compressed bytes as they are written (registry uploads running
-/// beside the build), then [`BlobChunk::End`] with the blob's digest. The first [`write_diff`] given these
-/// options takes them; a failed write drops them without `End`. Sends block when a reader lags behind.
+/// Followers of a layer's compressed blob as it is written (registry uploads running beside the build):
+/// each is told the file, how far it is written after every write, then [`BlobProgress::End`]. The first
+/// [`write_diff`] given these options takes them; a failed write drops them without `End`. Nothing waits
+/// for a follower: a slow one reads the file later.
 #[derive(Clone, Debug, Default)]
-pub struct Tee(Arc<Mutex<Vec<Sender<BlobChunk>>>>);
+pub struct Tee(Arc<Mutex<Vec<UnboundedSender<BlobProgress>>>>);
 
 impl Tee {
-    pub fn new(to: Vec<Sender<BlobChunk>>) -> Tee {
+    pub fn new(to: Vec<UnboundedSender<BlobProgress>>) -> Tee {
         Tee(Arc::new(Mutex::new(to)))
     }
 
-    fn take(&self) -> Vec<Sender<BlobChunk>> {
+    fn take(&self) -> Vec<UnboundedSender<BlobProgress>> {
         std::mem::take(&mut *self.0.lock().expect("lock"))
     }
 }
 
-/// A writer that copies what it writes to the senders still listening.
+/// A writer that tells the followers how far the file is written.
 struct TeeWriter<W> {
     inner: W,
-    to: Vec<Sender<BlobChunk>>,
+    to: Vec<UnboundedSender<BlobProgress>>,
+    written: u64,
 }
 
 impl<W: Write> Write for TeeWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
-        // A reader that went away (its upload failed) is dropped; the build goes on.
+        self.written += n as u64;
+        // A follower that went away (its upload failed) is dropped; the build goes on.
         self.to
-            .retain(|s| s.blocking_send(BlobChunk::Data(buf[..n].to_vec())).is_ok());
+            .retain(|s| s.send(BlobProgress::Written(self.written)).is_ok());
         Ok(n)
     }
 
@@ -114,12 +117,21 @@ pub fn write_diff(source: DiffSource<'_>, tmp_dir: &Path, opts: &DiffOptions) ->
         .as_file()
         .try_clone()
         .context("duplicating the layer file handle")?;
-    let to = opts.tee.take();
+    let mut to = opts.tee.take();
+    if !to.is_empty() {
+        let follow = Arc::new(
+            file.as_file()
+                .try_clone()
+                .context("duplicating the layer file handle")?,
+        );
+        to.retain(|s| s.send(BlobProgress::Started(follow.clone())).is_ok());
+    }
     let (compressed, blob_hash) = HashingWriter::new(BufWriter::with_capacity(
         1 << 20,
         TeeWriter {
             inner: crate::fsutil::writeback::WritebackFile::new(out),
             to: to.clone(),
+            written: 0,
         },
     ));
     let compressor = Compressor::with_level(
@@ -139,7 +151,7 @@ pub fn write_diff(source: DiffSource<'_>, tmp_dir: &Path, opts: &DiffOptions) ->
         .context("syncing the layer file")?;
     if let Ok(d) = digest.parse::<crate::oci::Digest>() {
         for s in to {
-            let _ = s.blocking_send(BlobChunk::End(d.clone()));
+            let _ = s.send(BlobProgress::End(size, d.clone()));
         }
     }
     Ok(LayerBlob {
@@ -453,17 +465,30 @@ fn same_entry(u: &Path, umd: &Metadata, l: &Path, lmd: &Metadata) -> Result<bool
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::mpsc::UnboundedReceiver;
 
-    /// What a tee's reader got: the bytes, and the digest of `End` (None: closed without it).
-    fn drain(rx: &mut tokio::sync::mpsc::Receiver<BlobChunk>) -> (Vec<u8>, Option<String>) {
-        let mut got = Vec::new();
+    /// What a tee's follower can read: the file's bytes up to the last size it was told, and `End`'s size
+    /// and digest (None: closed without it).
+    fn follow(rx: &mut UnboundedReceiver<BlobProgress>) -> (Vec<u8>, Option<(u64, String)>) {
+        use std::os::unix::fs::FileExt;
+        let (mut file, mut written) = (None, 0);
         while let Some(c) = rx.blocking_recv() {
             match c {
-                BlobChunk::Data(d) => got.extend_from_slice(&d),
-                BlobChunk::End(d) => return (got, Some(d.to_string())),
+                BlobProgress::Started(f) => file = Some(f),
+                BlobProgress::Written(n) => {
+                    assert!(n >= written, "sizes only grow");
+                    written = n;
+                }
+                BlobProgress::End(n, d) => {
+                    let mut buf = vec![0; n as usize];
+                    file.expect("Started comes first")
+                        .read_exact_at(&mut buf, 0)
+                        .unwrap();
+                    return (buf, Some((n, d.to_string())));
+                }
             }
         }
-        (got, None)
+        (Vec::new(), None)
     }
 
     #[test]
@@ -473,15 +498,15 @@ mod tests {
             std::fs::write(src.path().join(format!("f{i}")), vec![i as u8; 100_000]).unwrap();
         }
         let tmp = tempfile::tempdir().unwrap();
-        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let opts = DiffOptions {
             tee: Tee::new(vec![tx]),
             ..Default::default()
         };
         let blob = write_diff(DiffSource::Tree(src.path()), tmp.path(), &opts).unwrap();
-        let (bytes, end) = drain(&mut rx);
+        let (bytes, end) = follow(&mut rx);
         assert_eq!(bytes, std::fs::read(blob.path()).unwrap());
-        assert_eq!(end.as_deref(), Some(blob.digest.as_str()));
+        assert_eq!(end, Some((blob.size, blob.digest.clone())));
         // The options' tee was taken: a second layer written with them is not sent.
         write_diff(DiffSource::Tree(src.path()), tmp.path(), &opts).unwrap();
         assert!(rx.blocking_recv().is_none());
@@ -490,13 +515,13 @@ mod tests {
     #[test]
     fn a_failed_layer_closes_the_tee_without_an_end() {
         let tmp = tempfile::tempdir().unwrap();
-        let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let opts = DiffOptions {
             tee: Tee::new(vec![tx]),
             ..Default::default()
         };
         let missing = tmp.path().join("no-such-dir");
         assert!(write_diff(DiffSource::Tree(&missing), tmp.path(), &opts).is_err());
-        assert_eq!(drain(&mut rx).1, None);
+        assert_eq!(follow(&mut rx).1, None);
     }
 }

@@ -18,12 +18,14 @@ use oci_spec::image::{DescriptorBuilder, MediaType};
 /// The bytes of one blob, streamed. Sources return it; destinations consume it to EOF.
 pub type BlobStream = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
-/// A blob passed along while it is being written, its digest known only at the end: the bytes in order,
-/// then `End` with the digest they must hash to. A channel closed before `End` means the blob was abandoned.
+/// News of a blob being written to a file, for a reader following it (its digest is known only at the
+/// end): the file, how far it is written, then `End` with the size and the digest its bytes must hash to.
+/// A channel closed before `End` means the blob was abandoned.
 #[derive(Debug)]
-pub enum BlobChunk {
-    Data(Vec<u8>),
-    End(Digest),
+pub enum BlobProgress {
+    Started(std::sync::Arc<std::fs::File>),
+    Written(u64),
+    End(u64, Digest),
 }
 
 /// Media types the engine and the transports recognise.

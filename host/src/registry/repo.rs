@@ -6,7 +6,7 @@ use super::body::{self, BodyError};
 use super::client::{Body, HttpError, Registry};
 use crate::oci::document::{self, Desc, Index};
 use crate::oci::verify::{Hasher, check_bytes, sha256_digest};
-use crate::oci::{BlobChunk, BlobStream, Descriptor, Digest, media};
+use crate::oci::{BlobProgress, BlobStream, Descriptor, Digest, media};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use reqwest::header::{
@@ -519,40 +519,54 @@ impl Repo {
         }
     }
 
-    /// Upload a blob as it is being written: the [`BlobChunk`]s from `from` are PATCHed in order, gathered
-    /// into chunks of up to 8 MiB, and the upload is completed with the digest `End` names once the data
-    /// sent hashes to it. A channel closed before `End`, or data that hashes to something else, leaves the
-    /// upload unfinished, so nothing becomes visible. Returns the digest uploaded.
-    pub async fn put_blob_chunks(
+    /// Upload a blob as it is being written to a file, following `from` (see [`BlobProgress`]): each
+    /// stretch of up to 8 MiB is read from the file and PATCHed once written, and the upload is completed
+    /// with the digest `End` names once the bytes sent hash to it. A channel closed before `End`, or bytes
+    /// that hash to something else, leave the upload unfinished, so nothing becomes visible. Returns the
+    /// digest uploaded.
+    pub async fn put_blob_as_written(
         &self,
-        from: &mut tokio::sync::mpsc::Receiver<BlobChunk>,
+        from: &mut tokio::sync::mpsc::UnboundedReceiver<BlobProgress>,
     ) -> Result<Digest> {
-        const GATHER: usize = 8 << 20;
+        const STRETCH: u64 = 8 << 20;
         let what = format!("uploading a blob to {} as it is written", self.display());
         let mut loc = self.start_upload(&what).await?;
-        let mut offset = 0u64;
         let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-        let mut buf: Vec<u8> = Vec::with_capacity(GATHER);
+        let (mut file, mut written, mut sent) = (None, 0u64, 0u64);
         let digest = loop {
-            let next = from.recv().await;
-            let end = match next {
-                Some(BlobChunk::Data(d)) => {
-                    buf.extend_from_slice(&d);
-                    if buf.len() < GATHER {
-                        continue;
-                    }
+            let end = match from.recv().await {
+                Some(BlobProgress::Started(f)) => {
+                    file = Some(f);
                     None
                 }
-                Some(BlobChunk::End(d)) => Some(d),
+                Some(BlobProgress::Written(n)) => {
+                    written = n;
+                    None
+                }
+                Some(BlobProgress::End(n, d)) => {
+                    written = n;
+                    Some(d)
+                }
                 None => bail!("{what}: the blob was abandoned before its end"),
             };
-            if !buf.is_empty() {
-                sha2::Digest::update(&mut hasher, &buf);
-                let n = buf.len() as u64;
-                let chunk = bytes::Bytes::from(std::mem::take(&mut buf));
-                loc = self.patch_chunk(loc, offset, chunk, &what).await?;
-                offset += n;
-                buf.reserve(GATHER);
+            while written - sent >= STRETCH || (end.is_some() && written > sent) {
+                let Some(f) = file.clone() else {
+                    bail!("{what}: told of bytes written before the file");
+                };
+                let len = (written - sent).min(STRETCH) as usize;
+                let at = sent;
+                let chunk = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+                    use std::os::unix::fs::FileExt;
+                    let mut buf = vec![0; len];
+                    f.read_exact_at(&mut buf, at)?;
+                    Ok(buf)
+                })
+                .await
+                .context("reading the blob being written")?
+                .with_context(|| format!("{what}: reading the blob being written"))?;
+                sha2::Digest::update(&mut hasher, &chunk);
+                loc = self.patch_chunk(loc, sent, chunk.into(), &what).await?;
+                sent += len as u64;
             }
             if let Some(d) = end {
                 break d;
