@@ -5,7 +5,9 @@
 #   warm-remote  another clean store builds with --cache-from that cache (a fresh CI runner)
 # Prints the median of RUNS runs of each and the ratios the issue asks for (warm-remote ≤ 0.3× cold,
 # cold+export ≤ 1.1× cold). Each export goes to a repository of its own, so it uploads every layer (none is
-# "already there"), and each build starts after `sync`, so none pays for the previous one's writeback. Uses its own docker-registry on a free port (the workload's FROM is rewritten to
+# "already there"), and each build starts after `sync`, so none pays for the previous one's writeback.
+# REGISTRY_TMPFS=1 keeps the registry's storage in /dev/shm, standing in for a registry on another machine
+# (in CI its disk writes are not the runner's; here they share one disk with the build). Uses its own docker-registry on a free port (the workload's FROM is rewritten to
 # it), so it can run beside scripts/bench.sh.  Usage: RUNS=3 scripts/bench-cache.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +23,10 @@ bash ../shared/bench/workload.sh >/dev/null
 cargo build --release -p lade
 LADE=$PWD/target/release/lade
 S=$(mktemp -d /tmp/lade-bench-cache.XXXXXX)
+REG_STORE=$S/registry
+if [ "${REGISTRY_TMPFS:-0}" = 1 ]; then
+  REG_STORE=$(mktemp -d /dev/shm/lade-bench-registry.XXXXXX)
+fi
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 REG=127.0.0.1:$PORT
 cat >"$S/registry.yml" <<EOF
@@ -29,13 +35,13 @@ log:
   level: error
 storage:
   filesystem:
-    rootdirectory: $S/registry
+    rootdirectory: $REG_STORE
 http:
   addr: $REG
 EOF
 docker-registry serve "$S/registry.yml" >"$S/registry.log" 2>&1 &
 REG_PID=$!
-trap 'kill $REG_PID 2>/dev/null || true; rm -rf "$S"' EXIT
+trap 'kill $REG_PID 2>/dev/null || true; rm -rf "$S" "$REG_STORE"' EXIT
 for _ in $(seq 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
   sleep 0.1
