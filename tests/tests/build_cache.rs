@@ -159,6 +159,16 @@ fn unchanged_rebuild_hits_every_step_and_gives_the_same_image() {
         "--no-cache must not hit: {nocache:?}"
     );
     assert_eq!(p.image_file("/copy-of-a").as_deref(), Some("alpha\n"));
+    // What a --no-cache build made is cached, as buildah's "new set of cached layers": the next build of
+    // another clean store after one hits every step (the COPY's chain key is the same with and without it).
+    let q = project();
+    let (first, _) = q.build(&["--no-cache"]);
+    assert!(first.iter().all(|(_, v)| matches!(v, Verdict::Miss(_))));
+    let (after, _) = q.build(&[]);
+    assert!(
+        after.len() == 2 && after.iter().all(|(_, v)| *v == Verdict::Hit),
+        "{after:?}"
+    );
 }
 
 #[test]

@@ -655,7 +655,8 @@ impl Exec<'_> {
     /// A key for a COPY's layer made before the image below is unpacked: the parent's key stands for that
     /// image, so the step's result depends only on it and on what is copied (the context files' digest, or
     /// the key or digest of the stage or image copied from, already in `parts`). `None` for `--link`
-    /// (keyed without its parent), without the cache, or when the sources cannot be digested alone.
+    /// (keyed without its parent) or when the sources cannot be digested alone. Made with `--no-cache`
+    /// too: it is the chain key the steps after it are keyed by, in every build.
     fn copy_pre_key(
         &self,
         parts: &Parts,
@@ -664,7 +665,7 @@ impl Exec<'_> {
         workdir: &str,
         location: &str,
     ) -> Option<String> {
-        if !self.opts.use_cache || c.link {
+        if c.link {
             return None;
         }
         let sources = match c.from {
