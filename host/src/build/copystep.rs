@@ -379,7 +379,6 @@ fn archive_reader<'a>(reader: impl Read + 'a) -> Result<Option<Box<dyn Read + 'a
     Ok(Some(Box::new(std::io::Cursor::new(first).chain(inner))))
 }
 
-/// Select and digest the sources of a COPY/ADD step (see the module docs).
 /// A digest of what a COPY or ADD from the build context copies (selected paths, kinds, modes, link
 /// targets, contents, the step's flags), without looking at the image it lands on; `None` when a source
 /// is a URL or a git repository (those are fetched to be digested). With the parent's cache key, which
@@ -394,6 +393,7 @@ pub fn source_digest(req: &CopyRequest) -> Result<Option<String>> {
     Ok(Some(p.digest))
 }
 
+/// Select and digest the sources of a COPY/ADD step (see the module docs).
 pub fn prepare(req: &CopyRequest) -> Result<PreparedCopy> {
     let what = if req.add { "ADD" } else { "COPY" };
     let start = std::time::Instant::now();

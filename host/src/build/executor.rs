@@ -972,28 +972,11 @@ impl Exec<'_> {
             }
         }
         if let Some(remote) = &self.opts.remote_cache {
-            // Downloads side by side, a few at a time (as a pull fetches an image's layers).
-            for group in missing.chunks(4) {
-                std::thread::scope(|s| {
-                    let fetches: Vec<_> = group
-                        .iter()
-                        .map(|l| {
-                            s.spawn(move || -> Result<()> {
-                                let digest = l.blob.digest();
-                                remote.ensure_blob(
-                                    digest.as_ref(),
-                                    l.blob.size(),
-                                    l.blob.media_type().as_ref(),
-                                )?;
-                                self.store.record_diff_id(digest, &l.diff_id.parse()?)
-                            })
-                        })
-                        .collect();
-                    fetches
-                        .into_iter()
-                        .try_for_each(|f| f.join().expect("a blob download panicked"))
-                })?;
-            }
+            super::four_at_a_time(&missing, |l| {
+                let digest = l.blob.digest();
+                remote.ensure_blob(digest.as_ref(), l.blob.size(), l.blob.media_type().as_ref())?;
+                self.store.record_diff_id(digest, &l.diff_id.parse()?)
+            })?;
         } else if let Some(l) = missing.first() {
             bail!(
                 "layer {} is missing from the store (was it removed during the build?); build again",

@@ -48,6 +48,25 @@ impl std::fmt::Display for AtStep {
 
 impl std::error::Error for AtStep {}
 
+/// `f` over every item, four at a time on threads of their own (blob downloads and uploads, as a pull or
+/// a push moves an image's layers); the results in order, or the first error.
+pub(crate) fn four_at_a_time<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> anyhow::Result<R> + Sync,
+) -> anyhow::Result<Vec<R>> {
+    let mut out = Vec::with_capacity(items.len());
+    for group in items.chunks(4) {
+        let f = &f;
+        out.extend(std::thread::scope(|s| {
+            let runs: Vec<_> = group.iter().map(|i| s.spawn(move || f(i))).collect();
+            runs.into_iter()
+                .map(|r| r.join().expect("a blob transfer panicked"))
+                .collect::<anyhow::Result<Vec<R>>>()
+        })?);
+    }
+    Ok(out)
+}
+
 /// One layer of an image being built: its blob in the store and its unpacked dir in the layer cache.
 #[derive(Clone, Debug)]
 pub struct Layer {

@@ -652,24 +652,11 @@ impl Ctx<'_> {
         stats: &mut ExportStats,
     ) -> Result<()> {
         let (manifest, config, blobs) = artifact(map)?;
-        // Side by side, a few at a time (as a push sends an image's layers).
-        for group in blobs.chunks(4) {
-            let outcomes = std::thread::scope(|s| {
-                let pushes: Vec<_> = group
-                    .iter()
-                    .map(|b| s.spawn(move || self.push_blob(repo, b)))
-                    .collect();
-                pushes
-                    .into_iter()
-                    .map(|p| p.join().expect("a blob upload panicked"))
-                    .collect::<Result<Vec<_>>>()
-            })?;
-            for o in outcomes {
-                match o {
-                    Pushed::Present => stats.present += 1,
-                    Pushed::Mounted => stats.mounted += 1,
-                    Pushed::Uploaded => stats.uploaded += 1,
-                }
+        for o in super::four_at_a_time(&blobs, |b| self.push_blob(repo, b))? {
+            match o {
+                Pushed::Present => stats.present += 1,
+                Pushed::Mounted => stats.mounted += 1,
+                Pushed::Uploaded => stats.uploaded += 1,
             }
         }
         let cd = crate::oci::verify::sha256_digest(&config);
