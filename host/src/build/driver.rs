@@ -75,7 +75,7 @@ impl Builder<'_> {
         let remote = self.import_caches(req, &options)?;
         // With --push, the cache's blobs are mounted from the pushed image's repository at export instead.
         let early = (!req.push)
-            .then(|| EarlyUploads::new(&req.cache_to, self.sys, self.rt))
+            .then(|| EarlyUploads::new(&req.cache_to, self.sys))
             .flatten()
             .map(Arc::new);
         let ctx = BuildContext::open(&req.context_dir, req.definition_path.as_deref())?;

@@ -2,28 +2,34 @@
 //! follows the blob's file (see [`crate::layer::Tee`]), so it overlaps the work that makes the layer and the
 //! steps after it, never holding the build up, and exporting the cache at the end waits only for uploads still
 //! in flight. The export checks every blob again, so an upload that failed here is retried there and its
-//! error reported.
+//! error reported. While steps run, the uploads run on threads of their own at idle CPU priority
+//! (`SCHED_IDLE`): they take only the CPU the build leaves free, so they do not slow the steps they run
+//! beside. When the last step ends they go back to normal priority, so what is left is not starved by other
+//! work on a shared machine; where that switch back is not allowed (an unprivileged user without
+//! `RLIMIT_NICE`), they run at normal priority throughout.
 
 use super::remote_cache::{CacheSpec, Target};
 use crate::layer::Tee;
 use crate::registry::{Repo, SystemContext, open_repo};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub struct EarlyUploads {
     /// Each registry cache's repository, and whether it takes every stage's layers (`mode=max`).
     repos: Vec<(Repo, bool)>,
-    rt: tokio::runtime::Handle,
+    /// The uploads' own runtime, its threads at idle priority; always `Some` until dropped.
+    rt: Option<tokio::runtime::Runtime>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    idle: Arc<IdleThreads>,
 }
+
+/// The runtime's threads put at idle priority; `None` once `finish` has put them back (threads that start
+/// then stay at normal priority), or from the start where they could not be put back.
+struct IdleThreads(Mutex<Option<Vec<rustix::thread::Pid>>>);
 
 impl EarlyUploads {
     /// Uploads to the registry caches among `specs`; `None` when there is none (a repository that cannot
     /// be opened is left to the export, which reports why).
-    pub fn new(
-        specs: &[CacheSpec],
-        sys: &SystemContext,
-        rt: &tokio::runtime::Handle,
-    ) -> Option<EarlyUploads> {
+    pub fn new(specs: &[CacheSpec], sys: &SystemContext) -> Option<EarlyUploads> {
         let repos: Vec<(Repo, bool)> = specs
             .iter()
             .filter_map(|s| match &s.target {
@@ -33,11 +39,29 @@ impl EarlyUploads {
                 Target::Oci { .. } => None,
             })
             .collect();
-        (!repos.is_empty()).then(|| EarlyUploads {
+        if repos.is_empty() {
+            return None;
+        }
+        let idle = Arc::new(IdleThreads(Mutex::new(can_leave_idle().then(Vec::new))));
+        let on_start = idle.clone();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("lade-upload")
+            .on_thread_start(move || on_start.enter())
+            .enable_all()
+            .build()
+            .map_err(|e| tracing::debug!("no early uploads (the export uploads everything): {e}"))
+            .ok()?;
+        Some(EarlyUploads {
             repos,
-            rt: rt.clone(),
+            rt: Some(rt),
             tasks: Mutex::new(Vec::new()),
+            idle,
         })
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.rt.as_ref().expect("the runtime lives until drop")
     }
 
     /// The tee for a layer a step is about to write, each cache that takes it uploading as it comes;
@@ -50,7 +74,7 @@ impl EarlyUploads {
             }
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
             let repo = repo.clone();
-            let task = self.rt.spawn(async move {
+            let task = self.rt().spawn(async move {
                 if let Err(e) = repo.put_blob_as_written(&mut rx).await {
                     tracing::debug!(
                         "a layer was not uploaded as it was written (the export tries again): {e:#}"
@@ -63,13 +87,101 @@ impl EarlyUploads {
         Tee::new(senders)
     }
 
-    /// Wait for every upload started.
+    /// Wait for every upload started, at normal priority.
     pub fn finish(&self) {
+        self.idle.leave();
         let tasks = std::mem::take(&mut *self.tasks.lock().expect("lock"));
-        self.rt.block_on(async {
+        self.rt().block_on(async {
             for t in tasks {
                 let _ = t.await;
             }
         });
+    }
+}
+
+impl Drop for EarlyUploads {
+    fn drop(&mut self) {
+        // Uploads not waited for (a failed build) are dropped; the registry discards unfinished uploads.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl IdleThreads {
+    /// Put the calling thread in the idle scheduling class, unless that is over.
+    fn enter(&self) {
+        if let Some(tids) = self.0.lock().expect("lock").as_mut()
+            && set_policy(None, libc::SCHED_IDLE)
+        {
+            tids.push(rustix::thread::gettid());
+        }
+    }
+
+    /// Every thread put in the idle class back to normal priority.
+    fn leave(&self) {
+        let tids = self.0.lock().expect("lock").take();
+        for tid in tids.into_iter().flatten() {
+            if !set_policy(Some(tid), libc::SCHED_OTHER) {
+                tracing::debug!(
+                    "an upload thread stays at idle priority (the switch back was refused)"
+                );
+            }
+        }
+    }
+}
+
+/// Whether a thread of this process may go to idle priority and back: leaving the idle class takes
+/// `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows nice 0. Tried on a thread that ends right after.
+fn can_leave_idle() -> bool {
+    std::thread::spawn(|| set_policy(None, libc::SCHED_IDLE) && set_policy(None, libc::SCHED_OTHER))
+        .join()
+        .unwrap_or(false)
+}
+
+/// Set the scheduling policy of thread `tid` (the calling thread if `None`), at static priority 0.
+fn set_policy(tid: Option<rustix::thread::Pid>, policy: libc::c_int) -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    let tid = tid.map_or(0, |t| t.as_raw_nonzero().get());
+    // SAFETY: sched_setscheduler only reads `param`; it changes the policy of one thread of this process.
+    unsafe { libc::sched_setscheduler(tid, policy, &param) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread of the uploads' runtime goes idle when it starts, and `leave` (run by `finish`) puts it back.
+    #[test]
+    fn upload_threads_idle_until_finish() {
+        if !can_leave_idle() {
+            eprintln!(
+                "SKIP: this user may not leave SCHED_IDLE (no CAP_SYS_NICE, RLIMIT_NICE < 20)"
+            );
+            return;
+        }
+        // SAFETY: sched_getscheduler(0) only reads the calling thread's policy.
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        let idle = Arc::new(IdleThreads(Mutex::new(Some(Vec::new()))));
+        let (seen_tx, seen) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let thread_idle = idle.clone();
+        let t = std::thread::spawn(move || {
+            thread_idle.enter();
+            seen_tx.send(policy()).unwrap();
+            go_rx.recv().unwrap();
+            policy()
+        });
+        assert_eq!(seen.recv().unwrap(), libc::SCHED_IDLE);
+        idle.leave();
+        go.send(()).unwrap();
+        assert_eq!(t.join().unwrap(), libc::SCHED_OTHER);
+        // A thread that starts after stays at normal priority.
+        let late = idle.clone();
+        let p = std::thread::spawn(move || {
+            late.enter();
+            policy()
+        });
+        assert_eq!(p.join().unwrap(), libc::SCHED_OTHER);
     }
 }
