@@ -43,11 +43,12 @@ impl EarlyUploads {
             return None;
         }
         let idle = Arc::new(IdleThreads(Mutex::new(can_leave_idle().then(Vec::new))));
-        let on_start = idle.clone();
+        let (on_start, on_stop) = (idle.clone(), idle.clone());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("lade-upload")
             .on_thread_start(move || on_start.enter())
+            .on_thread_stop(move || on_stop.exit())
             .enable_all()
             .build()
             .map_err(|e| tracing::debug!("no early uploads (the export uploads everything): {e}"))
@@ -118,6 +119,14 @@ impl IdleThreads {
         }
     }
 
+    /// Forget the calling thread, which is about to end (its id may then be reused by another thread).
+    fn exit(&self) {
+        let me = rustix::thread::gettid();
+        if let Some(tids) = self.0.lock().expect("lock").as_mut() {
+            tids.retain(|t| *t != me);
+        }
+    }
+
     /// Every thread put in the idle class back to normal priority.
     fn leave(&self) {
         let tids = self.0.lock().expect("lock").take();
@@ -151,7 +160,8 @@ fn set_policy(tid: Option<rustix::thread::Pid>, policy: libc::c_int) -> bool {
 mod tests {
     use super::*;
 
-    /// A thread of the uploads' runtime goes idle when it starts, and `leave` (run by `finish`) puts it back.
+    /// A thread of the uploads' runtime goes idle when it starts, is forgotten when it ends, and `leave` (run by
+    /// `finish`) puts the live ones back.
     #[test]
     fn upload_threads_idle_until_finish() {
         if !can_leave_idle() {
@@ -173,6 +183,15 @@ mod tests {
             policy()
         });
         assert_eq!(seen.recv().unwrap(), libc::SCHED_IDLE);
+        // A thread that ends is forgotten: its id may be another thread's by the time `leave` runs.
+        let ended = idle.clone();
+        std::thread::spawn(move || {
+            ended.enter();
+            ended.exit();
+        })
+        .join()
+        .unwrap();
+        assert_eq!(idle.0.lock().unwrap().as_ref().map(Vec::len), Some(1));
         idle.leave();
         go.send(()).unwrap();
         assert_eq!(t.join().unwrap(), libc::SCHED_OTHER);
