@@ -20,7 +20,8 @@ pub type BlobStream = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
 /// News of a blob being written to a file, for a reader following it (its digest is known only at the
 /// end): the file, how far it is written, then `End` with the size and the digest its bytes must hash to.
-/// A channel closed before `End` means the blob was abandoned.
+/// A channel closed before `End` means the blob was abandoned. The writer only appends to the file: bytes
+/// once reported written never change (a follower may map them).
 #[derive(Debug)]
 pub enum BlobProgress {
     Started(std::sync::Arc<std::fs::File>),

@@ -520,7 +520,7 @@ impl Repo {
     }
 
     /// Upload a blob as it is being written to a file, following `from` (see [`BlobProgress`]): each
-    /// stretch of up to 8 MiB is read from the file and PATCHed once written, and the upload is completed
+    /// stretch of up to 8 MiB is mapped from the file and PATCHed once written, and the upload is completed
     /// with the digest `End` names; the registry hashes what it got and refuses a digest it does not
     /// match, so bytes sent wrong never become a visible blob (and are not hashed here a second time). A
     /// channel closed before `End` leaves the upload unfinished. Returns the digest uploaded.
@@ -820,9 +820,9 @@ fn next_link(h: &str) -> Option<String> {
 /// `len` bytes at `at` of a blob file being written, mapped rather than read: they go from the page cache to
 /// the socket with no copy in between (and no buffer to zero), which matters while the build uses every core.
 fn map_written(file: &std::fs::File, at: u64, len: usize) -> std::io::Result<bytes::Bytes> {
-    // SAFETY: the caller maps only bytes already written to a temp file of this process's own
-    // (`layer::write_diff`), which is only ever appended to, never truncated or rewritten, so the mapped
-    // bytes stay valid and unchanged while the upload holds them.
+    // SAFETY: the caller maps only bytes a `BlobProgress` writer (`layer::write_diff`, into a temp file of
+    // this process's own) has reported written; such a file is only ever appended to, never truncated or
+    // rewritten, so the mapped bytes stay valid and unchanged while the upload holds them.
     let map = unsafe {
         memmap2::MmapOptions::new()
             .offset(at)
