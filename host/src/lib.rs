@@ -18,6 +18,7 @@ pub mod reference;
 pub mod registry;
 pub mod scan;
 pub mod signing;
+pub mod stdout;
 pub mod store;
 pub mod transport;
 pub mod vulndb;

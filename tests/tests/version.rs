@@ -88,3 +88,48 @@ fn exit_codes_are_the_documented_ones() {
         1,
     );
 }
+
+/// A reader of stdout that went away (`lade plugin list | head -1`) ends lade as it ends podman and coreutils:
+/// killed by SIGPIPE, with nothing on stderr; a full disk behind `>` is an error, exit 1. Both used to panic.
+#[test]
+fn a_closed_or_full_stdout_ends_lade_without_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [&["version"][..], &["version", "--format", "json"][..]] {
+        // A pipe whose reading end is closed before lade starts: its first write fails, whatever the timing.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = lade()
+            .args(args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.signal(),
+            Some(13),
+            "lade {args:?} into a closed pipe: {:?}, stderr {err}",
+            out.status
+        );
+        assert!(
+            err.is_empty(),
+            "lade {args:?} into a closed pipe said {err}"
+        );
+    }
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = lade()
+        .arg("version")
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{:?}: {err}", out.status);
+    assert!(
+        err.starts_with("error: writing to standard output:") && !err.contains("panicked"),
+        "{err}"
+    );
+}

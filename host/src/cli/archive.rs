@@ -208,7 +208,7 @@ pub fn load(g: &Global, a: LoadArgs) -> Result<()> {
     })?;
     if !a.quiet {
         for n in loaded {
-            println!("Loaded image: {n}");
+            crate::outln!("Loaded image: {n}");
         }
     }
     Ok(())

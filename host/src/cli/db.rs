@@ -65,13 +65,13 @@ pub fn run(_g: &Global, c: DbCommand) -> Result<()> {
             let db = a.db.path();
             let meta = vulndb::info(&db)?;
             if a.format == OutputFormat::Json {
-                println!("{}", serde_json::to_string_pretty(&meta)?);
+                crate::outln!("{}", serde_json::to_string_pretty(&meta)?);
                 return Ok(());
             }
-            println!("database: {}", db.display());
-            println!("updated:  {}", meta.updated);
+            crate::outln!("database: {}", db.display());
+            crate::outln!("updated:  {}", meta.updated);
             for s in &meta.sources {
-                println!(
+                crate::outln!(
                     "source:   {} ({} records, newest modified {}, imported {}; {})",
                     s.path,
                     s.records,
@@ -81,7 +81,7 @@ pub fn run(_g: &Global, c: DbCommand) -> Result<()> {
                 );
             }
             for (ecosystem, count) in &meta.ecosystems {
-                println!("  {ecosystem:<24} {count}");
+                crate::outln!("  {ecosystem:<24} {count}");
             }
             Ok(())
         }

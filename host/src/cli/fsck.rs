@@ -29,7 +29,7 @@ pub fn run(g: &Global, a: FsckArgs) -> Result<ExitCode> {
     let store = Store::open(&g.root())?;
     let report = store.fsck(a.repair)?;
     if a.format == OutputFormat::Json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_text(&report);
     }
@@ -61,37 +61,46 @@ fn line(f: &Finding) -> String {
 
 fn print_text(r: &Report) {
     let c = &r.checked;
-    println!(
+    crate::outln!(
         "checked {} blobs ({} bytes), {} images, {} unpacked layers in {}",
-        c.blobs, c.bytes, c.images, c.layer_dirs, r.root
+        c.blobs,
+        c.bytes,
+        c.images,
+        c.layer_dirs,
+        r.root
     );
     if !r.problems.is_empty() {
-        println!("{} problems:", r.problems.len());
-        r.problems.iter().for_each(|f| println!("{}", line(f)));
+        crate::outln!("{} problems:", r.problems.len());
+        r.problems.iter().for_each(|f| crate::outln!("{}", line(f)));
     }
     if !r.leftovers.is_empty() {
-        println!(
+        crate::outln!(
             "{} leftovers (harmless; --repair removes them):",
             r.leftovers.len()
         );
-        r.leftovers.iter().for_each(|f| println!("{}", line(f)));
+        r.leftovers
+            .iter()
+            .for_each(|f| crate::outln!("{}", line(f)));
     }
     if r.unreferenced.blobs > 0 {
-        println!(
+        crate::outln!(
             "{} blobs ({} bytes) no image uses: `lade prune` removes them",
-            r.unreferenced.blobs, r.unreferenced.bytes
+            r.unreferenced.blobs,
+            r.unreferenced.bytes
         );
     }
     if let Some(removed) = &r.removed {
-        println!("removed {}:", removed.len());
-        removed.iter().for_each(|f| println!("{}", line(f)));
+        crate::outln!("removed {}:", removed.len());
+        removed.iter().for_each(|f| crate::outln!("{}", line(f)));
     }
     match (r.clean, r.removed.is_some()) {
-        (true, false) if r.problems.is_empty() => println!("the store is clean"),
-        (true, _) => println!("repaired: re-pull or rebuild the removed images"),
-        (false, false) => println!(
+        (true, false) if r.problems.is_empty() => crate::outln!("the store is clean"),
+        (true, _) => crate::outln!("repaired: re-pull or rebuild the removed images"),
+        (false, false) => crate::outln!(
             "the store has problems: `lade fsck --repair` removes the damaged blobs and the images that need them"
         ),
-        (false, true) => println!("some problems could not be repaired (see the warnings above)"),
+        (false, true) => {
+            crate::outln!("some problems could not be repaired (see the warnings above)")
+        }
     }
 }

@@ -158,16 +158,21 @@ fn list(g: &Global, format: OutputFormat) -> anyhow::Result<()> {
         })
         .collect();
     if format == OutputFormat::Json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    println!(
+    crate::outln!(
         "{:<16} {:<9} {:<9} {:<9} {:<10} {:<19} FROM",
-        "NAME", "KIND", "VERSION", "CONTRACT", "SOURCE", "DIGEST"
+        "NAME",
+        "KIND",
+        "VERSION",
+        "CONTRACT",
+        "SOURCE",
+        "DIGEST"
     );
     for row in &rows {
         match row {
-            Row::Loaded(d) => println!(
+            Row::Loaded(d) => crate::outln!(
                 "{:<16} {:<9} {:<9} {:<9} {:<10} {:<19} {}",
                 d.name,
                 d.kind.as_str(),
@@ -182,7 +187,7 @@ fn list(g: &Global, format: OutputFormat) -> anyhow::Result<()> {
                 source,
                 error,
             } => {
-                println!("{name:<16} {:<9} {:<9} {:<9} {source:<10} -", "?", "?", "?");
+                crate::outln!("{name:<16} {:<9} {:<9} {:<9} {source:<10} -", "?", "?", "?");
                 eprintln!("warning: {error}");
             }
         }
@@ -220,29 +225,29 @@ fn inspect(g: &Global, plugin: &str, format: OutputFormat) -> anyhow::Result<()>
                 .map(|n| n.name.clone())
                 .collect::<Vec<_>>()
         );
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("name:        {}", d.name);
-    println!("kind:        {}", d.kind.as_str());
-    println!("version:     {}", d.version);
-    println!("description: {}", d.description);
-    println!("contract:    lade:plugin@{}", d.contract_version);
+    crate::outln!("name:        {}", d.name);
+    crate::outln!("kind:        {}", d.kind.as_str());
+    crate::outln!("version:     {}", d.version);
+    crate::outln!("description: {}", d.description);
+    crate::outln!("contract:    lade:plugin@{}", d.contract_version);
     match &d.path {
-        Some(p) => println!("source:      {} ({})", d.source, p.display()),
-        None => println!("source:      {}", d.source),
+        Some(p) => crate::outln!("source:      {} ({})", d.source, p.display()),
+        None => crate::outln!("source:      {}", d.source),
     }
-    println!("digest:      {}", d.digest);
+    crate::outln!("digest:      {}", d.digest);
     if d.origin.is_some() {
-        println!("from:        {}", from(&d));
+        crate::outln!("from:        {}", from(&d));
     }
-    println!("imports:");
+    crate::outln!("imports:");
     for i in &d.imports {
-        println!("  {i}");
+        crate::outln!("  {i}");
     }
-    println!("exports:");
+    crate::outln!("exports:");
     for e in &d.exports {
-        println!("  {e}");
+        crate::outln!("  {e}");
     }
     print_needs(&d, &grants);
     Ok(())
@@ -251,10 +256,10 @@ fn inspect(g: &Global, plugin: &str, format: OutputFormat) -> anyhow::Result<()>
 /// The declared needs, and which data directories this invocation grants.
 fn print_needs(d: &Description, grants: &DataGrants) {
     if d.needs.data_dirs.is_empty() && d.needs.documents.is_empty() {
-        println!("needs:       nothing");
+        crate::outln!("needs:       nothing");
         return;
     }
-    println!("needs:");
+    crate::outln!("needs:");
     for n in &d.needs.data_dirs {
         let state = if grants.names().contains(&n.name.as_str()) {
             "granted"
@@ -263,10 +268,10 @@ fn print_needs(d: &Description, grants: &DataGrants) {
         } else {
             "optional, not granted"
         };
-        println!("  data directory {}: {} ({state})", n.name, n.description);
+        crate::outln!("  data directory {}: {} ({state})", n.name, n.description);
     }
     for m in &d.needs.documents {
-        println!("  input documents: {m}");
+        crate::outln!("  input documents: {m}");
     }
 }
 
@@ -335,9 +340,9 @@ fn install(
     d.path = Some(path.clone());
     d.origin = Some(origin.clone());
     if format == OutputFormat::Json {
-        println!("{}", serde_json::to_string_pretty(&d)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&d)?);
     } else {
-        println!(
+        crate::outln!(
             "installed {} plugin `{name}` {} ({}) as {}",
             d.kind.as_str(),
             d.version,
@@ -345,10 +350,10 @@ fn install(
             path.display()
         );
         if let Some(m) = &origin.manifest_digest {
-            println!("from {} ({m})", origin.reference);
+            crate::outln!("from {} ({m})", origin.reference);
         }
         if crate::plugin::embedded(&name).is_some() {
-            println!(
+            crate::outln!(
                 "it takes the place of the built-in `{name}`; `lade plugin remove {name}` brings that back"
             );
         }
@@ -392,7 +397,7 @@ fn push(
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", f.display()))?;
     }
     if format == OutputFormat::Json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "name": plugin.info().name,
@@ -402,12 +407,12 @@ fn push(
             }))?
         );
     } else {
-        println!(
+        crate::outln!(
             "pushed {} plugin `{}` to {dest}",
             plugin.kind(),
             plugin.info().name
         );
-        println!("{}", report.digest);
+        crate::outln!("{}", report.digest);
     }
     Ok(())
 }
@@ -419,26 +424,26 @@ fn new(kind: NewKind, name: &str, dir: &std::path::Path) -> anyhow::Result<()> {
         NewKind::Signer => crate::plugin::Kind::Signer,
     };
     let root = super::plugin_new::create(dir, name, kind)?;
-    println!("created {kind} plugin `{name}` in {}", root.display());
-    println!("next:");
-    println!(
+    crate::outln!("created {kind} plugin `{name}` in {}", root.display());
+    crate::outln!("next:");
+    crate::outln!(
         "  cd {} && cargo build --release --target wasm32-wasip2",
         root.display()
     );
-    println!(
+    crate::outln!(
         "  lade plugin install target/wasm32-wasip2/release/{}.wasm",
         name.replace('-', "_")
     );
-    println!("  cargo test   # the plugin's logic, natively; see PLUGINS.md");
+    crate::outln!("  cargo test   # the plugin's logic, natively; see PLUGINS.md");
     Ok(())
 }
 
 fn remove(g: &Global, name: &str, format: OutputFormat) -> anyhow::Result<()> {
     installed::remove(&plugins_dir(g), name)?;
     if format == OutputFormat::Json {
-        println!("{}", serde_json::json!({ "removed": name }));
+        crate::outln!("{}", serde_json::json!({ "removed": name }));
     } else {
-        println!("removed plugin `{name}`");
+        crate::outln!("removed plugin `{name}`");
     }
     Ok(())
 }

@@ -262,9 +262,9 @@ pub fn run(g: &Global, a: ScanArgs) -> Result<ExitCode> {
                         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&d.content).into_owned())),
                 })).collect::<Vec<_>>(),
             });
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&out)?);
         }
-        ScanFormat::Sarif => println!(
+        ScanFormat::Sarif => crate::outln!(
             "{}",
             serde_json::to_string_pretty(&sarif(&a.target, plugin, &findings))?
         ),
@@ -275,7 +275,7 @@ pub fn run(g: &Global, a: ScanArgs) -> Result<ExitCode> {
             };
             let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
             let doc = cyclonedx(&a.target, sbom.as_ref(), &findings, &now);
-            println!("{}", serde_json::to_string_pretty(&doc)?);
+            crate::outln!("{}", serde_json::to_string_pretty(&doc)?);
         }
         ScanFormat::Table => print_table(&findings),
     }
@@ -424,7 +424,7 @@ fn finding_json(f: &Finding) -> Value {
 
 fn print_table(findings: &[&Finding]) {
     if findings.is_empty() {
-        println!("no findings");
+        crate::outln!("no findings");
         return;
     }
     let rows: Vec<[String; 6]> = findings
@@ -464,12 +464,12 @@ fn print_table(findings: &[&Finding]) {
             .trim_end()
             .to_string()
     };
-    println!("{}", line(&header));
+    crate::outln!("{}", line(&header));
     for (r, f) in rows.iter().zip(findings) {
         let cells: Vec<&str> = r.iter().map(String::as_str).collect();
-        println!("{}", line(&cells));
+        crate::outln!("{}", line(&cells));
         if !f.message.is_empty() {
-            println!("    {}", f.message.lines().next().unwrap_or_default());
+            crate::outln!("    {}", f.message.lines().next().unwrap_or_default());
         }
     }
 }

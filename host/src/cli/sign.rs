@@ -242,17 +242,19 @@ fn print_report(
             if !bundles.is_empty() {
                 v["bundle_checks"] = serde_json::to_value(crate::signing::bundle::CHECKS)?;
             }
-            println!("{}", serde_json::to_string_pretty(&v)?)
+            crate::outln!("{}", serde_json::to_string_pretty(&v)?)
         }
         super::OutputFormat::Text => {
-            println!("Verification for {} ({}):", name, report.manifest_digest);
+            crate::outln!("Verification for {} ({}):", name, report.manifest_digest);
             for c in &report.checks {
-                println!("  - {c}");
+                crate::outln!("  - {c}");
             }
             for s in &report.signatures {
                 match (&s.error, &s.docker_reference) {
-                    (None, Some(r)) => println!("  signature {}: valid, identity {r}", s.layer),
-                    (e, _) => println!(
+                    (None, Some(r)) => {
+                        crate::outln!("  signature {}: valid, identity {r}", s.layer)
+                    }
+                    (e, _) => crate::outln!(
                         "  signature {}: refused: {}",
                         s.layer,
                         e.as_deref().unwrap_or("")
@@ -261,17 +263,17 @@ fn print_report(
             }
             if !bundles.is_empty() {
                 for c in crate::signing::bundle::CHECKS {
-                    println!("  - {c}");
+                    crate::outln!("  - {c}");
                 }
             }
             for b in bundles {
                 match &b.error {
-                    None => println!(
+                    None => crate::outln!(
                         "  bundle {}: valid, identity {}",
                         b.bundle,
                         b.docker_reference.as_deref().unwrap_or("(none)")
                     ),
-                    Some(e) => println!("  bundle {}: refused: {e}", b.bundle),
+                    Some(e) => crate::outln!("  bundle {}: refused: {e}", b.bundle),
                 }
             }
         }

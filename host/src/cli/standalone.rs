@@ -106,7 +106,7 @@ pub fn standalone_verify(g: &Global, a: StandaloneVerifyArgs) -> Result<()> {
             a.docker_reference
         );
     }
-    println!(
+    crate::outln!(
         "Signature verified using fingerprint {}, digest {digest}",
         v.key_id
     );
@@ -201,21 +201,21 @@ pub fn verify_keyring(
     };
     let valid = report.signatures.iter().filter(|s| s.valid).count();
     match output {
-        super::OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        super::OutputFormat::Json => crate::outln!("{}", serde_json::to_string_pretty(&report)?),
         super::OutputFormat::Text => {
-            println!(
+            crate::outln!(
                 "Verification for {image} ({digest}), signatures from {}:",
                 report.location
             );
             for c in &report.checks {
-                println!("  - {c}");
+                crate::outln!("  - {c}");
             }
             for s in &report.signatures {
                 match (&s.key_id, &s.docker_reference, &s.error) {
                     (Some(k), Some(r), _) => {
-                        println!("  signature-{}: valid, key {k}, identity {r}", s.index)
+                        crate::outln!("  signature-{}: valid, key {k}, identity {r}", s.index)
                     }
-                    (_, _, e) => println!(
+                    (_, _, e) => crate::outln!(
                         "  signature-{}: refused: {}",
                         s.index,
                         e.as_deref().unwrap_or("")

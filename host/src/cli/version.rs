@@ -35,14 +35,14 @@ pub fn run(_g: &Global, a: VersionArgs) -> Result<()> {
         platform: crate::dispatch::platform::Platform::host().to_string(),
     };
     match a.format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+        OutputFormat::Json => crate::outln!("{}", serde_json::to_string_pretty(&v)?),
         OutputFormat::Text => {
-            println!("Version:        {}", v.version);
-            println!("Commit:         {}", v.commit.unwrap_or("unknown"));
-            println!("Wasmtime:       {}", v.wasmtime);
-            println!("Contracts:      {}", v.contracts.join(", "));
-            println!("Events schema:  {}", v.events_schema);
-            println!("Platform:       {}", v.platform);
+            crate::outln!("Version:        {}", v.version);
+            crate::outln!("Commit:         {}", v.commit.unwrap_or("unknown"));
+            crate::outln!("Wasmtime:       {}", v.wasmtime);
+            crate::outln!("Contracts:      {}", v.contracts.join(", "));
+            crate::outln!("Events schema:  {}", v.events_schema);
+            crate::outln!("Platform:       {}", v.platform);
         }
     }
     Ok(())
