@@ -447,3 +447,53 @@ fn bad_sources_and_missing_databases_fail_clearly() {
     );
     assert!(err.contains("lade db import"), "{err}");
 }
+
+/// A package's records over `read-file`'s 64 MiB (the Linux kernel's have thousands) are read in pieces, and
+/// an unreadable one fails the scan: either used to pass as "no vulnerabilities".
+#[test]
+fn a_package_file_over_64_mib_is_read_and_an_unreadable_one_fails() {
+    let pypi = records();
+    if !validate(&pypi) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let all_zip = tmp.path().join("all.zip");
+    zip(&pypi, &tmp.path().join("pypi"), &all_zip);
+    ok(lade()
+        .args(["db", "import"])
+        .arg(&all_zip)
+        .arg("--db")
+        .arg(&db));
+    // Blank lines (which readers skip) ahead of the records push the file past 64 MiB.
+    let file = db.join("ecosystems/PyPI/demo.jsonl");
+    let records = std::fs::read(&file).unwrap();
+    let mut big = vec![b'\n'; 65 << 20];
+    big.extend_from_slice(&records);
+    std::fs::write(&file, &big).unwrap();
+    let sbom_file = tmp.path().join("sbom.json");
+    std::fs::write(
+        &sbom_file,
+        sbom(
+            json!(null),
+            json!([{"name": "demo", "version": "1.1.2", "type": "pypi"}]),
+        ),
+    )
+    .unwrap();
+    let found = ids(&findings(&db, &sbom_file, &[]));
+    assert!(
+        found.contains("demo PYSEC-2099-1") && found.contains("demo PYSEC-2099-2"),
+        "{found:?}"
+    );
+    // A directory where the package's file should be cannot be read: the scan says so.
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    let data = format!("vuln-db={}", db.display());
+    let err = fails(
+        lade()
+            .args(["scan", "--plugin", "vuln", "--plugin-data", &data])
+            .arg(&sbom_file),
+        1,
+    );
+    assert!(err.contains("ecosystems/PyPI/demo.jsonl"), "{err}");
+}

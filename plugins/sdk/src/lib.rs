@@ -149,6 +149,26 @@ pub mod scanner {
         fn read(&self, path: &str) -> Result<Vec<u8>, String> {
             self.read_file(path).map_err(super::message)
         }
+
+        /// Files over `read-file`'s 64 MiB are read with `read-at`, a MiB at a time.
+        fn read_if_exists(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+            let Some(stat) = self.stat(path).map_err(super::message)? else {
+                return Ok(None);
+            };
+            if stat.size <= 64 << 20 {
+                return self.read(path).map(Some);
+            }
+            let mut out = Vec::with_capacity(stat.size as usize);
+            loop {
+                let chunk = self
+                    .read_at(path, out.len() as u64, 1 << 20)
+                    .map_err(super::message)?;
+                if chunk.is_empty() {
+                    return Ok(Some(out));
+                }
+                out.extend_from_slice(&chunk);
+            }
+        }
     }
 }
 
@@ -297,6 +317,12 @@ impl Files for MemoryFiles {
 pub trait Tree {
     fn read(&self, path: &str) -> Result<Vec<u8>, String>;
 
+    /// A file, or `None` when the tree has no such file; any other failure (unreadable, too large) is an
+    /// error, never an absent file. The default cannot tell the two apart, so it reports every failure.
+    fn read_if_exists(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        self.read(path).map(Some)
+    }
+
     /// A file as text (lossily decoded).
     fn read_text(&self, path: &str) -> Result<String, String> {
         self.read(path)
@@ -325,6 +351,10 @@ impl Tree for MemoryTree {
             .get(path)
             .cloned()
             .ok_or_else(|| format!("{path}: no such file"))
+    }
+
+    fn read_if_exists(&self, path: &str) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.0.get(path).cloned())
     }
 }
 

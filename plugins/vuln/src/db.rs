@@ -37,10 +37,14 @@ pub fn check(db: &impl Tree) -> Result<(), String> {
     }
 }
 
-/// The records of one package; none when the database has no file for it.
+/// The records of one package; none when the database has no file for it. A file that is there but cannot
+/// be read is an error: taking it for "no vulnerabilities" would hide them.
 pub fn records(db: &impl Tree, ecosystem: &str, package: &str) -> Result<Vec<Value>, String> {
     let path = format!("ecosystems/{}/{}.jsonl", escape(ecosystem), escape(package));
-    let Ok(bytes) = db.read(&path) else {
+    let Some(bytes) = db
+        .read_if_exists(&path)
+        .map_err(|e| format!("{DATA_DIR}/{path}: {e}"))?
+    else {
         return Ok(Vec::new());
     };
     let text = String::from_utf8_lossy(&bytes);
