@@ -98,6 +98,40 @@ fn images_template_prints_what_podman_prints() {
         .arg(&root)
         .args(["images", "--format", "{{.Size}}"]));
     assert!(sizes.contains("MB"), "the 4 MB image reads as MB: {sizes}");
+    // The sizes podman agreed with above are remembered: with the gzip layer blobs moved aside, the listing
+    // is the same, so it decompressed none of them again.
+    let blobs = root.join("blobs/sha256");
+    let aside = t.path().join("aside");
+    std::fs::create_dir(&aside).unwrap();
+    let mut moved = 0;
+    for e in std::fs::read_dir(&blobs).unwrap().flatten() {
+        if std::fs::read(e.path()).unwrap().starts_with(&[0x1f, 0x8b]) {
+            std::fs::rename(e.path(), aside.join(e.file_name())).unwrap();
+            moved += 1;
+        }
+    }
+    assert!(
+        moved >= 2,
+        "the noise layers of the two images at least: {moved}"
+    );
+    let again = lade()
+        .arg("--root")
+        .arg(&root)
+        .args(["images", "--format", "{{.Size}}"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout),
+        sizes,
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    for e in std::fs::read_dir(&aside).unwrap().flatten() {
+        std::fs::rename(e.path(), blobs.join(e.file_name())).unwrap();
+    }
+    // What it remembered is sound store metadata.
+    let report = ok(lade().arg("--root").arg(&root).arg("fsck"));
+    assert!(!report.contains("metadata"), "{report}");
 }
 
 #[test]

@@ -57,17 +57,25 @@ struct Entry {
     size: u64,
 }
 
-/// The bytes a layer blob holds once decompressed.
+/// The bytes a layer blob holds once decompressed: decompressed once, then remembered in the store.
 fn uncompressed_size(store: &Store, l: &Descriptor) -> Result<u64> {
     let mt = l.media_type().to_string();
     if mt.ends_with(".tar") || mt.ends_with("tar") {
         return Ok(l.size());
     }
+    if let Some(size) = store.uncompressed_size_of(l.digest()) {
+        return Ok(size);
+    }
     let path = store.layout().blob_path(l.digest());
     let f = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let mut r = crate::layer::decompressor(f)?;
-    std::io::copy(&mut r, &mut std::io::sink())
-        .with_context(|| format!("decompressing layer {}", l.digest()))
+    let size = std::io::copy(&mut r, &mut std::io::sink())
+        .with_context(|| format!("decompressing layer {}", l.digest()))?;
+    // Listing works in a store it cannot write to (another user's); it just decompresses again next time.
+    if let Err(e) = store.record_uncompressed_size(l.digest(), size) {
+        tracing::debug!("not remembering the size of layer {}: {e:#}", l.digest());
+    }
+    Ok(size)
 }
 
 /// The entry for a top descriptor (an index stands for the host platform's image), or None for an

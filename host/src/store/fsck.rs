@@ -479,6 +479,18 @@ impl Store {
                 Ok(_) => stale_unless_present(scan, &path, &blob, "diff_id record"),
             }
         }
+        for (path, blob) in meta_files(&self.size_dir()) {
+            let content = fs::read_to_string(&path).unwrap_or_default();
+            match content.trim().parse::<u64>() {
+                Err(_) => scan.problems.push(finding(
+                    "damaged-metadata",
+                    None,
+                    Some(&path),
+                    "a layer size record that is not a number".into(),
+                )),
+                Ok(_) => stale_unless_present(scan, &path, &blob, "layer size record"),
+            }
+        }
         let by_diff = diff_dir.join("by-diff");
         for d in fs::read_dir(&by_diff).into_iter().flatten().flatten() {
             for (path, blob) in meta_files(&d.path()) {
@@ -568,6 +580,7 @@ impl Store {
             self.root().to_path_buf(),
             meta.clone(),
             self.diff_dir(),
+            self.size_dir(),
             meta.join("build-cache").join("slots"),
         ];
         dirs.extend(

@@ -11,7 +11,9 @@
 //! * [`Store::put_manifest`]`(bytes, media_type)` → descriptor; [`Store::tag`]`(name, desc)` names it.
 //! * [`Store::list`], [`Store::untag`], [`Store::gc`] (what `lade prune` runs).
 //! * Layer ↔ diff_id: [`Store::record_diff_id`], [`Store::diff_id_of`], [`Store::blobs_for_diff_id`]
-//!   (`<root>/lade/diffids/`, rebuildable from the manifests and configs with [`Store::rebuild_diff_ids`]).
+//!   (`<root>/lade/diffids/`, rebuildable from the manifests and configs with [`Store::rebuild_diff_ids`]);
+//!   a layer's uncompressed size: [`Store::record_uncompressed_size`], [`Store::uncompressed_size_of`]
+//!   (`<root>/lade/sizes/`, a cache).
 //! * [`Store::fsck`]`(repair)`: re-hash every blob, check every image and lade's metadata (`lade fsck`).
 //! * [`Store::writer_guard`]: hold it while writing blobs that are not yet tagged, so a concurrent
 //!   `lade prune` does not collect them.
@@ -381,8 +383,9 @@ impl Store {
                     bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
                     fs::remove_file(e.path())
                         .with_context(|| format!("removing {}", e.path().display()))?;
-                    // Its diff_id record goes too (the by-diff side is swept below).
+                    // Its diff_id and size records go too (the by-diff side is swept below).
                     let _ = fs::remove_file(self.diff_dir().join(format!("{a}-{f}")));
+                    let _ = fs::remove_file(self.size_dir().join(format!("{a}-{f}")));
                     n += 1;
                 }
             }
@@ -540,6 +543,27 @@ impl Store {
             b"",
         )?;
         Ok(())
+    }
+
+    fn size_dir(&self) -> PathBuf {
+        self.meta_dir().join("sizes")
+    }
+
+    /// Remember that layer blob `blob` decompresses to `size` bytes (`lade images` counts them).
+    pub fn record_uncompressed_size(&self, blob: &Digest, size: u64) -> Result<()> {
+        let p = self
+            .size_dir()
+            .join(format!("{}-{}", blob.algorithm(), blob.digest()));
+        fs::create_dir_all(self.size_dir())?;
+        write_atomic(&p, size.to_string().as_bytes())
+    }
+
+    /// The size layer blob `blob` decompresses to, when known.
+    pub fn uncompressed_size_of(&self, blob: &Digest) -> Option<u64> {
+        let p = self
+            .size_dir()
+            .join(format!("{}-{}", blob.algorithm(), blob.digest()));
+        fs::read_to_string(p).ok()?.trim().parse().ok()
     }
 
     /// The diff_id a layer blob decompresses to, when known.
