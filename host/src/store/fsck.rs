@@ -464,31 +464,26 @@ impl Store {
         }
     }
 
-    /// Pass 4a: the diff_id map and the build cache records.
+    /// Pass 4a: the diff_id map, the layer sizes and the build cache records.
     fn check_metadata(&self, scan: &mut Scan) {
         let diff_dir = self.diff_dir();
-        for (path, blob) in meta_files(&diff_dir) {
-            let content = fs::read_to_string(&path).unwrap_or_default();
-            match content.trim().parse::<Digest>() {
-                Err(_) => scan.problems.push(finding(
-                    "damaged-metadata",
-                    None,
-                    Some(&path),
-                    "a diff_id record that is not a digest".into(),
-                )),
-                Ok(_) => stale_unless_present(scan, &path, &blob, "diff_id record"),
-            }
-        }
-        for (path, blob) in meta_files(&self.size_dir()) {
-            let content = fs::read_to_string(&path).unwrap_or_default();
-            match content.trim().parse::<u64>() {
-                Err(_) => scan.problems.push(finding(
-                    "damaged-metadata",
-                    None,
-                    Some(&path),
-                    "a layer size record that is not a number".into(),
-                )),
-                Ok(_) => stale_unless_present(scan, &path, &blob, "layer size record"),
+        // Per-blob records: what each holds, and whether its content is sound.
+        let digest: fn(&str) -> bool = |c| c.parse::<Digest>().is_ok();
+        let number: fn(&str) -> bool = |c| c.parse::<u64>().is_ok();
+        let records = [
+            (diff_dir.clone(), "diff_id record", "a digest", digest),
+            (self.size_dir(), "layer size record", "a number", number),
+        ];
+        for (dir, what, should_be, sound) in records {
+            for (path, blob) in meta_files(&dir) {
+                let content = fs::read_to_string(&path).unwrap_or_default();
+                if sound(content.trim()) {
+                    stale_unless_present(scan, &path, &blob, what);
+                } else {
+                    let msg = format!("a {what} that is not {should_be}");
+                    scan.problems
+                        .push(finding("damaged-metadata", None, Some(&path), msg));
+                }
             }
         }
         let by_diff = diff_dir.join("by-diff");
