@@ -1,4 +1,4 @@
-//! What commands print on standard output goes through [`outln!`](crate::outln) and [`out!`](crate::out)
+//! What commands print on standard output goes through `outln!` and `out!` (`crate::stdout::outln!`)
 //! instead of `println!`/`print!`, which panic when stdout is gone (`lade plugin list | head -1`).
 //!
 //! A reader that went away ends lade as it ends podman, buildah and coreutils: killed by SIGPIPE (exit status
@@ -9,17 +9,18 @@ use std::fmt;
 use std::io::Write;
 
 /// Print a line on stdout; see the module doc for what happens when stdout is gone.
-#[macro_export]
 macro_rules! outln {
     () => { $crate::stdout::write(format_args!("\n")) };
     ($($arg:tt)*) => { $crate::stdout::write(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
-/// Print on stdout without a newline; see [`outln!`](crate::outln).
-#[macro_export]
+/// Print on stdout without a newline; see [`outln!`].
 macro_rules! out {
     ($($arg:tt)*) => { $crate::stdout::write(format_args!($($arg)*)) };
 }
+
+// Reached as `crate::stdout::outln!`, so the module layering sees where they come from.
+pub(crate) use {out, outln};
 
 #[doc(hidden)]
 pub fn write(args: fmt::Arguments<'_>) {

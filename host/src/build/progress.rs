@@ -152,7 +152,7 @@ impl Progress {
                     seconds: took.as_secs_f64(),
                 });
                 if self.mode == Mode::Tty {
-                    crate::outln!("{id}");
+                    crate::stdout::outln!("{id}");
                 }
             }
             Mode::Plain => {
@@ -164,9 +164,9 @@ impl Progress {
                     &id[..12.min(id.len())],
                     took.as_secs_f64()
                 ));
-                crate::outln!("{id}");
+                crate::stdout::outln!("{id}");
             }
-            Mode::Quiet => crate::outln!("{id}"),
+            Mode::Quiet => crate::stdout::outln!("{id}"),
         }
     }
 }

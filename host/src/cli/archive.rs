@@ -208,7 +208,7 @@ pub fn load(g: &Global, a: LoadArgs) -> Result<()> {
     })?;
     if !a.quiet {
         for n in loaded {
-            crate::outln!("Loaded image: {n}");
+            crate::stdout::outln!("Loaded image: {n}");
         }
     }
     Ok(())

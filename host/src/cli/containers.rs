@@ -69,7 +69,7 @@ pub fn from(g: &Global, a: FromArgs) -> Result<()> {
         rt.handle().clone(),
     );
     let c = ops::from(&cs, &resolver, &a.image, &platform, a.name.as_deref())?;
-    crate::outln!("{}", c.name);
+    crate::stdout::outln!("{}", c.name);
     Ok(())
 }
 
@@ -103,7 +103,7 @@ pub fn containers(g: &Global, a: ContainersArgs) -> Result<()> {
     };
     if a.quiet {
         for c in &list {
-            crate::outln!("{}", short(&c.id));
+            crate::stdout::outln!("{}", short(&c.id));
         }
         return Ok(());
     }
@@ -116,7 +116,7 @@ pub fn containers(g: &Global, a: ContainersArgs) -> Result<()> {
                     "imagename": c.image, "containername": c.name, "created": c.created})
             })
             .collect();
-        crate::outln!("{}", serde_json::to_string_pretty(&v)?);
+        crate::stdout::outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     let rows: Vec<Value> = list
@@ -313,7 +313,7 @@ pub fn mount(g: &Global, a: MountArgs) -> Result<()> {
         for c in cs.list()? {
             let m = rootfs::merged(&cs, &c);
             if rootfs::is_mounted(&m) {
-                crate::outln!("{} {}", c.name, m.display());
+                crate::stdout::outln!("{} {}", c.name, m.display());
             }
         }
         return Ok(());
@@ -324,9 +324,9 @@ pub fn mount(g: &Global, a: MountArgs) -> Result<()> {
         let _held = cs.lock(&c)?;
         let m = rootfs::mount(&cs, &c)?;
         if many {
-            crate::outln!("{} {}", c.name, m.display());
+            crate::stdout::outln!("{} {}", c.name, m.display());
         } else {
-            crate::outln!("{}", m.display());
+            crate::stdout::outln!("{}", m.display());
         }
     }
     Ok(())
@@ -357,7 +357,7 @@ pub fn umount(g: &Global, a: UmountArgs) -> Result<()> {
     for c in list {
         let _held = cs.lock(&c)?;
         if rootfs::unmount(&cs, &c)? && !a.all {
-            crate::outln!("{}", c.id);
+            crate::stdout::outln!("{}", c.id);
         }
     }
     Ok(())
@@ -486,7 +486,7 @@ pub fn commit(g: &Global, a: CommitArgs) -> Result<()> {
         cs.remove(&c)?;
     }
     if !a.quiet {
-        crate::outln!("{}", done.config_digest.trim_start_matches("sha256:"));
+        crate::stdout::outln!("{}", done.config_digest.trim_start_matches("sha256:"));
     }
     Ok(())
 }
@@ -516,7 +516,7 @@ pub fn rm(g: &Global, a: RmArgs) -> Result<()> {
     };
     for c in list {
         cs.remove(&c)?;
-        crate::outln!("{}", c.id);
+        crate::stdout::outln!("{}", c.id);
     }
     Ok(())
 }
@@ -590,10 +590,10 @@ pub fn diff(g: &Global, a: DiffArgs) -> Result<()> {
                 v.insert(name.into(), json!(list));
             }
         }
-        crate::outln!("{}", serde_json::to_string_pretty(&Value::Object(v))?);
+        crate::stdout::outln!("{}", serde_json::to_string_pretty(&Value::Object(v))?);
     } else {
         for c in &changes {
-            crate::outln!("{} {}", c.kind, c.path);
+            crate::stdout::outln!("{} {}", c.kind, c.path);
         }
     }
     Ok(())
@@ -650,7 +650,7 @@ pub fn import(g: &Global, a: ImportArgs) -> Result<()> {
     };
     let done = commit::import(&store, &a.tarball, cfg, a.message, &opts)?;
     if !a.quiet {
-        crate::outln!("{}", done.config_digest.trim_start_matches("sha256:"));
+        crate::stdout::outln!("{}", done.config_digest.trim_start_matches("sha256:"));
     }
     Ok(())
 }

@@ -140,7 +140,7 @@ fn report(r: &CopyReport, e: &EngineFlags) -> Result<()> {
     if e.shown() == Shown::Json {
         // stdout is NDJSON: the `done` event carries the summary.
     } else if e.json() {
-        crate::outln!("{}", serde_json::to_string_pretty(r)?);
+        crate::stdout::outln!("{}", serde_json::to_string_pretty(r)?);
     } else if !e.quiet {
         eprintln!(
             "Copied {} to {}: {} blobs ({}) written, {} already there, {} mounted, {} referrers; manifest {}",
@@ -332,6 +332,6 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
     let store = crate::store::Store::open(&root)?;
     let d: crate::transport::Digest = rep.digest.parse()?;
     let desc = crate::oci::manifest_descriptor(d, 0, &rep.media_type)?;
-    crate::outln!("{}", store.image_id(&desc)?);
+    crate::stdout::outln!("{}", store.image_id(&desc)?);
     Ok(())
 }

@@ -65,13 +65,13 @@ pub fn run(_g: &Global, c: DbCommand) -> Result<()> {
             let db = a.db.path();
             let meta = vulndb::info(&db)?;
             if a.format == OutputFormat::Json {
-                crate::outln!("{}", serde_json::to_string_pretty(&meta)?);
+                crate::stdout::outln!("{}", serde_json::to_string_pretty(&meta)?);
                 return Ok(());
             }
-            crate::outln!("database: {}", db.display());
-            crate::outln!("updated:  {}", meta.updated);
+            crate::stdout::outln!("database: {}", db.display());
+            crate::stdout::outln!("updated:  {}", meta.updated);
             for s in &meta.sources {
-                crate::outln!(
+                crate::stdout::outln!(
                     "source:   {} ({} records, newest modified {}, imported {}; {})",
                     s.path,
                     s.records,
@@ -81,7 +81,7 @@ pub fn run(_g: &Global, c: DbCommand) -> Result<()> {
                 );
             }
             for (ecosystem, count) in &meta.ecosystems {
-                crate::outln!("  {ecosystem:<24} {count}");
+                crate::stdout::outln!("  {ecosystem:<24} {count}");
             }
             Ok(())
         }

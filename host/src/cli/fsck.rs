@@ -29,7 +29,7 @@ pub fn run(g: &Global, a: FsckArgs) -> Result<ExitCode> {
     let store = Store::open(&g.root())?;
     let report = store.fsck(a.repair)?;
     if a.format == OutputFormat::Json {
-        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
+        crate::stdout::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_text(&report);
     }
@@ -61,7 +61,7 @@ fn line(f: &Finding) -> String {
 
 fn print_text(r: &Report) {
     let c = &r.checked;
-    crate::outln!(
+    crate::stdout::outln!(
         "checked {} blobs ({} bytes), {} images, {} unpacked layers in {}",
         c.blobs,
         c.bytes,
@@ -70,37 +70,41 @@ fn print_text(r: &Report) {
         r.root
     );
     if !r.problems.is_empty() {
-        crate::outln!("{} problems:", r.problems.len());
-        r.problems.iter().for_each(|f| crate::outln!("{}", line(f)));
+        crate::stdout::outln!("{} problems:", r.problems.len());
+        r.problems
+            .iter()
+            .for_each(|f| crate::stdout::outln!("{}", line(f)));
     }
     if !r.leftovers.is_empty() {
-        crate::outln!(
+        crate::stdout::outln!(
             "{} leftovers (harmless; --repair removes them):",
             r.leftovers.len()
         );
         r.leftovers
             .iter()
-            .for_each(|f| crate::outln!("{}", line(f)));
+            .for_each(|f| crate::stdout::outln!("{}", line(f)));
     }
     if r.unreferenced.blobs > 0 {
-        crate::outln!(
+        crate::stdout::outln!(
             "{} blobs ({} bytes) no image uses: `lade prune` removes them",
             r.unreferenced.blobs,
             r.unreferenced.bytes
         );
     }
     if let Some(removed) = &r.removed {
-        crate::outln!("removed {}:", removed.len());
-        removed.iter().for_each(|f| crate::outln!("{}", line(f)));
+        crate::stdout::outln!("removed {}:", removed.len());
+        removed
+            .iter()
+            .for_each(|f| crate::stdout::outln!("{}", line(f)));
     }
     match (r.clean, r.removed.is_some()) {
-        (true, false) if r.problems.is_empty() => crate::outln!("the store is clean"),
-        (true, _) => crate::outln!("repaired: re-pull or rebuild the removed images"),
-        (false, false) => crate::outln!(
+        (true, false) if r.problems.is_empty() => crate::stdout::outln!("the store is clean"),
+        (true, _) => crate::stdout::outln!("repaired: re-pull or rebuild the removed images"),
+        (false, false) => crate::stdout::outln!(
             "the store has problems: `lade fsck --repair` removes the damaged blobs and the images that need them"
         ),
         (false, true) => {
-            crate::outln!("some problems could not be repaired (see the warnings above)")
+            crate::stdout::outln!("some problems could not be repaired (see the warnings above)")
         }
     }
 }

@@ -72,12 +72,12 @@ pub fn run(g: &Global, a: HistoryArgs) -> Result<()> {
                 o
             })
             .collect();
-        crate::outln!("{}", serde_json::to_string_pretty(&v)?);
+        crate::stdout::outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     if a.quiet {
         for r in &rows {
-            crate::outln!("{}", shown_id(&r.id, a.no_trunc));
+            crate::stdout::outln!("{}", shown_id(&r.id, a.no_trunc));
         }
         return Ok(());
     }

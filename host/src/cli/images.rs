@@ -199,15 +199,15 @@ pub fn images(g: &Global, a: ImagesArgs) -> Result<()> {
     }
     let format = Format::parse(&a.format)?;
     if matches!(format, Format::Json) {
-        crate::outln!("{}", serde_json::to_string_pretty(&list)?);
+        crate::stdout::outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }
     if a.quiet {
         for i in &list {
             let id = &i.id;
             match a.no_trunc {
-                true => crate::outln!("sha256:{id}"),
-                false => crate::outln!("{}", &id[..id.len().min(12)]),
+                true => crate::stdout::outln!("sha256:{id}"),
+                false => crate::stdout::outln!("{}", &id[..id.len().min(12)]),
             }
         }
         return Ok(());
@@ -308,7 +308,7 @@ pub fn rmi(g: &Global, a: RmiArgs) -> Result<()> {
     }
     for t in &targets {
         if store.untag(t)?.is_some() {
-            crate::outln!("Untagged: {t}");
+            crate::stdout::outln!("Untagged: {t}");
         }
     }
     let c = store.gc()?;
@@ -332,12 +332,12 @@ pub fn prune(g: &Global, a: PruneArgs) -> Result<()> {
     let store = Store::open(&g.root())?;
     let c = store.gc()?;
     if a.format == OutputFormat::Json {
-        crate::outln!(
+        crate::stdout::outln!(
             "{}",
             serde_json::json!({"blobs_removed": c.blobs, "layers_removed": c.layer_dirs, "bytes_freed": c.bytes})
         );
     } else {
-        crate::outln!(
+        crate::stdout::outln!(
             "Removed {} unreferenced blobs and {} unpacked layers, freed {}",
             c.blobs,
             c.layer_dirs,

@@ -57,12 +57,12 @@ pub fn run(g: &Global, a: InfoArgs) -> Result<()> {
                     Err(e) => json!({"platform": p, "error": e}),
                 }).collect::<Vec<_>>(),
             });
-            crate::outln!("{}", serde_json::to_string_pretty(&doc)?);
+            crate::stdout::outln!("{}", serde_json::to_string_pretty(&doc)?);
         }
         OutputFormat::Text => {
-            crate::outln!("host platform: {host}");
-            crate::outln!("store: {}", g.root().display());
-            crate::outln!(
+            crate::stdout::outln!("host platform: {host}");
+            crate::stdout::outln!("store: {}", g.root().display());
+            crate::stdout::outln!(
                 "binfmt_misc: {} ({})",
                 binfmt.dir.display(),
                 match (binfmt.mounted, binfmt.enabled) {
@@ -82,7 +82,7 @@ pub fn run(g: &Global, a: InfoArgs) -> Result<()> {
                 .iter()
                 .filter_map(|(on, c)| on.then_some(*c))
                 .collect();
-                crate::outln!(
+                crate::stdout::outln!(
                     "  {:<22} {} {} flags={flags:<4} offset={} magic={} mask={}",
                     h.name,
                     if h.enabled { "enabled " } else { "disabled" },
@@ -92,7 +92,7 @@ pub fn run(g: &Global, a: InfoArgs) -> Result<()> {
                     hex::encode(&h.mask)
                 );
             }
-            crate::outln!("runners:");
+            crate::stdout::outln!("runners:");
             for (p, r) in &runners {
                 let text = match r {
                     Ok(Runner::Native) => "native".to_string(),
@@ -113,7 +113,7 @@ pub fn run(g: &Global, a: InfoArgs) -> Result<()> {
                     }
                     Err(e) => format!("unavailable: {e}"),
                 };
-                crate::outln!("  {p:<14} {text}");
+                crate::stdout::outln!("  {p:<14} {text}");
             }
         }
     }

@@ -145,7 +145,7 @@ fn merge(g: &Global, a: MergeArgs) -> Result<()> {
             "Merged {} images into {}: {} blobs copied, {} mounted, {} already there",
             rep.images, rep.destination, rep.blobs_copied, rep.blobs_mounted, rep.blobs_skipped
         );
-        crate::outln!("{}", rep.digest);
+        crate::stdout::outln!("{}", rep.digest);
     }
     Ok(())
 }
@@ -200,7 +200,7 @@ pub fn run(g: &Global, c: ManifestCommand) -> Result<()> {
                 add_entries(&mut l, e);
             }
             let d = save(&store, &l)?;
-            crate::outln!("{}", d.digest().digest());
+            crate::stdout::outln!("{}", d.digest().digest());
         }
         ManifestCommand::Add {
             list,
@@ -222,7 +222,7 @@ pub fn run(g: &Global, c: ManifestCommand) -> Result<()> {
             add_entries(&mut l, e);
             save(&store, &l)?;
             for d in digests {
-                crate::outln!("{d}");
+                crate::stdout::outln!("{d}");
             }
         }
         ManifestCommand::Remove { list, digest } => {
@@ -248,7 +248,7 @@ pub fn run(g: &Global, c: ManifestCommand) -> Result<()> {
             let l = load(&store, &list)?;
             let pretty = crate::oci::document::to_vec_pretty(&l.index)?;
             if !super::template::print_doc(&format, &serde_json::from_slice(&pretty)?)? {
-                crate::outln!("{}", String::from_utf8_lossy(&pretty));
+                crate::stdout::outln!("{}", String::from_utf8_lossy(&pretty));
             }
         }
         ManifestCommand::Push {
@@ -277,13 +277,13 @@ pub fn run(g: &Global, c: ManifestCommand) -> Result<()> {
             if rm {
                 store.untag(&l.name)?;
             }
-            crate::outln!("{}", rep.digest);
+            crate::stdout::outln!("{}", rep.digest);
         }
         ManifestCommand::Rm { lists } => {
             for list in lists {
                 let l = load(&store, &list)?;
                 store.untag(&l.name)?;
-                crate::outln!("{}", l.name);
+                crate::stdout::outln!("{}", l.name);
             }
         }
         ManifestCommand::Exists { list } => {

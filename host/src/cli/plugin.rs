@@ -158,10 +158,10 @@ fn list(g: &Global, format: OutputFormat) -> anyhow::Result<()> {
         })
         .collect();
     if format == OutputFormat::Json {
-        crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::stdout::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    crate::outln!(
+    crate::stdout::outln!(
         "{:<16} {:<9} {:<9} {:<9} {:<10} {:<19} FROM",
         "NAME",
         "KIND",
@@ -172,7 +172,7 @@ fn list(g: &Global, format: OutputFormat) -> anyhow::Result<()> {
     );
     for row in &rows {
         match row {
-            Row::Loaded(d) => crate::outln!(
+            Row::Loaded(d) => crate::stdout::outln!(
                 "{:<16} {:<9} {:<9} {:<9} {:<10} {:<19} {}",
                 d.name,
                 d.kind.as_str(),
@@ -187,7 +187,7 @@ fn list(g: &Global, format: OutputFormat) -> anyhow::Result<()> {
                 source,
                 error,
             } => {
-                crate::outln!("{name:<16} {:<9} {:<9} {:<9} {source:<10} -", "?", "?", "?");
+                crate::stdout::outln!("{name:<16} {:<9} {:<9} {:<9} {source:<10} -", "?", "?", "?");
                 eprintln!("warning: {error}");
             }
         }
@@ -225,29 +225,29 @@ fn inspect(g: &Global, plugin: &str, format: OutputFormat) -> anyhow::Result<()>
                 .map(|n| n.name.clone())
                 .collect::<Vec<_>>()
         );
-        crate::outln!("{}", serde_json::to_string_pretty(&v)?);
+        crate::stdout::outln!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    crate::outln!("name:        {}", d.name);
-    crate::outln!("kind:        {}", d.kind.as_str());
-    crate::outln!("version:     {}", d.version);
-    crate::outln!("description: {}", d.description);
-    crate::outln!("contract:    lade:plugin@{}", d.contract_version);
+    crate::stdout::outln!("name:        {}", d.name);
+    crate::stdout::outln!("kind:        {}", d.kind.as_str());
+    crate::stdout::outln!("version:     {}", d.version);
+    crate::stdout::outln!("description: {}", d.description);
+    crate::stdout::outln!("contract:    lade:plugin@{}", d.contract_version);
     match &d.path {
-        Some(p) => crate::outln!("source:      {} ({})", d.source, p.display()),
-        None => crate::outln!("source:      {}", d.source),
+        Some(p) => crate::stdout::outln!("source:      {} ({})", d.source, p.display()),
+        None => crate::stdout::outln!("source:      {}", d.source),
     }
-    crate::outln!("digest:      {}", d.digest);
+    crate::stdout::outln!("digest:      {}", d.digest);
     if d.origin.is_some() {
-        crate::outln!("from:        {}", from(&d));
+        crate::stdout::outln!("from:        {}", from(&d));
     }
-    crate::outln!("imports:");
+    crate::stdout::outln!("imports:");
     for i in &d.imports {
-        crate::outln!("  {i}");
+        crate::stdout::outln!("  {i}");
     }
-    crate::outln!("exports:");
+    crate::stdout::outln!("exports:");
     for e in &d.exports {
-        crate::outln!("  {e}");
+        crate::stdout::outln!("  {e}");
     }
     print_needs(&d, &grants);
     Ok(())
@@ -256,10 +256,10 @@ fn inspect(g: &Global, plugin: &str, format: OutputFormat) -> anyhow::Result<()>
 /// The declared needs, and which data directories this invocation grants.
 fn print_needs(d: &Description, grants: &DataGrants) {
     if d.needs.data_dirs.is_empty() && d.needs.documents.is_empty() {
-        crate::outln!("needs:       nothing");
+        crate::stdout::outln!("needs:       nothing");
         return;
     }
-    crate::outln!("needs:");
+    crate::stdout::outln!("needs:");
     for n in &d.needs.data_dirs {
         let state = if grants.names().contains(&n.name.as_str()) {
             "granted"
@@ -268,10 +268,10 @@ fn print_needs(d: &Description, grants: &DataGrants) {
         } else {
             "optional, not granted"
         };
-        crate::outln!("  data directory {}: {} ({state})", n.name, n.description);
+        crate::stdout::outln!("  data directory {}: {} ({state})", n.name, n.description);
     }
     for m in &d.needs.documents {
-        crate::outln!("  input documents: {m}");
+        crate::stdout::outln!("  input documents: {m}");
     }
 }
 
@@ -340,9 +340,9 @@ fn install(
     d.path = Some(path.clone());
     d.origin = Some(origin.clone());
     if format == OutputFormat::Json {
-        crate::outln!("{}", serde_json::to_string_pretty(&d)?);
+        crate::stdout::outln!("{}", serde_json::to_string_pretty(&d)?);
     } else {
-        crate::outln!(
+        crate::stdout::outln!(
             "installed {} plugin `{name}` {} ({}) as {}",
             d.kind.as_str(),
             d.version,
@@ -350,10 +350,10 @@ fn install(
             path.display()
         );
         if let Some(m) = &origin.manifest_digest {
-            crate::outln!("from {} ({m})", origin.reference);
+            crate::stdout::outln!("from {} ({m})", origin.reference);
         }
         if crate::plugin::embedded(&name).is_some() {
-            crate::outln!(
+            crate::stdout::outln!(
                 "it takes the place of the built-in `{name}`; `lade plugin remove {name}` brings that back"
             );
         }
@@ -397,7 +397,7 @@ fn push(
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", f.display()))?;
     }
     if format == OutputFormat::Json {
-        crate::outln!(
+        crate::stdout::outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "name": plugin.info().name,
@@ -407,12 +407,12 @@ fn push(
             }))?
         );
     } else {
-        crate::outln!(
+        crate::stdout::outln!(
             "pushed {} plugin `{}` to {dest}",
             plugin.kind(),
             plugin.info().name
         );
-        crate::outln!("{}", report.digest);
+        crate::stdout::outln!("{}", report.digest);
     }
     Ok(())
 }
@@ -424,26 +424,26 @@ fn new(kind: NewKind, name: &str, dir: &std::path::Path) -> anyhow::Result<()> {
         NewKind::Signer => crate::plugin::Kind::Signer,
     };
     let root = super::plugin_new::create(dir, name, kind)?;
-    crate::outln!("created {kind} plugin `{name}` in {}", root.display());
-    crate::outln!("next:");
-    crate::outln!(
+    crate::stdout::outln!("created {kind} plugin `{name}` in {}", root.display());
+    crate::stdout::outln!("next:");
+    crate::stdout::outln!(
         "  cd {} && cargo build --release --target wasm32-wasip2",
         root.display()
     );
-    crate::outln!(
+    crate::stdout::outln!(
         "  lade plugin install target/wasm32-wasip2/release/{}.wasm",
         name.replace('-', "_")
     );
-    crate::outln!("  cargo test   # the plugin's logic, natively; see PLUGINS.md");
+    crate::stdout::outln!("  cargo test   # the plugin's logic, natively; see PLUGINS.md");
     Ok(())
 }
 
 fn remove(g: &Global, name: &str, format: OutputFormat) -> anyhow::Result<()> {
     installed::remove(&plugins_dir(g), name)?;
     if format == OutputFormat::Json {
-        crate::outln!("{}", serde_json::json!({ "removed": name }));
+        crate::stdout::outln!("{}", serde_json::json!({ "removed": name }));
     } else {
-        crate::outln!("removed plugin `{name}`");
+        crate::stdout::outln!("removed plugin `{name}`");
     }
     Ok(())
 }

@@ -145,7 +145,7 @@ pub fn login(g: &Global, mut a: LoginArgs) -> Result<()> {
     if a.get_login {
         return match stored_user {
             Some(u) => {
-                crate::outln!("{u}");
+                crate::stdout::outln!("{u}");
                 Ok(())
             }
             None => bail!("not logged into {key}"),
@@ -163,15 +163,17 @@ pub fn login(g: &Global, mut a: LoginArgs) -> Result<()> {
         && password.is_none()
         && let Some(c @ auth::Credentials::Basic { .. }) = &existing
     {
-        crate::outln!("Authenticating with existing credentials for {key}");
+        crate::stdout::outln!("Authenticating with existing credentials for {key}");
         match check(c.clone()) {
             Ok(()) => {
-                crate::outln!("Existing credentials are valid. Already logged in to {host}");
+                crate::stdout::outln!(
+                    "Existing credentials are valid. Already logged in to {host}"
+                );
                 return Ok(());
             }
             Err(e) => {
                 tracing::debug!("existing credentials for {key}: {e:#}");
-                crate::outln!(
+                crate::stdout::outln!(
                     "Existing credentials are invalid, please enter valid username and password"
                 );
             }
@@ -188,7 +190,7 @@ pub fn login(g: &Global, mut a: LoginArgs) -> Result<()> {
             tracing::info!("credentials for {key} stored in credential helper {h}")
         }
     }
-    crate::outln!("Login Succeeded!");
+    crate::stdout::outln!("Login Succeeded!");
     Ok(())
 }
 
@@ -220,7 +222,7 @@ pub fn logout(g: &Global, a: LogoutArgs) -> Result<()> {
             bail!("--all takes no registry (got `{r}`)");
         }
         auth::forget_all_for(&ctx)?;
-        crate::outln!("Removed login credentials for all registries");
+        crate::stdout::outln!("Removed login credentials for all registries");
         return Ok(());
     }
     let key = registry_key(
@@ -229,7 +231,7 @@ pub fn logout(g: &Global, a: LogoutArgs) -> Result<()> {
             .context("name the registry to log out of, or pass --all")?,
     )?;
     if auth::forget_for(&ctx, &key)? {
-        crate::outln!("Removed login credentials for {key}");
+        crate::stdout::outln!("Removed login credentials for {key}");
         return Ok(());
     }
     for other in auth::auth_files(a.authfile.as_deref()).into_iter().skip(1) {
@@ -263,7 +265,7 @@ pub fn list_tags(g: &Global, a: ListTagsArgs) -> Result<()> {
     let (name, tags) = super::runtime()?.block_on(transport::docker::list_tags(&r, &ctx))?;
     let out = serde_json::json!({ "Repository": name, "Tags": tags });
     if !super::template::print_doc(&a.format, &out)? {
-        crate::outln!("{}", serde_json::to_string_pretty(&out)?);
+        crate::stdout::outln!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(())
 }

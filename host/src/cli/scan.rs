@@ -262,9 +262,9 @@ pub fn run(g: &Global, a: ScanArgs) -> Result<ExitCode> {
                         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&d.content).into_owned())),
                 })).collect::<Vec<_>>(),
             });
-            crate::outln!("{}", serde_json::to_string_pretty(&out)?);
+            crate::stdout::outln!("{}", serde_json::to_string_pretty(&out)?);
         }
-        ScanFormat::Sarif => crate::outln!(
+        ScanFormat::Sarif => crate::stdout::outln!(
             "{}",
             serde_json::to_string_pretty(&sarif(&a.target, plugin, &findings))?
         ),
@@ -275,7 +275,7 @@ pub fn run(g: &Global, a: ScanArgs) -> Result<ExitCode> {
             };
             let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
             let doc = cyclonedx(&a.target, sbom.as_ref(), &findings, &now);
-            crate::outln!("{}", serde_json::to_string_pretty(&doc)?);
+            crate::stdout::outln!("{}", serde_json::to_string_pretty(&doc)?);
         }
         ScanFormat::Table => print_table(&findings),
     }
@@ -424,7 +424,7 @@ fn finding_json(f: &Finding) -> Value {
 
 fn print_table(findings: &[&Finding]) {
     if findings.is_empty() {
-        crate::outln!("no findings");
+        crate::stdout::outln!("no findings");
         return;
     }
     let rows: Vec<[String; 6]> = findings
@@ -464,12 +464,12 @@ fn print_table(findings: &[&Finding]) {
             .trim_end()
             .to_string()
     };
-    crate::outln!("{}", line(&header));
+    crate::stdout::outln!("{}", line(&header));
     for (r, f) in rows.iter().zip(findings) {
         let cells: Vec<&str> = r.iter().map(String::as_str).collect();
-        crate::outln!("{}", line(&cells));
+        crate::stdout::outln!("{}", line(&cells));
         if !f.message.is_empty() {
-            crate::outln!("    {}", f.message.lines().next().unwrap_or_default());
+            crate::stdout::outln!("    {}", f.message.lines().next().unwrap_or_default());
         }
     }
 }

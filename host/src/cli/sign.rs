@@ -242,19 +242,19 @@ fn print_report(
             if !bundles.is_empty() {
                 v["bundle_checks"] = serde_json::to_value(crate::signing::bundle::CHECKS)?;
             }
-            crate::outln!("{}", serde_json::to_string_pretty(&v)?)
+            crate::stdout::outln!("{}", serde_json::to_string_pretty(&v)?)
         }
         super::OutputFormat::Text => {
-            crate::outln!("Verification for {} ({}):", name, report.manifest_digest);
+            crate::stdout::outln!("Verification for {} ({}):", name, report.manifest_digest);
             for c in &report.checks {
-                crate::outln!("  - {c}");
+                crate::stdout::outln!("  - {c}");
             }
             for s in &report.signatures {
                 match (&s.error, &s.docker_reference) {
                     (None, Some(r)) => {
-                        crate::outln!("  signature {}: valid, identity {r}", s.layer)
+                        crate::stdout::outln!("  signature {}: valid, identity {r}", s.layer)
                     }
-                    (e, _) => crate::outln!(
+                    (e, _) => crate::stdout::outln!(
                         "  signature {}: refused: {}",
                         s.layer,
                         e.as_deref().unwrap_or("")
@@ -263,17 +263,17 @@ fn print_report(
             }
             if !bundles.is_empty() {
                 for c in crate::signing::bundle::CHECKS {
-                    crate::outln!("  - {c}");
+                    crate::stdout::outln!("  - {c}");
                 }
             }
             for b in bundles {
                 match &b.error {
-                    None => crate::outln!(
+                    None => crate::stdout::outln!(
                         "  bundle {}: valid, identity {}",
                         b.bundle,
                         b.docker_reference.as_deref().unwrap_or("(none)")
                     ),
-                    Some(e) => crate::outln!("  bundle {}: refused: {e}", b.bundle),
+                    Some(e) => crate::stdout::outln!("  bundle {}: refused: {e}", b.bundle),
                 }
             }
         }

@@ -106,7 +106,7 @@ pub fn standalone_verify(g: &Global, a: StandaloneVerifyArgs) -> Result<()> {
             a.docker_reference
         );
     }
-    crate::outln!(
+    crate::stdout::outln!(
         "Signature verified using fingerprint {}, digest {digest}",
         v.key_id
     );
@@ -201,21 +201,26 @@ pub fn verify_keyring(
     };
     let valid = report.signatures.iter().filter(|s| s.valid).count();
     match output {
-        super::OutputFormat::Json => crate::outln!("{}", serde_json::to_string_pretty(&report)?),
+        super::OutputFormat::Json => {
+            crate::stdout::outln!("{}", serde_json::to_string_pretty(&report)?)
+        }
         super::OutputFormat::Text => {
-            crate::outln!(
+            crate::stdout::outln!(
                 "Verification for {image} ({digest}), signatures from {}:",
                 report.location
             );
             for c in &report.checks {
-                crate::outln!("  - {c}");
+                crate::stdout::outln!("  - {c}");
             }
             for s in &report.signatures {
                 match (&s.key_id, &s.docker_reference, &s.error) {
                     (Some(k), Some(r), _) => {
-                        crate::outln!("  signature-{}: valid, key {k}, identity {r}", s.index)
+                        crate::stdout::outln!(
+                            "  signature-{}: valid, key {k}, identity {r}",
+                            s.index
+                        )
                     }
-                    (_, _, e) => crate::outln!(
+                    (_, _, e) => crate::stdout::outln!(
                         "  signature-{}: refused: {}",
                         s.index,
                         e.as_deref().unwrap_or("")

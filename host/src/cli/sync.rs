@@ -107,7 +107,9 @@ pub fn run(g: &Global, a: SyncArgs) -> Result<()> {
             Ok(Outcome::WouldCopy) if shown == Shown::Json => events.emit(Event::Message {
                 text: format!("Would copy {} to {}", job.src, job.dst),
             }),
-            Ok(Outcome::WouldCopy) => crate::outln!("Would copy {} to {}", job.src, job.dst),
+            Ok(Outcome::WouldCopy) => {
+                crate::stdout::outln!("Would copy {} to {}", job.src, job.dst)
+            }
             Err(e) => eprintln!("error: syncing {} to {}: {e:#}", job.src, job.dst),
         })
         .await?;

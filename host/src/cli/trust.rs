@@ -60,7 +60,7 @@ fn show(g: &Global, a: ShowArgs) -> Result<()> {
     if a.raw {
         let raw = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        crate::outln!("{}", raw.trim_end());
+        crate::stdout::outln!("{}", raw.trim_end());
         return Ok(());
     }
     let policy = Policy::load(&path)?;
@@ -70,7 +70,7 @@ fn show(g: &Global, a: ShowArgs) -> Result<()> {
         .filter(|r| a.scope.as_ref().is_none_or(|s| &r.repo_name == s))
         .collect();
     if a.json {
-        crate::outln!("{}", serde_json::to_string_pretty(&rows)?);
+        crate::stdout::outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     let mut lines: Vec<[String; 5]> = vec![];
@@ -86,7 +86,7 @@ fn show(g: &Global, a: ShowArgs) -> Result<()> {
             r.signature_store,
         ]);
     }
-    crate::out!("{}", table(&lines));
+    crate::stdout::out!("{}", table(&lines));
     Ok(())
 }
 

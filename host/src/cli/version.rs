@@ -35,14 +35,14 @@ pub fn run(_g: &Global, a: VersionArgs) -> Result<()> {
         platform: crate::dispatch::platform::Platform::host().to_string(),
     };
     match a.format {
-        OutputFormat::Json => crate::outln!("{}", serde_json::to_string_pretty(&v)?),
+        OutputFormat::Json => crate::stdout::outln!("{}", serde_json::to_string_pretty(&v)?),
         OutputFormat::Text => {
-            crate::outln!("Version:        {}", v.version);
-            crate::outln!("Commit:         {}", v.commit.unwrap_or("unknown"));
-            crate::outln!("Wasmtime:       {}", v.wasmtime);
-            crate::outln!("Contracts:      {}", v.contracts.join(", "));
-            crate::outln!("Events schema:  {}", v.events_schema);
-            crate::outln!("Platform:       {}", v.platform);
+            crate::stdout::outln!("Version:        {}", v.version);
+            crate::stdout::outln!("Commit:         {}", v.commit.unwrap_or("unknown"));
+            crate::stdout::outln!("Wasmtime:       {}", v.wasmtime);
+            crate::stdout::outln!("Contracts:      {}", v.contracts.join(", "));
+            crate::stdout::outln!("Events schema:  {}", v.events_schema);
+            crate::stdout::outln!("Platform:       {}", v.platform);
         }
     }
     Ok(())
