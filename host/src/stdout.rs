@@ -10,7 +10,6 @@ use std::io::Write;
 
 /// Print a line on stdout; see the module doc for what happens when stdout is gone.
 macro_rules! outln {
-    () => { $crate::stdout::write(format_args!("\n")) };
     ($($arg:tt)*) => { $crate::stdout::write(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
@@ -22,8 +21,8 @@ macro_rules! out {
 // Reached as `crate::stdout::outln!`, so the module layering sees where they come from.
 pub(crate) use {out, outln};
 
-#[doc(hidden)]
-pub fn write(args: fmt::Arguments<'_>) {
+/// What the macros expand to.
+pub(crate) fn write(args: fmt::Arguments<'_>) {
     let mut o = std::io::stdout().lock();
     if let Err(e) = o.write_fmt(args) {
         failed(e);
@@ -31,7 +30,7 @@ pub fn write(args: fmt::Arguments<'_>) {
 }
 
 /// Stop on a write to stdout that failed.
-pub fn failed(e: std::io::Error) -> ! {
+fn failed(e: std::io::Error) -> ! {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
         // Rust starts programs with SIGPIPE ignored: restore the default and raise it, so the shell sees what
         // it sees of any other program whose reader left.
