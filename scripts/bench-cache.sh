@@ -19,9 +19,12 @@
 # keeps its storage in /dev/shm (its disk writes and fsyncs are not the runner's); REGISTRY_REMOTE=1 does that
 # and runs it at idle CPU priority (SCHED_IDLE), so it takes only the CPU the build leaves free. Either way its
 # hashing costs this machine's CPU: Debian's docker-registry is built with Go 1.19, whose sha256 does not use
-# the CPU's SHA instructions (~300 MB/s here, against ~1.1 GB/s for OpenSSL's).
+# the CPU's SHA instructions (~300 MB/s here, against ~1.1 GB/s for OpenSSL's). REGISTRY_OWN_CPU=1 gives the
+# registry the last core to itself and the builds the others (all of them, cold and export alike, one core
+# fewer): the registry then takes none of the build's CPU, as on another machine.
 # Uses its own docker-registry on a free port (the workload's FROM is rewritten to it), so it can run beside
-# scripts/bench.sh.  Usage: RUNS=6 [REGISTRY_REMOTE=1] [STORE_FS=host] [PAUSE=S] scripts/bench-cache.sh
+# scripts/bench.sh.
+# Usage: RUNS=6 [REGISTRY_REMOTE=1 | REGISTRY_OWN_CPU=1 REGISTRY_TMPFS=1] [STORE_FS=host] [PAUSE=S] scripts/bench-cache.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${W:-/tmp/lade-bench}
@@ -67,6 +70,13 @@ EOF
 # leaves free, as a registry on another machine would take none of the runner's.
 RUN_REGISTRY=()
 if [ "$REMOTE" = 1 ]; then RUN_REGISTRY=(chrt --idle 0); fi
+# REGISTRY_OWN_CPU=1: the registry gets the last CPU to itself and lade the others (see the header).
+PIN_LADE=()
+if [ "${REGISTRY_OWN_CPU:-0}" = 1 ]; then
+  last=$(($(nproc) - 1))
+  RUN_REGISTRY=(taskset -c "$last" "${RUN_REGISTRY[@]}")
+  PIN_LADE=(taskset -c "0-$((last - 1))")
+fi
 "${RUN_REGISTRY[@]}" docker-registry serve "$S/registry.yml" >"$S/registry.log" 2>&1 &
 REG_PID=$!
 cleanup() {
@@ -93,7 +103,7 @@ build() {
   local root=$STORES/store-$1
   shift
   sync
-  python3 - "$LADE" --root "$root" build --layers -q --tls-verify=false -f "$S/Containerfile" -t bench:1 "$@" "$W/ctx" <<'PY'
+  "${PIN_LADE[@]}" python3 - "$LADE" --root "$root" build --layers -q --tls-verify=false -f "$S/Containerfile" -t bench:1 "$@" "$W/ctx" <<'PY'
 import resource, subprocess, sys, time
 t0 = time.monotonic()
 subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)

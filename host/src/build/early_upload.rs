@@ -2,29 +2,37 @@
 //! follows the blob's file (see [`crate::layer::Tee`]), so it overlaps the work that makes the layer and the
 //! steps after it, never holding the build up, and exporting the cache at the end waits only for uploads still
 //! in flight. The export checks every blob again, so an upload that failed here is retried there and its
-//! error reported. While steps run, the uploads run on threads of their own at idle CPU priority
-//! (`SCHED_IDLE`): they take only the CPU the build leaves free, so they do not slow the steps they run
-//! beside. When the last step ends they go back to normal priority, so what is left is not starved by other
-//! work on a shared machine; where that switch back is not allowed (an unprivileged user without
-//! `RLIMIT_NICE`), they run at normal priority throughout.
+//! error reported. While steps run, the uploads run on threads of their own at a lower priority (nice
+//! [`UPLOAD_NICE`]): when the steps keep every core busy they still get the small share of CPU that sending
+//! takes (about 4% of a build's), so the registry is fed as the layer is written rather than after the last
+//! step, yet they barely slow the steps. (At `SCHED_IDLE`, which this replaced, they got no CPU at all while
+//! the steps filled the cores, and the whole upload waited for the end: +22% on a one-core build, against +5%
+//! now; see `scripts/bench-cache.sh`.) When the last step ends they go back to normal priority, so what is
+//! left is not held back by other work on a shared machine; where that switch back is not allowed (an
+//! unprivileged user without `RLIMIT_NICE`), they run at normal priority throughout.
 
 use super::remote_cache::{CacheSpec, Target};
 use crate::layer::Tee;
 use crate::registry::{Repo, SystemContext, open_repo};
+use rustix::process::{Pid, setpriority_process};
 use std::sync::{Arc, Mutex};
 
 pub struct EarlyUploads {
     /// Each registry cache's repository, and whether it takes every stage's layers (`mode=max`).
     repos: Vec<(Repo, bool)>,
-    /// The uploads' own runtime, its threads at idle priority; always `Some` until dropped.
+    /// The uploads' own runtime, its threads at a lower priority; always `Some` until dropped.
     rt: Option<tokio::runtime::Runtime>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    idle: Arc<IdleThreads>,
+    niced: Arc<NicedThreads>,
 }
 
-/// The runtime's threads put at idle priority; `None` once `finish` has put them back (threads that start
-/// then stay at normal priority), or from the start where they could not be put back.
-struct IdleThreads(Mutex<Option<Vec<rustix::thread::Pid>>>);
+/// The nice value of the upload threads while steps run: a share of about a tenth of a busy core each
+/// (scheduler weight 110 against 1024 at nice 0).
+const UPLOAD_NICE: i32 = 10;
+
+/// The runtime's threads put at nice [`UPLOAD_NICE`]; `None` once `finish` has put them back (threads that
+/// start then stay at normal priority), or from the start where they could not be put back.
+struct NicedThreads(Mutex<Option<Vec<Pid>>>);
 
 impl EarlyUploads {
     /// Uploads to the registry caches among `specs`; `None` when there is none (a repository that cannot
@@ -42,8 +50,8 @@ impl EarlyUploads {
         if repos.is_empty() {
             return None;
         }
-        let idle = Arc::new(IdleThreads(Mutex::new(can_leave_idle().then(Vec::new))));
-        let (on_start, on_stop) = (idle.clone(), idle.clone());
+        let niced = Arc::new(NicedThreads(Mutex::new(can_renice_back().then(Vec::new))));
+        let (on_start, on_stop) = (niced.clone(), niced.clone());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("lade-upload")
@@ -57,7 +65,7 @@ impl EarlyUploads {
             repos,
             rt: Some(rt),
             tasks: Mutex::new(Vec::new()),
-            idle,
+            niced,
         })
     }
 
@@ -90,7 +98,7 @@ impl EarlyUploads {
 
     /// Wait for every upload started, at normal priority.
     pub fn finish(&self) {
-        self.idle.leave();
+        self.niced.leave();
         let tasks = std::mem::take(&mut *self.tasks.lock().expect("lock"));
         self.rt().block_on(async {
             for t in tasks {
@@ -109,11 +117,11 @@ impl Drop for EarlyUploads {
     }
 }
 
-impl IdleThreads {
-    /// Put the calling thread in the idle scheduling class, unless that is over.
+impl NicedThreads {
+    /// Lower the calling thread's priority, unless that is over.
     fn enter(&self) {
         if let Some(tids) = self.0.lock().expect("lock").as_mut()
-            && set_policy(None, libc::SCHED_IDLE)
+            && renice(None, UPLOAD_NICE)
         {
             tids.push(rustix::thread::gettid());
         }
@@ -127,52 +135,51 @@ impl IdleThreads {
         }
     }
 
-    /// Every thread put in the idle class back to normal priority.
+    /// Every thread whose priority was lowered back to normal priority.
     fn leave(&self) {
         let tids = self.0.lock().expect("lock").take();
         for tid in tids.into_iter().flatten() {
-            if !set_policy(Some(tid), libc::SCHED_OTHER) {
+            if !renice(Some(tid), 0) {
                 tracing::debug!(
-                    "an upload thread stays at idle priority (the switch back was refused)"
+                    "an upload thread stays at a lower priority (the switch back was refused)"
                 );
             }
         }
     }
 }
 
-/// Whether a thread of this process may go to idle priority and back: leaving the idle class takes
-/// `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows nice 0. Tried on a thread that ends right after.
-fn can_leave_idle() -> bool {
-    std::thread::spawn(|| set_policy(None, libc::SCHED_IDLE) && set_policy(None, libc::SCHED_OTHER))
+/// Whether a thread of this process may lower its priority and raise it back: going back to nice 0 takes
+/// `CAP_SYS_NICE` or an `RLIMIT_NICE` that allows it. Tried on a thread that ends right after.
+fn can_renice_back() -> bool {
+    std::thread::spawn(|| renice(None, UPLOAD_NICE) && renice(None, 0))
         .join()
         .unwrap_or(false)
 }
 
-/// Set the scheduling policy of thread `tid` (the calling thread if `None`), at static priority 0.
-fn set_policy(tid: Option<rustix::thread::Pid>, policy: libc::c_int) -> bool {
-    let param = libc::sched_param { sched_priority: 0 };
-    let tid = tid.map_or(0, |t| t.as_raw_nonzero().get());
-    // SAFETY: sched_setscheduler only reads `param`; it changes the policy of one thread of this process.
-    unsafe { libc::sched_setscheduler(tid, policy, &param) == 0 }
+/// Set the nice value of thread `tid` (the calling thread if `None`): on Linux, `setpriority` on a thread id
+/// changes that thread alone.
+fn renice(tid: Option<Pid>, nice: i32) -> bool {
+    let tid = tid.or_else(|| Some(rustix::thread::gettid()));
+    setpriority_process(tid, nice).is_ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A thread of the uploads' runtime goes idle when it starts, is forgotten when it ends, and `leave` (run by
-    /// `finish`) puts the live ones back.
+    /// A thread of the uploads' runtime is reniced when it starts, is forgotten when it ends, and `leave` (run
+    /// by `finish`) puts the live ones back.
     #[test]
-    fn upload_threads_idle_until_finish() {
-        if !can_leave_idle() {
+    fn upload_threads_niced_until_finish() {
+        if !can_renice_back() {
             eprintln!(
-                "SKIP: this user may not leave SCHED_IDLE (no CAP_SYS_NICE, RLIMIT_NICE < 20)"
+                "SKIP: this user may not go back to nice 0 (no CAP_SYS_NICE, RLIMIT_NICE < 20)"
             );
             return;
         }
-        // SAFETY: sched_getscheduler(0) only reads the calling thread's policy.
-        let policy = || unsafe { libc::sched_getscheduler(0) };
-        let idle = Arc::new(IdleThreads(Mutex::new(Some(Vec::new()))));
+        let policy =
+            || rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        let idle = Arc::new(NicedThreads(Mutex::new(Some(Vec::new()))));
         let (seen_tx, seen) = std::sync::mpsc::channel();
         let (go, go_rx) = std::sync::mpsc::channel::<()>();
         let thread_idle = idle.clone();
@@ -182,7 +189,7 @@ mod tests {
             go_rx.recv().unwrap();
             policy()
         });
-        assert_eq!(seen.recv().unwrap(), libc::SCHED_IDLE);
+        assert_eq!(seen.recv().unwrap(), UPLOAD_NICE);
         // A thread that ends is forgotten: its id may be another thread's by the time `leave` runs.
         let ended = idle.clone();
         std::thread::spawn(move || {
@@ -194,13 +201,13 @@ mod tests {
         assert_eq!(idle.0.lock().unwrap().as_ref().map(Vec::len), Some(1));
         idle.leave();
         go.send(()).unwrap();
-        assert_eq!(t.join().unwrap(), libc::SCHED_OTHER);
+        assert_eq!(t.join().unwrap(), 0);
         // A thread that starts after stays at normal priority.
         let late = idle.clone();
         let p = std::thread::spawn(move || {
             late.enter();
             policy()
         });
-        assert_eq!(p.join().unwrap(), libc::SCHED_OTHER);
+        assert_eq!(p.join().unwrap(), 0);
     }
 }
