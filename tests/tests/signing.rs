@@ -384,7 +384,8 @@ fn fetch_signatures(addr: &str, repo: &str, digest: &str, work: &Path) -> Vec<(P
         .args(["inspect", "--raw", "--tls-verify=false"])
         .arg(&reference));
     let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
-    let out = work.join(format!("fetched-{repo}"));
+    let flat = repo.replace('/', "-");
+    let out = work.join(format!("fetched-{flat}"));
     let _ = fs::remove_dir_all(&out);
     ok(Command::new("skopeo")
         .args(["copy", "-q", "--src-tls-verify=false", &reference])
@@ -396,7 +397,7 @@ fn fetch_signatures(addr: &str, repo: &str, digest: &str, work: &Path) -> Vec<(P
             "application/vnd.dev.cosign.simplesigning.v1+json"
         );
         let payload = out.join(l["digest"].as_str().unwrap().trim_start_matches("sha256:"));
-        let b64 = work.join(format!("sig-{repo}-{i}.b64"));
+        let b64 = work.join(format!("sig-{flat}-{i}.b64"));
         fs::write(
             &b64,
             l["annotations"]["dev.cosignproject.cosign/signature"]
@@ -404,7 +405,7 @@ fn fetch_signatures(addr: &str, repo: &str, digest: &str, work: &Path) -> Vec<(P
                 .unwrap(),
         )
         .unwrap();
-        let raw_sig = work.join(format!("sig-{repo}-{i}.raw"));
+        let raw_sig = work.join(format!("sig-{flat}-{i}.raw"));
         let decoded = Command::new("base64").arg("-d").arg(&b64).output().unwrap();
         assert!(decoded.status.success());
         fs::write(&raw_sig, decoded.stdout).unwrap();
@@ -699,6 +700,48 @@ fn copy_and_push_sign_with_a_sigstore_key() {
     assert_eq!(
         p["critical"]["identity"]["docker-reference"],
         format!("{a}/copied:1")
+    );
+    // sync signs each image it mirrors under its destination name, beside the source's signature it
+    // carries over; the peer verifies the new one.
+    ok(lade()
+        .arg("--insecure-policy")
+        .args([
+            "sync",
+            "--src",
+            "docker",
+            "--dest",
+            "docker",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            "--sign-by-sigstore-private-key",
+        ])
+        .arg(&key)
+        .arg("--sign-passphrase-file")
+        .arg(&pf)
+        .args([&format!("{a}/copied:1"), &format!("{a}/mirror")]));
+    let mirrored = fetch_signatures(a, "mirror/copied", &digest, t.path());
+    let identity = |payload: &Path| {
+        let p: serde_json::Value = serde_json::from_slice(&fs::read(payload).unwrap()).unwrap();
+        p["critical"]["identity"]["docker-reference"].clone()
+    };
+    let ids: Vec<_> = mirrored.iter().map(|(p, _)| identity(p)).collect();
+    assert_eq!(
+        ids,
+        [format!("{a}/copied:1"), format!("{a}/mirror/copied:1")],
+        "the mirror should carry the source's signature and its own"
+    );
+    assert!(
+        Command::new("python3")
+            .arg(&py)
+            .arg("verify")
+            .arg(&public)
+            .arg("cosign")
+            .arg(&mirrored[1].0)
+            .arg(&mirrored[1].1)
+            .status()
+            .unwrap()
+            .success(),
+        "the peer refused the signature lade wrote at sync"
     );
     // A wrong passphrase: a clear error naming the key, before anything is copied.
     fs::write(&pf, "wrong\n").unwrap();

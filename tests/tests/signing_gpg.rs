@@ -652,3 +652,141 @@ fn sigstore_attachments_are_kept_or_removed() {
         "the image itself was not copied"
     );
 }
+
+/// `lade sync` carries GPG signatures and makes them as skopeo sync does: the source's signature is copied
+/// to each mirrored image (skopeo verifies it there), `--sign-by` adds one under the destination's name
+/// (skopeo verifies it, and a second sync replaces rather than piles up), `--remove-signatures` drops them,
+/// an unchanged mirror is left alone, and a destination with no name to sign is refused before any copy.
+#[test]
+fn sync_keeps_adds_and_removes_gpg_signatures() {
+    require_peers!("docker-registry", "skopeo", "gpg");
+    let Some(s) = setup() else { return };
+    let a = &s.reg.addr;
+    ok(Command::new("skopeo")
+        .env("GNUPGHOME", &s.home)
+        .arg("--registries.d")
+        .arg(&s.rd)
+        .args([
+            "copy",
+            "-q",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            "--sign-by",
+            &s.fpr,
+        ])
+        .arg("--sign-passphrase-file")
+        .arg(&s.pass)
+        .arg(format!("oci:{}:img", s.src.display()))
+        .arg(format!("docker://{a}/up/app:1")));
+    let sync = |extra: &[&str], dest: &str| {
+        let mut c = s.lade();
+        c.arg("--insecure-policy").args([
+            "sync",
+            "--src",
+            "docker",
+            "--dest",
+            "docker",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ]);
+        c.args(extra)
+            .arg(format!("{a}/up/app"))
+            .arg(format!("{a}/{dest}"));
+        run(&mut c)
+    };
+    let synced = |extra: &[&str], dest: &str| {
+        let out = sync(extra, dest);
+        let e = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "lade sync {extra:?} failed: {e}");
+        e
+    };
+    let source_identity =
+        json!({"type": "exactRepository", "dockerRepository": format!("{a}/up/app")});
+    let p = policy(
+        &s.dir.join("sync.json"),
+        &[
+            (
+                format!("{a}/kept/app"),
+                &s.right,
+                Some(source_identity.clone()),
+            ),
+            (format!("{a}/signed/app"), &s.right, None),
+            (format!("{a}/bare/app"), &s.right, Some(source_identity)),
+        ],
+    );
+    // Kept: the mirror holds the source's signature, which skopeo accepts there.
+    synced(&[], "kept");
+    let kept = lookaside_file(&s.sigs, "kept/app", &s.digest, 1);
+    assert!(kept.is_file(), "sync did not copy the signature");
+    let (accepted, e) = skopeo_accepts(&p, &s.rd, &format!("docker://{a}/kept/app:1"), &s.dir);
+    assert!(accepted, "skopeo refused the signature sync copied: {e}");
+    // A second sync finds the mirror complete and leaves it alone.
+    let e = synced(&[], "kept");
+    assert!(
+        e.contains("Up to date") && e.contains("1 up to date"),
+        "{e}"
+    );
+    // Its signature gone, the mirror is not complete: the next sync puts it back.
+    fs::remove_file(&kept).unwrap();
+    let e = synced(&[], "kept");
+    assert!(e.contains("1 copied"), "{e}");
+    assert!(kept.is_file(), "sync did not restore the signature");
+    // --sign-by: the source's signature and lade's, under the mirror's name, which skopeo accepts.
+    let sign = [
+        "--sign-by",
+        &s.fpr,
+        "--sign-passphrase-file",
+        s.pass.to_str().unwrap(),
+    ];
+    synced(&sign, "signed");
+    let n = |repo: &str| {
+        (1..=4)
+            .filter(|i| lookaside_file(&s.sigs, repo, &s.digest, *i).is_file())
+            .count()
+    };
+    assert_eq!(
+        n("signed/app"),
+        2,
+        "expected the source's signature and lade's"
+    );
+    let (accepted, e) = skopeo_accepts(&p, &s.rd, &format!("docker://{a}/signed/app:1"), &s.dir);
+    assert!(accepted, "skopeo refused lade sync --sign-by: {e}");
+    synced(&sign, "signed");
+    assert_eq!(
+        n("signed/app"),
+        2,
+        "a second signing sync piled up signatures"
+    );
+    // --remove-signatures: none at the mirror, and skopeo refuses it.
+    synced(&["--remove-signatures"], "bare");
+    assert_eq!(n("bare/app"), 0);
+    let (accepted, _) = skopeo_accepts(&p, &s.rd, &format!("docker://{a}/bare/app:1"), &s.dir);
+    assert!(
+        !accepted,
+        "skopeo accepted a mirror synced without signatures"
+    );
+    // A dir: destination has no name to sign: refused before anything is copied.
+    let dir_dst = s.dir.join("sync-dir");
+    let out = run(s
+        .lade()
+        .arg("--insecure-policy")
+        .args([
+            "sync",
+            "--src",
+            "docker",
+            "--dest",
+            "dir",
+            "--src-tls-verify=false",
+        ])
+        .args(sign)
+        .arg(format!("{a}/up/app"))
+        .arg(&dir_dst));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("--dest docker"), "{e}");
+    assert!(
+        !dir_dst.exists(),
+        "a refused sync wrote {}",
+        dir_dst.display()
+    );
+    s.stop();
+}

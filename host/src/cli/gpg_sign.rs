@@ -31,6 +31,23 @@ pub fn plugin(g: &Global) -> Result<&'static Plugin> {
     Ok(Box::leak(Box::new(p)))
 }
 
+/// The `--sign-by` key, opened (its passphrase checked) for the whole process; `None` without the flag.
+fn open_key(
+    g: &Global,
+    f: &GpgSignFlags,
+    sign: &super::sign::SignFlags,
+) -> Result<Option<&'static SigningKey<'static>>> {
+    let Some(fpr) = &f.sign_by else {
+        return Ok(None);
+    };
+    let pass = match &sign.sign_passphrase_file {
+        Some(f) => Some(super::sign::passphrase(Some(f.as_path()))?),
+        None => None,
+    };
+    let key = simple::open_signing_key(plugin(g)?, fpr, pass.as_deref())?;
+    Ok(Some(Box::leak(Box::new(key))))
+}
+
 /// A context for naming images (the store root is all identity_for reads).
 fn g_ctx(g: &Global) -> SystemContext {
     super::flags::RemoteFlags::default().context(g)
@@ -39,7 +56,8 @@ fn g_ctx(g: &Global) -> SystemContext {
 /// One push or copy's GPG side: the key it signs with (opened before anything is copied), where the
 /// destination keeps signatures, and whether the source's are dropped.
 pub struct GpgCopy {
-    key: Option<SigningKey<'static>>,
+    /// Opened once and kept for the process (a sync signs many images with it).
+    key: Option<&'static SigningKey<'static>>,
     identity: Option<String>,
     remove: bool,
     dest: String,
@@ -54,33 +72,68 @@ impl GpgCopy {
         sign: &super::sign::SignFlags,
         dest: &str,
     ) -> Result<GpgCopy> {
-        let policy = g.policy();
-        let storage = Storage::of(dest, &policy, true)?;
-        let key = match &f.sign_by {
-            None => None,
-            Some(fpr) => {
-                if let Storage::None(why) = &storage {
-                    bail!(
-                        "cannot sign {dest} with --sign-by: {why} (sign a docker:// or dir: destination)"
-                    );
-                }
-                // The identity first: a destination without a docker reference needs --sign-identity.
-                simple::identity_for(dest, &g_ctx(g), sign.sign_identity.as_deref())?;
-                let pass = match &sign.sign_passphrase_file {
-                    Some(f) => Some(super::sign::passphrase(Some(f.as_path()))?),
-                    None => None,
-                };
-                Some(simple::open_signing_key(plugin(g)?, fpr, pass.as_deref())?)
-            }
-        };
-        Ok(GpgCopy {
-            key,
+        let keyless = GpgCopy {
+            key: None,
             identity: sign.sign_identity.clone(),
             remove: f.remove_signatures,
+            dest: String::new(),
+            storage: Storage::None("no destination".into()),
+            policy: g.policy(),
+        };
+        // The destination is checked before the key's passphrase is asked for.
+        let mut c = keyless.to(dest, &g_ctx(g), f.sign_by.is_some())?;
+        c.key = open_key(g, f, sign)?;
+        Ok(c)
+    }
+
+    /// A sync's GPG side, its destinations given image by image with [`GpgCopy::to`].
+    pub fn for_sync(
+        g: &Global,
+        f: &GpgSignFlags,
+        sign: &super::sign::SignFlags,
+    ) -> Result<GpgCopy> {
+        Ok(GpgCopy {
+            key: open_key(g, f, sign)?,
+            identity: None,
+            remove: f.remove_signatures,
+            dest: String::new(),
+            storage: Storage::None("no destination".into()),
+            policy: g.policy(),
+        })
+    }
+
+    /// Whether it signs with --sign-by.
+    pub fn signs(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The same GPG side for another destination (each image of a sync): where it keeps signatures and,
+    /// when it will be signed (`signs`), the name the signature gives it, checked.
+    pub fn to(&self, dest: &str, ctx: &SystemContext, signs: bool) -> Result<GpgCopy> {
+        let storage = Storage::of(dest, &self.policy, true)?;
+        if signs {
+            if let Storage::None(why) = &storage {
+                bail!(
+                    "cannot sign {dest} with --sign-by: {why} (sign a docker:// or dir: destination)"
+                );
+            }
+            // A destination without a docker reference needs --sign-identity.
+            simple::identity_for(dest, ctx, self.identity.as_deref())?;
+        }
+        Ok(GpgCopy {
+            key: self.key,
+            identity: self.identity.clone(),
+            remove: self.remove,
             dest: dest.to_string(),
             storage,
-            policy,
+            policy: self.policy.clone(),
         })
+    }
+
+    /// Whether the destination already holds exactly `kept` for manifest `digest` and nothing is to be
+    /// signed: then a copy would change nothing.
+    pub fn complete(&self, digest: &str, kept: &[Vec<u8>]) -> Result<bool> {
+        Ok(self.key.is_none() && (kept.is_empty() || self.storage.holds(digest, kept)?))
     }
 
     /// Before copying `src` (named `src_name`, already checked against the policy): the options the copy
@@ -133,7 +186,7 @@ impl GpgCopy {
         mut sigs: Vec<Vec<u8>>,
         dst_ctx: &SystemContext,
     ) -> Result<()> {
-        if let Some(key) = &self.key {
+        if let Some(key) = self.key {
             let identity = simple::identity_for(&self.dest, dst_ctx, self.identity.as_deref())?;
             let payload = simple::payload(&identity, &report.digest);
             sigs.push(simple::sign(key, &payload).context("signing with --sign-by")?);

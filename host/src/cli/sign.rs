@@ -350,12 +350,16 @@ impl CopySigner {
 
     /// Sign `dest` (the image just written) with the key.
     pub fn sign(&self, dest: &str, ctx: &crate::transport::SystemContext) -> Result<()> {
-        super::runtime()?.block_on(crate::signing::cosign::sign(
-            dest,
-            ctx,
-            &self.key,
-            self.identity.as_deref(),
-        ))?;
+        super::runtime()?.block_on(self.sign_async(dest, ctx))
+    }
+
+    /// [`CopySigner::sign`], inside a runtime.
+    pub async fn sign_async(
+        &self,
+        dest: &str,
+        ctx: &crate::transport::SystemContext,
+    ) -> Result<()> {
+        crate::signing::cosign::sign(dest, ctx, &self.key, self.identity.as_deref()).await?;
         Ok(())
     }
 }

@@ -2,11 +2,16 @@
 
 use super::Global;
 use super::flags::{SideFlags, choice};
+use super::gpg_sign::{GpgCopy, GpgSignFlags};
 use super::progress::Shown;
-use crate::copy::sync::{self, DestKind, Outcome, SrcKind, SyncOptions};
-use crate::copy::{CopyOptions, ManifestFormat, MultiArch};
+use super::sign::{CopySigner, SignFlags};
+use crate::copy::sync::{self, DestKind, Job, Outcome, Signatures, SrcKind, SyncOptions};
+use crate::copy::{CopyOptions, CopyReport, ManifestFormat, MultiArch};
 use crate::events::Event;
+use crate::registry::SystemContext;
+use crate::transport::ImageSource;
 use anyhow::{Result, bail};
+use std::sync::Arc;
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncFormat {
@@ -57,11 +62,86 @@ pub struct SyncArgs {
     pub jobs: usize,
     #[command(flatten)]
     pub progress: super::progress::ProgressFlag,
+    #[command(flatten)]
+    pub gpg: GpgSignFlags,
+    #[command(flatten)]
+    pub sign: SignFlags,
+}
+
+/// A sync's signatures, as skopeo sync keeps and makes them: each image's GPG signatures are copied to its
+/// destination (unless --remove-signatures), and with --sign-by or --sign-by-sigstore-private-key each
+/// image is signed under its destination name. An image already at the destination is skipped only when
+/// it needs nothing: its signatures there and no key to sign with (with a key, each is copied and signed
+/// again, as skopeo sync does every run; the GPG signatures are replaced, not piled up).
+struct SyncSignatures {
+    gpg: GpgCopy,
+    cosign: Option<CopySigner>,
+    dst_ctx: SystemContext,
+}
+
+impl SyncSignatures {
+    fn new(g: &Global, a: &SyncArgs, dst_ctx: &SystemContext) -> Result<SyncSignatures> {
+        let signs = a.gpg.sign_by.is_some() || a.sign.sign_by_sigstore_private_key.is_some();
+        if a.sign.sign_identity.is_some() {
+            bail!(
+                "--sign-identity names one image: sync signs each image under its own destination name"
+            );
+        }
+        if signs && a.dest != DestKind::Docker {
+            bail!(
+                "sync signs images only in a registry (--dest docker): a {} destination has no name to sign",
+                if a.dest == DestKind::Dir {
+                    "dir"
+                } else {
+                    "oci"
+                }
+            );
+        }
+        Ok(SyncSignatures {
+            gpg: GpgCopy::for_sync(g, &a.gpg, &a.sign)?,
+            cosign: super::sign::copy_signer(g, &a.sign)?,
+            dst_ctx: dst_ctx.clone(),
+        })
+    }
+
+    /// The GPG side of `job`'s destination.
+    fn gpg_for(&self, job: &Job) -> Result<GpgCopy> {
+        self.gpg.to(&job.dst, &self.dst_ctx, self.gpg.signs())
+    }
+}
+
+#[async_trait::async_trait]
+impl Signatures for SyncSignatures {
+    async fn prepare(
+        &self,
+        job: &Job,
+        src: Box<dyn ImageSource>,
+        opts: &CopyOptions,
+    ) -> Result<(Box<dyn ImageSource>, CopyOptions, Vec<Vec<u8>>)> {
+        self.gpg_for(job)?
+            .prepare(&job.src, src, job.src_ctx(), opts)
+            .await
+    }
+
+    fn complete(&self, job: &Job, digest: &str, kept: &[Vec<u8>]) -> Result<bool> {
+        Ok(self.cosign.is_none() && self.gpg_for(job)?.complete(digest, kept)?)
+    }
+
+    async fn finish(&self, job: &Job, report: &CopyReport, kept: Vec<Vec<u8>>) -> Result<()> {
+        self.gpg_for(job)?.finish(report, kept, &self.dst_ctx)?;
+        if let Some(c) = &self.cosign {
+            c.sign_async(&job.dst, &self.dst_ctx).await?;
+        }
+        Ok(())
+    }
 }
 
 pub fn run(g: &Global, a: SyncArgs) -> Result<()> {
     let shown = a.progress.progress.resolve();
     let events = super::progress::sink(shown, false);
+    let dst_ctx = a.sides.dest_context(g, None);
+    // The keys are opened (passphrases checked) before anything is copied.
+    let signatures = SyncSignatures::new(g, &a, &dst_ctx)?;
     let o = SyncOptions {
         source: a.source.clone(),
         destination: a.destination.clone(),
@@ -72,7 +152,7 @@ pub fn run(g: &Global, a: SyncArgs) -> Result<()> {
         keep_going: a.keep_going,
         image_parallelism: a.image_parallelism,
         src_ctx: a.sides.src_context(g, None),
-        dst_ctx: a.sides.dest_context(g, None),
+        dst_ctx,
         copy: CopyOptions {
             multi_arch: if a.all {
                 MultiArch::All
@@ -91,6 +171,7 @@ pub fn run(g: &Global, a: SyncArgs) -> Result<()> {
             events: events.clone(),
             ..Default::default()
         },
+        signatures: Some(Arc::new(signatures)),
     };
     super::runtime()?.block_on(async {
         let jobs = sync::plan(&o).await?;

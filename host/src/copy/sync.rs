@@ -1,6 +1,7 @@
 //! Mirroring many images (skopeo sync's YAML and flags), in parallel and incrementally: an image whose
 //! destination already holds the same manifest digest is skipped after one manifest lookup at each side.
-//! [`plan`] expands the source into jobs; [`run`] copies them through the copy engine.
+//! [`plan`] expands the source into jobs; [`run`] copies them through the copy engine, with a
+//! [`Signatures`] hook (the CLI's: it holds the keys) keeping, dropping or adding each image's signatures.
 
 use super::{CopyOptions, CopyReport, MultiArch, copy_image};
 use crate::oci::{BlobStream, Descriptor, Digest, media};
@@ -60,8 +61,27 @@ impl std::str::FromStr for DestKind {
     }
 }
 
+/// What a sync does with signatures around each image's copy: the source's kept or dropped, new ones added.
+#[async_trait]
+pub trait Signatures: Send + Sync {
+    /// Before `job` is copied from `src` (already checked against the policy): the source and options to
+    /// copy with, and the source's signatures to store after the copy. Refuses, before anything is
+    /// written, signatures the destination cannot hold.
+    async fn prepare(
+        &self,
+        job: &Job,
+        src: Box<dyn ImageSource>,
+        opts: &CopyOptions,
+    ) -> Result<(Box<dyn ImageSource>, CopyOptions, Vec<Vec<u8>>)>;
+    /// Whether a destination that already holds manifest `digest` needs nothing more: the source's
+    /// signatures `kept` are there and no new one is to be made.
+    fn complete(&self, job: &Job, digest: &str, kept: &[Vec<u8>]) -> Result<bool>;
+    /// After the copy: store `kept` and this sync's own signatures.
+    async fn finish(&self, job: &Job, report: &CopyReport, kept: Vec<Vec<u8>>) -> Result<()>;
+}
+
 /// One sync: where from, where to, and how.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SyncOptions {
     /// A repository or image (docker), a directory (dir) or a YAML file (yaml).
     pub source: String,
@@ -81,6 +101,8 @@ pub struct SyncOptions {
     pub src_ctx: SystemContext,
     pub dst_ctx: SystemContext,
     pub copy: CopyOptions,
+    /// Signatures kept, dropped or added; `None` copies images only.
+    pub signatures: Option<Arc<dyn Signatures>>,
 }
 
 /// How a sync ended: jobs copied (or that would be, with `dry_run`), already up to date, and failed.
@@ -123,9 +145,13 @@ pub async fn run(
     let mut set = tokio::task::JoinSet::new();
     for (i, job) in jobs.iter().cloned().enumerate() {
         let (sem, dst_ctx, opts, dry) = (sem.clone(), dst_ctx.clone(), opts.clone(), a.dry_run);
+        let sigs = a.signatures.clone();
         set.spawn(async move {
             let _permit = sem.acquire_owned().await.expect("semaphore open");
-            (i, sync_one(&job, &dst_ctx, &opts, dry).await)
+            (
+                i,
+                sync_one(&job, &dst_ctx, &opts, dry, sigs.as_deref()).await,
+            )
         });
     }
     let mut sum = Summary::default();
@@ -181,6 +207,13 @@ pub struct Job {
     /// The destination, as a transport string.
     pub dst: String,
     src_ctx: Arc<SystemContext>,
+}
+
+impl Job {
+    /// The source side's settings (a YAML section's own, or the flags').
+    pub fn src_ctx(&self) -> &SystemContext {
+        &self.src_ctx
+    }
 }
 
 /// Turn a Masterminds-style constraint (`>= 1.2, < 2`, `~1.3 || ^2`) into requirements.
@@ -458,6 +491,7 @@ async fn sync_one(
     dst_ctx: &SystemContext,
     opts: &CopyOptions,
     dry_run: bool,
+    sigs: Option<&dyn Signatures>,
 ) -> Result<Outcome> {
     let inner = transport::open_source(&job.src, &job.src_ctx)
         .await
@@ -468,9 +502,17 @@ async fn sync_one(
         top: Default::default(),
     };
     let want = expected_digest(&src, opts).await?;
+    let (src, copy_opts, kept) = match sigs {
+        Some(h) => h.prepare(job, Box::new(src), opts).await?,
+        None => (Box::new(src) as Box<dyn ImageSource>, opts.clone(), vec![]),
+    };
     if opts.format.is_none()
         && opts.compress.is_none()
         && current_digest(&job.dst, dst_ctx).await.as_deref() == Some(want.as_str())
+        && match sigs {
+            Some(h) => h.complete(job, &want, &kept)?,
+            None => true,
+        }
     {
         return Ok(Outcome::UpToDate);
     }
@@ -480,7 +522,11 @@ async fn sync_one(
     let dst = transport::open_destination(&job.dst, dst_ctx)
         .await
         .with_context(|| format!("opening {}", job.dst))?;
-    Ok(Outcome::Copied(copy_image(&src, dst.as_ref(), opts).await?))
+    let report = copy_image(src.as_ref(), dst.as_ref(), &copy_opts).await?;
+    if let Some(h) = sigs {
+        h.finish(job, &report, kept).await?;
+    }
+    Ok(Outcome::Copied(report))
 }
 
 #[cfg(test)]

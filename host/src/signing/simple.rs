@@ -213,6 +213,22 @@ impl Storage {
         }
     }
 
+    /// Whether the signatures stored for `digest` are exactly `sigs` (`signature-1..N`, and no more).
+    pub fn holds(&self, digest: &str, sigs: &[Vec<u8>]) -> Result<bool> {
+        for i in 0..=sigs.len() {
+            let p = self.path(digest, i)?;
+            let found = match std::fs::read(&p) {
+                Ok(b) => Some(b),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", p.display())),
+            };
+            if found.as_ref() != sigs.get(i) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Replace the signatures of `digest` by `sigs`: `signature-1..N` written atomically, then any later
     /// ones removed (as containers/image does).
     pub fn write(&self, digest: &str, sigs: &[Vec<u8>]) -> Result<()> {
