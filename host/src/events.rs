@@ -3,8 +3,7 @@
 //! terminal renderers (cli/progress.rs) draw the same events.
 
 use serde::Serialize;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// The version of the event schema; bumped on any incompatible change (`docs/events.schema.json`).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -137,18 +136,14 @@ pub fn to_json(e: &Event) -> serde_json::Value {
     v
 }
 
-/// NDJSON on stdout, one event a line, flushed at once.
+/// NDJSON on stdout, one event a line, flushed at once (stdout is line-buffered). A reader that went away
+/// ends lade as any other stdout write does (see [`crate::stdout`]): a build piped into `head` stops.
 #[derive(Default)]
-pub struct JsonSink {
-    out: Mutex<()>,
-}
+pub struct JsonSink;
 
 impl Sink for JsonSink {
     fn event(&self, e: &Event) {
-        let _g = self.out.lock();
-        let mut o = std::io::stdout().lock();
-        let _ = writeln!(o, "{}", to_json(e));
-        let _ = o.flush();
+        crate::stdout::outln!("{}", to_json(e));
     }
 }
 

@@ -117,6 +117,35 @@ fn build_events_validate_and_the_old_format_json_still_works() {
     let again = validated(&String::from_utf8(out.stdout).unwrap(), tmp.path());
     assert!(kinds(&again).contains(&"step-cached"), "{again:?}");
     assert_eq!(again.last().unwrap()["id"], events.last().unwrap()["id"]);
+    // Events into a pipe whose reader is gone (`| head` after it exits): the build stops, killed by SIGPIPE
+    // like any program whose reader left, and tags nothing.
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = lade()
+        .arg("--root")
+        .arg(&root)
+        .args([
+            "build",
+            "--progress=json",
+            "--timestamp=0",
+            "-t",
+            "ev:piped",
+        ])
+        .arg(&ctx)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(13),
+        "a build into a closed pipe went on: {:?}, stderr {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let images = ok(lade().arg("--root").arg(&root).arg("images"));
+    assert!(!images.contains("piped"), "{images}");
 }
 
 #[test]

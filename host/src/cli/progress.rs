@@ -52,7 +52,7 @@ impl ProgressArg {
 /// The sink for a resolved mode (`quiet`: none for plain and tty; json is never quiet).
 pub fn sink(shown: Shown, quiet: bool) -> Events {
     match shown {
-        Shown::Json => Events::new(Arc::new(JsonSink::default())),
+        Shown::Json => Events::new(Arc::new(JsonSink)),
         _ if quiet => Events::default(),
         Shown::Plain => Events::new(Arc::new(PlainSink)),
         Shown::Tty => Events::new(Arc::new(TtySink::new())),
