@@ -5,7 +5,7 @@
 
 mod fixture;
 
-use fixture::{cosign_sig, fixture};
+use fixture::{cosign_sig, fixture, gpg_key, stop_agent};
 use lade_tests::{Registry, fails, lade, ok, require_peers, run};
 use serde_json::{Value, json};
 use std::fs;
@@ -159,7 +159,7 @@ fn trust_set_and_show_agree_with_podman() {
 fn trust_show_names_gpg_keys() {
     require_peers!("gpg");
     let t = tempfile::tempdir().unwrap();
-    let (home, _fpr) = gpg_key(t.path());
+    let (home, _fpr) = gpg_key(t.path(), "policy-test", "");
     let key = t.path().join("pub.gpg");
     let out = ok(Command::new("gpg")
         .arg("--homedir")
@@ -197,47 +197,6 @@ fn trust_show_names_gpg_keys() {
         json!([{"type": "signedBy", "keyType": "GPGKeys", "keyPath": key.to_str().unwrap()}])
     );
     stop_agent(&home);
-}
-
-/// A GPG home with one signing key without passphrase; returns (home, fingerprint).
-fn gpg_key(dir: &Path) -> (PathBuf, String) {
-    let home = dir.join("gnupg");
-    fs::create_dir(&home).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
-    }
-    ok(Command::new("gpg")
-        .arg("--homedir")
-        .arg(&home)
-        .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
-        .args([
-            "--quick-gen-key",
-            "Policy Test <policy-test@example.com>",
-            "ed25519",
-            "sign",
-            "never",
-        ]));
-    let colons = ok(Command::new("gpg")
-        .arg("--homedir")
-        .arg(&home)
-        .args(["--with-colons", "--list-keys"]));
-    let fpr = colons
-        .lines()
-        .find(|l| l.starts_with("fpr:"))
-        .and_then(|l| l.split(':').nth(9))
-        .unwrap()
-        .to_string();
-    (home, fpr)
-}
-
-fn stop_agent(home: &Path) {
-    let _ = Command::new("gpgconf")
-        .arg("--homedir")
-        .arg(home)
-        .args(["--kill", "gpg-agent"])
-        .status();
 }
 
 #[test]
@@ -421,7 +380,7 @@ fn registry_scopes_lookaside_and_attachments_are_found_and_verified() {
     require_peers!("docker-registry", "skopeo", "gpg");
     let Some(reg) = Registry::start() else { return };
     let t = tempfile::tempdir().unwrap();
-    let (home, fpr) = gpg_key(t.path());
+    let (home, fpr) = gpg_key(t.path(), "policy-test", "");
     let pubkey = t.path().join("pub.gpg");
     fs::write(
         &pubkey,
@@ -622,7 +581,7 @@ fn registry_scopes_lookaside_and_attachments_are_found_and_verified() {
 fn dir_signatures_written_by_skopeo_are_read() {
     require_peers!("skopeo", "gpg");
     let t = tempfile::tempdir().unwrap();
-    let (home, fpr) = gpg_key(t.path());
+    let (home, fpr) = gpg_key(t.path(), "policy-test", "");
     let src = t.path().join("src");
     fixture(&src, "base", "amd64", "dir\n");
     let signed = t.path().join("signed");

@@ -6,7 +6,7 @@
 
 mod fixture;
 
-use fixture::fixture;
+use fixture::{export_public, fixture, gpg_key, stop_agent};
 use lade_tests::{Registry, fails, lade, ok, require_peers, workspace};
 use serde_json::json;
 use std::fs;
@@ -522,63 +522,14 @@ fn payload_bytes(addr: &str, digest: &str) -> Vec<u8> {
     payload(&format!("{addr}/peer:1"), digest)
 }
 
-/// A GPG home (in `dir/name`) with one signing key without passphrase; returns (home, fingerprint).
-fn gpg_key(dir: &Path, name: &str) -> (PathBuf, String) {
-    use std::os::unix::fs::PermissionsExt;
-    let home = dir.join(name);
-    fs::create_dir(&home).unwrap();
-    fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
-    let gpg = || {
-        let mut c = Command::new("gpg");
-        c.arg("--homedir").arg(&home);
-        c
-    };
-    ok(gpg()
-        .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
-        .args([
-            "--quick-gen-key",
-            "Signing Test <signing@example.com>",
-            "ed25519",
-            "sign",
-            "never",
-        ]));
-    let colons = ok(gpg().args(["--with-colons", "--list-keys"]));
-    let fpr = colons
-        .lines()
-        .find(|l| l.starts_with("fpr:"))
-        .and_then(|l| l.split(':').nth(9))
-        .unwrap()
-        .to_string();
-    (home, fpr)
-}
-
-fn export_public(home: &Path, to: &Path) {
-    let k = Command::new("gpg")
-        .arg("--homedir")
-        .arg(home)
-        .arg("--export")
-        .output()
-        .unwrap();
-    assert!(k.status.success() && !k.stdout.is_empty());
-    fs::write(to, k.stdout).unwrap();
-}
-
-fn stop_agent(home: &Path) {
-    let _ = Command::new("gpgconf")
-        .arg("--homedir")
-        .arg(home)
-        .args(["--kill", "gpg-agent"])
-        .status();
-}
-
 #[test]
 fn skopeo_gpg_signatures_are_verified_by_the_gpg_plugin() {
     require_peers!("docker-registry", "skopeo", "gpg");
     let Some(reg) = Registry::start() else { return };
     let a = &reg.addr;
     let t = tempfile::tempdir().unwrap();
-    let (home, fpr) = gpg_key(t.path(), "gnupg");
-    let (other_home, _) = gpg_key(t.path(), "gnupg-other");
+    let (home, fpr) = gpg_key(t.path(), "gnupg", "");
+    let (other_home, _) = gpg_key(t.path(), "gnupg-other", "");
     let (right, wrong) = (t.path().join("right.gpg"), t.path().join("wrong.gpg"));
     export_public(&home, &right);
     export_public(&other_home, &wrong);

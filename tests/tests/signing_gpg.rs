@@ -7,7 +7,7 @@
 
 mod fixture;
 
-use fixture::{cosign_sig, fixture};
+use fixture::{cosign_sig, export_public, fixture, gpg_key, stop_agent};
 use lade_tests::{Registry, fails, lade, ok, require_peers, run};
 use serde_json::{Value, json};
 use std::fs;
@@ -15,61 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const PASS: &str = "gpg pass phrase";
-
-/// A GPG home `dir/name` with one passphrase-protected signing key; returns (home, fingerprint).
-fn gpg_key(dir: &Path, name: &str) -> (PathBuf, String) {
-    use std::os::unix::fs::PermissionsExt;
-    let home = dir.join(name);
-    fs::create_dir(&home).unwrap();
-    fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
-    ok(Command::new("gpg")
-        .arg("--homedir")
-        .arg(&home)
-        .args([
-            "--batch",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            PASS,
-        ])
-        .args([
-            "--quick-gen-key",
-            &format!("GPG Test <{name}@example.com>"),
-            "ed25519",
-            "sign",
-            "never",
-        ]));
-    let colons = ok(Command::new("gpg")
-        .arg("--homedir")
-        .arg(&home)
-        .args(["--with-colons", "--list-keys"]));
-    let fpr = colons
-        .lines()
-        .find(|l| l.starts_with("fpr:"))
-        .and_then(|l| l.split(':').nth(9))
-        .unwrap()
-        .to_string();
-    (home, fpr)
-}
-
-fn export_public(home: &Path, to: &Path) {
-    let k = Command::new("gpg")
-        .arg("--homedir")
-        .arg(home)
-        .arg("--export")
-        .output()
-        .unwrap();
-    assert!(k.status.success() && !k.stdout.is_empty());
-    fs::write(to, k.stdout).unwrap();
-}
-
-fn stop_agent(home: &Path) {
-    let _ = Command::new("gpgconf")
-        .arg("--homedir")
-        .arg(home)
-        .args(["--kill", "gpg-agent"])
-        .status();
-}
 
 /// A signedBy policy: `scopes` (docker scope → keyring, optional signedIdentity), everything else refused.
 fn policy(path: &Path, scopes: &[(String, &Path, Option<Value>)]) -> PathBuf {
@@ -141,8 +86,8 @@ fn setup() -> Option<Setup> {
     let reg = Registry::start()?;
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().to_path_buf();
-    let (home, fpr) = gpg_key(&dir, "gnupg");
-    let (other_home, _) = gpg_key(&dir, "other");
+    let (home, fpr) = gpg_key(&dir, "gnupg", PASS);
+    let (other_home, _) = gpg_key(&dir, "other", PASS);
     let (right, wrong) = (dir.join("right.gpg"), dir.join("wrong.gpg"));
     export_public(&home, &right);
     export_public(&other_home, &wrong);
@@ -487,8 +432,8 @@ fn standalone_signatures_go_both_ways_with_skopeo() {
     require_peers!("skopeo", "gpg");
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
-    let (home, fpr) = gpg_key(dir, "gnupg");
-    let (other_home, _) = gpg_key(dir, "other");
+    let (home, fpr) = gpg_key(dir, "gnupg", PASS);
+    let (other_home, _) = gpg_key(dir, "other", PASS);
     let wrong = dir.join("wrong.gpg");
     export_public(&other_home, &wrong);
     let pass = dir.join("pass");
