@@ -735,3 +735,101 @@ fn sync_keeps_adds_and_removes_gpg_signatures() {
     );
     s.stop();
 }
+
+/// The store keeps an image's GPG signatures as podman's does: `lade pull` keeps skopeo's signature,
+/// `lade push` carries it on (skopeo verifies it at the new place, byte for byte the same), `push
+/// --remove-signatures` leaves it behind, and `lade prune` removes it with the image.
+#[test]
+fn the_store_keeps_gpg_signatures_from_pull_to_push() {
+    require_peers!("docker-registry", "skopeo", "gpg");
+    let Some(s) = setup() else { return };
+    let a = &s.reg.addr;
+    ok(Command::new("skopeo")
+        .env("GNUPGHOME", &s.home)
+        .arg("--registries.d")
+        .arg(&s.rd)
+        .args([
+            "copy",
+            "-q",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            "--sign-by",
+            &s.fpr,
+        ])
+        .arg("--sign-passphrase-file")
+        .arg(&s.pass)
+        .arg(format!("oci:{}:img", s.src.display()))
+        .arg(format!("docker://{a}/app:1")));
+    let original = fs::read(lookaside_file(&s.sigs, "app", &s.digest, 1)).unwrap();
+    let from_app = json!({"type": "exactRepository", "dockerRepository": format!("{a}/app")});
+    let p = policy(
+        &s.dir.join("store.json"),
+        &[
+            (format!("{a}/app"), &s.right, None),
+            (format!("{a}/again"), &s.right, Some(from_app.clone())),
+            (format!("{a}/bare"), &s.right, Some(from_app)),
+        ],
+    );
+    // The pull is checked by the policy, then keeps the signature.
+    ok(s.lade().arg("--policy").arg(&p).args([
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        &format!("{a}/app:1"),
+    ]));
+    ok(s.lade().arg("--insecure-policy").args([
+        "push",
+        "-q",
+        "--tls-verify=false",
+        &format!("{a}/app:1"),
+        &format!("docker://{a}/again:1"),
+    ]));
+    let pushed = lookaside_file(&s.sigs, "again", &s.digest, 1);
+    assert_eq!(
+        fs::read(&pushed).ok().as_deref(),
+        Some(&original[..]),
+        "push did not carry the pulled signature"
+    );
+    let (accepted, e) = skopeo_accepts(&p, &s.rd, &format!("docker://{a}/again:1"), &s.dir);
+    assert!(
+        accepted,
+        "skopeo refused the signature kept in lade's store: {e}"
+    );
+    ok(s.lade().arg("--insecure-policy").args([
+        "push",
+        "-q",
+        "--remove-signatures",
+        "--tls-verify=false",
+        &format!("{a}/app:1"),
+        &format!("docker://{a}/bare:1"),
+    ]));
+    assert!(!lookaside_file(&s.sigs, "bare", &s.digest, 1).exists());
+    let (accepted, _) = skopeo_accepts(&p, &s.rd, &format!("docker://{a}/bare:1"), &s.dir);
+    assert!(
+        !accepted,
+        "skopeo accepted an image pushed without its signature"
+    );
+    // The image removed and the store pruned: its signatures go with it.
+    let kept = s
+        .dir
+        .join("store/lade/signatures")
+        .join(s.digest.replacen(':', "-", 1));
+    assert!(kept.join("signature-1").is_file(), "{}", kept.display());
+    let fsck = ok(s.lade().arg("fsck"));
+    assert!(!fsck.contains("stale-metadata"), "{fsck}");
+    ok(s.lade().args(["rmi", &format!("{a}/app:1")]));
+    ok(s.lade().arg("prune"));
+    assert!(!kept.exists(), "prune left {}", kept.display());
+    // One left behind (a killed prune) is reported by fsck and removed by --repair.
+    fs::create_dir_all(&kept).unwrap();
+    fs::write(kept.join("signature-1"), &original).unwrap();
+    let out = run(s.lade().args(["fsck", "--format", "json"]));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("stale-metadata") && report.contains("signature directory"),
+        "{report}"
+    );
+    ok(s.lade().args(["fsck", "--repair"]));
+    assert!(!kept.exists(), "fsck --repair left {}", kept.display());
+    s.stop();
+}

@@ -308,7 +308,10 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
             let d = transport::local::LocalDestination::open_named(&root, &name, remote)?;
             anyhow::Ok(Box::new(d) as Box<dyn ImageDestination>)
         };
-        let copied = super::runtime()?.block_on(run_copy(src, &src_ctx, dst, &opts, None));
+        // The image's GPG signatures are kept in the store, so a push carries them on.
+        let gpg = super::gpg_sign::GpgCopy::for_pull(g, &format!("lade:{name}"))?;
+        let copied =
+            super::runtime()?.block_on(run_copy(src, &src_ctx, dst, &opts, Some((&gpg, &src_ctx))));
         match copied {
             Ok(rep) => {
                 pulled = Some(rep);

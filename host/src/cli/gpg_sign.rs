@@ -63,6 +63,9 @@ pub struct GpgCopy {
     dest: String,
     storage: Storage,
     policy: crate::policy::Options,
+    /// A pull: an index's signatures are dropped when one image of it is kept (they do not sign it), as
+    /// podman pull drops them, instead of refusing the copy.
+    pull: bool,
 }
 
 impl GpgCopy {
@@ -79,6 +82,7 @@ impl GpgCopy {
             dest: String::new(),
             storage: Storage::None("no destination".into()),
             policy: g.policy(),
+            pull: false,
         };
         // The destination is checked before the key's passphrase is asked for.
         let mut c = keyless.to(dest, &g_ctx(g), f.sign_by.is_some())?;
@@ -99,7 +103,15 @@ impl GpgCopy {
             dest: String::new(),
             storage: Storage::None("no destination".into()),
             policy: g.policy(),
+            pull: false,
         })
+    }
+
+    /// A pull's GPG side: the source's signatures kept in the store (`lade:name`), none made.
+    pub fn for_pull(g: &Global, name: &str) -> Result<GpgCopy> {
+        let mut c = GpgCopy::new(g, &GpgSignFlags::default(), &Default::default(), name)?;
+        c.pull = true;
+        Ok(c)
     }
 
     /// Whether it signs with --sign-by.
@@ -110,7 +122,7 @@ impl GpgCopy {
     /// The same GPG side for another destination (each image of a sync): where it keeps signatures and,
     /// when it will be signed (`signs`), the name the signature gives it, checked.
     pub fn to(&self, dest: &str, ctx: &SystemContext, signs: bool) -> Result<GpgCopy> {
-        let storage = Storage::of(dest, &self.policy, true)?;
+        let storage = Storage::of(dest, &self.policy, ctx, true)?;
         if signs {
             if let Storage::None(why) = &storage {
                 bail!(
@@ -127,6 +139,7 @@ impl GpgCopy {
             dest: dest.to_string(),
             storage,
             policy: self.policy.clone(),
+            pull: self.pull,
         })
     }
 
@@ -156,6 +169,9 @@ impl GpgCopy {
             .manifest(None)
             .await
             .with_context(|| format!("reading the manifest of {src_name}"))?;
+        if self.pull && media::is_index(&mt) && opts.multi_arch == MultiArch::System {
+            return Ok((crate::policy::pinned(src, manifest, mt), opts, vec![]));
+        }
         let digest = signature::manifest_digest(&manifest)?;
         let sigs = simple::read(src_name, src.as_ref(), src_ctx, &self.policy, &digest).await?;
         if !sigs.is_empty() {
@@ -240,7 +256,7 @@ impl PushedSigner {
         let mut targets = vec![];
         for n in names {
             let dest = format!("docker://{n}");
-            match Storage::of(&dest, &policy, true)? {
+            match Storage::of(&dest, &policy, &g_ctx(g), true)? {
                 Storage::None(why) => bail!("cannot sign {dest} with --sign-by: {why}"),
                 s => targets.push((dest, s)),
             }

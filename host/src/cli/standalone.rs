@@ -191,7 +191,7 @@ pub fn verify_keyring(
         image: image.to_string(),
         manifest_digest: digest.clone(),
         keyring: keyring.display().to_string(),
-        location: Storage::of(image, &policy, false)?.describe(&digest),
+        location: Storage::of(image, &policy, ctx, false)?.describe(&digest),
         checks: vec![
             "the OpenPGP signature was made by a key of the keyring (one signature packet, parsed strictly)",
             "the payload is an atomic container signature (parsed strictly)",

@@ -155,6 +155,8 @@ pub enum Storage {
     Lookaside(url::Url),
     /// A `dir:` image's directory.
     Dir(PathBuf),
+    /// The local store's signatures directory (one `<algo>-<hex>` directory per manifest).
+    Store(PathBuf),
     /// The transport keeps no signatures: why.
     None(String),
 }
@@ -162,7 +164,7 @@ pub enum Storage {
 impl Storage {
     /// Where `name` (a transport string) keeps signatures: for reading (`write: false`, registries.d's
     /// `lookaside`) or writing (`lookaside-staging` first).
-    pub fn of(name: &str, opts: &Options, write: bool) -> Result<Storage> {
+    pub fn of(name: &str, opts: &Options, ctx: &SystemContext, write: bool) -> Result<Storage> {
         Ok(match crate::transport::parse(name)? {
             TransportRef::Docker(r) => {
                 let r = crate::reference::parse(&r)?;
@@ -180,7 +182,7 @@ impl Storage {
             }
             TransportRef::Dir(d) => Storage::Dir(d),
             TransportRef::Local(_) => {
-                Storage::None("the local store keeps no GPG signatures".into())
+                Storage::Store(crate::store::Store::signatures_dir(&ctx.store_root))
             }
             _ => Storage::None(format!(
                 "{} images cannot hold GPG signatures",
@@ -198,6 +200,9 @@ impl Storage {
                     .map_err(|_| anyhow!("{u} is not a local path"))
             }
             Storage::Dir(d) => Ok(d.join(format!("signature-{}", index + 1))),
+            Storage::Store(base) => {
+                Ok(store_dir(base, digest)?.join(format!("signature-{}", index + 1)))
+            }
             Storage::None(why) => bail!("{why}"),
         }
     }
@@ -209,6 +214,10 @@ impl Storage {
                 .map(|u| u.to_string().trim_end_matches("/signature-1").to_string())
                 .unwrap_or_else(|_| base.to_string()),
             Storage::Dir(d) => d.display().to_string(),
+            Storage::Store(base) => store_dir(base, digest)
+                .unwrap_or_else(|_| base.clone())
+                .display()
+                .to_string(),
             Storage::None(why) => why.clone(),
         }
     }
@@ -253,6 +262,14 @@ impl Storage {
     }
 }
 
+/// The store's directory for the signatures of manifest `digest` (checked: it names a path).
+fn store_dir(base: &std::path::Path, digest: &str) -> Result<PathBuf> {
+    let d: crate::oci::Digest = digest
+        .parse()
+        .with_context(|| format!("{digest:?} is not a manifest digest"))?;
+    Ok(base.join(format!("{}-{}", d.algorithm(), d.digest())))
+}
+
 /// The GPG simple signatures the image `name` (opened as `src`) carries for its manifest `digest`.
 pub async fn read(
     name: &str,
@@ -261,7 +278,7 @@ pub async fn read(
     opts: &Options,
     digest: &str,
 ) -> Result<Vec<Vec<u8>>> {
-    let sigs = match Storage::of(name, opts, false)? {
+    let sigs = match Storage::of(name, opts, ctx, false)? {
         Storage::Lookaside(base) => ImageSignatures {
             src,
             ctx,
@@ -273,6 +290,12 @@ pub async fn read(
             ctx,
             registry: None,
             dir: Some(d),
+        },
+        Storage::Store(base) => ImageSignatures {
+            src,
+            ctx,
+            registry: None,
+            dir: Some(store_dir(&base, digest)?),
         },
         Storage::None(_) => return Ok(vec![]),
     };
@@ -406,7 +429,11 @@ mod tests {
             registries_d: Some(t.path().to_path_buf()),
             ..Options::default()
         };
-        let of = |n: &str, w: bool| Storage::of(n, &opts, w).unwrap();
+        let ctx = SystemContext {
+            store_root: "/store".into(),
+            ..Default::default()
+        };
+        let of = |n: &str, w: bool| Storage::of(n, &opts, &ctx, w).unwrap();
         assert!(
             matches!(of("docker://h.io/http/a:1", true), Storage::None(why) if why.contains("lookaside-staging"))
         );
@@ -420,7 +447,20 @@ mod tests {
         );
         assert_eq!(of("dir:/x", true), Storage::Dir("/x".into()));
         assert!(matches!(of("oci:/x:t", true), Storage::None(_)));
-        assert!(matches!(of("lade:x:1", true), Storage::None(_)));
+        assert_eq!(
+            of("lade:x:1", true),
+            Storage::Store("/store/lade/signatures".into())
+        );
+        assert_eq!(
+            Storage::Store("/s".into()).describe(&format!("sha256:{}", "c".repeat(64))),
+            format!("/s/sha256-{}", "c".repeat(64))
+        );
+        // A digest that is not one never becomes a path.
+        assert!(
+            Storage::Store("/s".into())
+                .write("sha256:../../etc", &[b"x".to_vec()])
+                .is_err()
+        );
     }
 
     #[test]

@@ -464,7 +464,7 @@ impl Store {
         }
     }
 
-    /// Pass 4a: the diff_id map, the layer sizes and the build cache records.
+    /// Pass 4a: the diff_id map, the layer sizes, the signature directories and the build cache records.
     fn check_metadata(&self, scan: &mut Scan) {
         let diff_dir = self.diff_dir();
         // Per-blob records: what each holds, and whether its content is sound.
@@ -484,6 +484,15 @@ impl Store {
                     scan.problems
                         .push(finding("damaged-metadata", None, Some(&path), msg));
                 }
+            }
+        }
+        // The GPG signatures kept with images: a directory per manifest, gone with it.
+        let sigs = Store::signatures_dir(self.root());
+        for e in fs::read_dir(&sigs).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().is_ok_and(|t| t.is_dir()) && name.contains('-') {
+                let blob = name.replacen('-', ":", 1);
+                stale_unless_present(scan, &e.path(), &blob, "signature directory");
             }
         }
         let by_diff = diff_dir.join("by-diff");

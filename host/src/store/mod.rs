@@ -386,6 +386,9 @@ impl Store {
                     // Its diff_id and size records go too (the by-diff side is swept below).
                     let _ = fs::remove_file(self.diff_dir().join(format!("{a}-{f}")));
                     let _ = fs::remove_file(self.size_dir().join(format!("{a}-{f}")));
+                    let _ = fs::remove_dir_all(
+                        Self::signatures_dir(self.root()).join(format!("{a}-{f}")),
+                    );
                     n += 1;
                 }
             }
@@ -520,6 +523,12 @@ impl Store {
             }
         }
         (keep, diff_ids)
+    }
+
+    /// The GPG simple signatures kept with images (a pull keeps them, a push carries them): one directory
+    /// per manifest digest, `<algo>-<hex>/signature-N`, as a `dir:` image keeps its own.
+    pub fn signatures_dir(root: &Path) -> PathBuf {
+        root.join("lade").join("signatures")
     }
 
     fn diff_dir(&self) -> PathBuf {
