@@ -815,9 +815,39 @@ fn the_store_keeps_gpg_signatures_from_pull_to_push() {
         .join("store/lade/signatures")
         .join(s.digest.replacen(':', "-", 1));
     assert!(kept.join("signature-1").is_file(), "{}", kept.display());
+    // A signed Docker (v2s2) manifest is stored converted to OCI, which its signature does not sign: the
+    // pull succeeds and keeps none.
+    ok(Command::new("skopeo")
+        .env("GNUPGHOME", &s.home)
+        .arg("--registries.d")
+        .arg(&s.rd)
+        .args([
+            "copy",
+            "-q",
+            "--format",
+            "v2s2",
+            "--dest-tls-verify=false",
+            "--sign-by",
+            &s.fpr,
+        ])
+        .arg("--sign-passphrase-file")
+        .arg(&s.pass)
+        .arg(format!("oci:{}:img", s.src.display()))
+        .arg(format!("docker://{a}/v2:1")));
+    ok(s.lade().arg("--insecure-policy").args([
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        &format!("{a}/v2:1"),
+    ]));
+    let dirs = fs::read_dir(s.dir.join("store/lade/signatures"))
+        .unwrap()
+        .count();
+    assert_eq!(dirs, 1, "only the OCI image's signature is kept");
     let fsck = ok(s.lade().arg("fsck"));
     assert!(!fsck.contains("stale-metadata"), "{fsck}");
-    ok(s.lade().args(["rmi", &format!("{a}/app:1")]));
+    ok(s.lade()
+        .args(["rmi", &format!("{a}/app:1"), &format!("{a}/v2:1")]));
     ok(s.lade().arg("prune"));
     assert!(!kept.exists(), "prune left {}", kept.display());
     // One left behind (a killed prune) is reported by fsck and removed by --repair.

@@ -309,7 +309,12 @@ pub fn pull(g: &Global, a: PullArgs) -> Result<()> {
             anyhow::Ok(Box::new(d) as Box<dyn ImageDestination>)
         };
         // The image's GPG signatures are kept in the store, so a push carries them on.
-        let gpg = super::gpg_sign::GpgCopy::for_pull(g, &format!("lade:{name}"))?;
+        let gpg = super::gpg_sign::GpgCopy::new(
+            g,
+            &Default::default(),
+            &Default::default(),
+            &format!("lade:{name}"),
+        )?;
         let copied =
             super::runtime()?.block_on(run_copy(src, &src_ctx, dst, &opts, Some((&gpg, &src_ctx))));
         match copied {

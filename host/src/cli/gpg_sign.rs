@@ -63,9 +63,10 @@ pub struct GpgCopy {
     dest: String,
     storage: Storage,
     policy: crate::policy::Options,
-    /// A pull: an index's signatures are dropped when one image of it is kept (they do not sign it), as
-    /// podman pull drops them, instead of refusing the copy.
-    pull: bool,
+    /// Into the store (a pull): signatures of what the store does not keep as it is are dropped (an index
+    /// of which one image is kept, as podman pull drops them; a Docker manifest, stored as OCI), instead of
+    /// refusing the copy.
+    into_store: bool,
 }
 
 impl GpgCopy {
@@ -82,7 +83,7 @@ impl GpgCopy {
             dest: String::new(),
             storage: Storage::None("no destination".into()),
             policy: g.policy(),
-            pull: false,
+            into_store: false,
         };
         // The destination is checked before the key's passphrase is asked for.
         let mut c = keyless.to(dest, &g_ctx(g), f.sign_by.is_some())?;
@@ -103,15 +104,8 @@ impl GpgCopy {
             dest: String::new(),
             storage: Storage::None("no destination".into()),
             policy: g.policy(),
-            pull: false,
+            into_store: false,
         })
-    }
-
-    /// A pull's GPG side: the source's signatures kept in the store (`lade:name`), none made.
-    pub fn for_pull(g: &Global, name: &str) -> Result<GpgCopy> {
-        let mut c = GpgCopy::new(g, &GpgSignFlags::default(), &Default::default(), name)?;
-        c.pull = true;
-        Ok(c)
     }
 
     /// Whether it signs with --sign-by.
@@ -137,9 +131,9 @@ impl GpgCopy {
             identity: self.identity.clone(),
             remove: self.remove,
             dest: dest.to_string(),
+            into_store: matches!(storage, Storage::Store(_)),
             storage,
             policy: self.policy.clone(),
-            pull: self.pull,
         })
     }
 
@@ -169,7 +163,12 @@ impl GpgCopy {
             .manifest(None)
             .await
             .with_context(|| format!("reading the manifest of {src_name}"))?;
-        if self.pull && media::is_index(&mt) && opts.multi_arch == MultiArch::System {
+        // The store keeps signatures only of what it keeps as it is: one image of an index is not the index
+        // they sign, and a Docker manifest is stored converted to OCI, under another digest.
+        if self.into_store
+            && ((media::is_index(&mt) && opts.multi_arch == MultiArch::System)
+                || !(mt == media::OCI_MANIFEST || mt == media::OCI_INDEX))
+        {
             return Ok((crate::policy::pinned(src, manifest, mt), opts, vec![]));
         }
         let digest = signature::manifest_digest(&manifest)?;
