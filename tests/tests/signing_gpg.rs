@@ -795,6 +795,43 @@ fn the_store_keeps_gpg_signatures_from_pull_to_push() {
         accepted,
         "skopeo refused the signature kept in lade's store: {e}"
     );
+    // A policy that wants the store's images signed: the kept signature passes it, an unsigned image not.
+    let store_policy = s.dir.join("store-policy.json");
+    fs::write(
+        &store_policy,
+        serde_json::to_vec(&json!({
+            "default": [{"type": "insecureAcceptAnything"}],
+            "transports": {"containers-storage": {"": [{"type": "signedBy", "keyType": "GPGKeys",
+                "keyPath": s.right.to_str().unwrap()}]}}
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    ok(s.lade().arg("--policy").arg(&store_policy).args([
+        "push",
+        "-q",
+        "--tls-verify=false",
+        &format!("{a}/app:1"),
+        &format!("docker://{a}/checked:1"),
+    ]));
+    let plain = s.dir.join("plain");
+    fixture(&plain, "img", "amd64", "never signed\n");
+    ok(s.lade()
+        .arg("--insecure-policy")
+        .arg("copy")
+        .arg("-q")
+        .arg(format!("oci:{}:img", plain.display()))
+        .arg("lade:localhost/plain:1"));
+    let e = fails(
+        s.lade().arg("--policy").arg(&store_policy).args([
+            "push",
+            "--tls-verify=false",
+            "localhost/plain:1",
+            &format!("docker://{a}/plain:1"),
+        ]),
+        1,
+    );
+    assert!(e.contains("refused by the signature policy"), "{e}");
     ok(s.lade().arg("--insecure-policy").args([
         "push",
         "-q",

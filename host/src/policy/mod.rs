@@ -156,7 +156,7 @@ pub async fn check_with(
         .await
         .with_context(|| format!("reading the manifest of {name} to check its signatures"))?;
     let digest = signature::manifest_digest(&manifest)?;
-    let sigs = signature_source(&t, &image, src.as_ref(), ctx, opts)?
+    let sigs = signature_source(&t, &image, src.as_ref(), ctx, opts, &digest)?
         .signatures(&digest)
         .await
         .with_context(|| format!("reading the signatures of {name}"))?;
@@ -198,6 +198,7 @@ fn signature_source<'a>(
     src: &'a dyn ImageSource,
     ctx: &'a SystemContext,
     opts: &Options,
+    digest: &str,
 ) -> Result<Box<dyn sources::SignatureSource + 'a>> {
     Ok(match (t, &image.docker_reference) {
         (TransportRef::Docker(_), Some(r)) => {
@@ -210,6 +211,13 @@ fn signature_source<'a>(
             ctx,
             registry: None,
             dir: Some(d.clone()),
+        }),
+        // The store keeps a manifest's GPG signatures in a directory of its own.
+        (TransportRef::Local(_), _) => Box::new(sources::ImageSignatures {
+            src,
+            ctx,
+            registry: None,
+            dir: Some(crate::store::Store::signatures_of(&ctx.store_root, digest)?),
         }),
         _ => Box::new(sources::ImageSignatures {
             src,

@@ -14,6 +14,7 @@ use crate::policy::Options;
 use crate::policy::registries_d::{self, RegistriesD};
 use crate::policy::signature::{self, ATOMIC_TYPE, MAX_LOOKASIDE, Signature};
 use crate::policy::sources::{ImageSignatures, SignatureSource};
+use crate::store::Store;
 use crate::transport::{ImageSource, SystemContext, TransportRef};
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::json;
@@ -155,7 +156,7 @@ pub enum Storage {
     Lookaside(url::Url),
     /// A `dir:` image's directory.
     Dir(PathBuf),
-    /// The local store's signatures directory (one `<algo>-<hex>` directory per manifest).
+    /// The local store at this root (a directory per manifest, see [`crate::store::Store::signatures_of`]).
     Store(PathBuf),
     /// The transport keeps no signatures: why.
     None(String),
@@ -181,9 +182,7 @@ impl Storage {
                 }
             }
             TransportRef::Dir(d) => Storage::Dir(d),
-            TransportRef::Local(_) => {
-                Storage::Store(crate::store::Store::signatures_dir(&ctx.store_root))
-            }
+            TransportRef::Local(_) => Storage::Store(ctx.store_root.clone()),
             _ => Storage::None(format!(
                 "{} images cannot hold GPG signatures",
                 name.split(':').next().unwrap_or(name)
@@ -200,8 +199,8 @@ impl Storage {
                     .map_err(|_| anyhow!("{u} is not a local path"))
             }
             Storage::Dir(d) => Ok(d.join(format!("signature-{}", index + 1))),
-            Storage::Store(base) => {
-                Ok(store_dir(base, digest)?.join(format!("signature-{}", index + 1)))
+            Storage::Store(root) => {
+                Ok(Store::signatures_of(root, digest)?.join(format!("signature-{}", index + 1)))
             }
             Storage::None(why) => bail!("{why}"),
         }
@@ -214,8 +213,8 @@ impl Storage {
                 .map(|u| u.to_string().trim_end_matches("/signature-1").to_string())
                 .unwrap_or_else(|_| base.to_string()),
             Storage::Dir(d) => d.display().to_string(),
-            Storage::Store(base) => store_dir(base, digest)
-                .unwrap_or_else(|_| base.clone())
+            Storage::Store(root) => Store::signatures_of(root, digest)
+                .unwrap_or_else(|_| Store::signatures_dir(root))
                 .display()
                 .to_string(),
             Storage::None(why) => why.clone(),
@@ -262,14 +261,6 @@ impl Storage {
     }
 }
 
-/// The store's directory for the signatures of manifest `digest` (checked: it names a path).
-fn store_dir(base: &std::path::Path, digest: &str) -> Result<PathBuf> {
-    let d: crate::oci::Digest = digest
-        .parse()
-        .with_context(|| format!("{digest:?} is not a manifest digest"))?;
-    Ok(base.join(format!("{}-{}", d.algorithm(), d.digest())))
-}
-
 /// The GPG simple signatures the image `name` (opened as `src`) carries for its manifest `digest`.
 pub async fn read(
     name: &str,
@@ -291,11 +282,11 @@ pub async fn read(
             registry: None,
             dir: Some(d),
         },
-        Storage::Store(base) => ImageSignatures {
+        Storage::Store(root) => ImageSignatures {
             src,
             ctx,
             registry: None,
-            dir: Some(store_dir(&base, digest)?),
+            dir: Some(Store::signatures_of(&root, digest)?),
         },
         Storage::None(_) => return Ok(vec![]),
     };
@@ -447,13 +438,10 @@ mod tests {
         );
         assert_eq!(of("dir:/x", true), Storage::Dir("/x".into()));
         assert!(matches!(of("oci:/x:t", true), Storage::None(_)));
-        assert_eq!(
-            of("lade:x:1", true),
-            Storage::Store("/store/lade/signatures".into())
-        );
+        assert_eq!(of("lade:x:1", true), Storage::Store("/store".into()));
         assert_eq!(
             Storage::Store("/s".into()).describe(&format!("sha256:{}", "c".repeat(64))),
-            format!("/s/sha256-{}", "c".repeat(64))
+            format!("/s/lade/signatures/sha256-{}", "c".repeat(64))
         );
         // A digest that is not one never becomes a path.
         assert!(

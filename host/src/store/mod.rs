@@ -531,6 +531,15 @@ impl Store {
         root.join("lade").join("signatures")
     }
 
+    /// The directory of the signatures of manifest `digest` in the store at `root` (checked to be a
+    /// digest, so it names a directory inside).
+    pub fn signatures_of(root: &Path, digest: &str) -> Result<PathBuf> {
+        let d: Digest = digest
+            .parse()
+            .with_context(|| format!("{digest:?} is not a manifest digest"))?;
+        Ok(Self::signatures_dir(root).join(format!("{}-{}", d.algorithm(), d.digest())))
+    }
+
     fn diff_dir(&self) -> PathBuf {
         self.meta_dir().join("diffids")
     }
