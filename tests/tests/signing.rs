@@ -376,6 +376,20 @@ fn generated_key_pairs_are_read_by_the_peer() {
     assert!(e.contains("COSIGN_PASSWORD"), "{e}");
 }
 
+/// Whether the Python peer accepts the cosign signature `sig` of `payload` with the public key `public`.
+fn peer_verifies(py: &Path, public: &Path, payload: &Path, sig: &Path) -> bool {
+    Command::new("python3")
+        .arg(py)
+        .arg("verify")
+        .arg(public)
+        .arg("cosign")
+        .arg(payload)
+        .arg(sig)
+        .status()
+        .unwrap()
+        .success()
+}
+
 /// The `.sig` manifest of `repo` at the registry, and its layers' payloads and raw signatures, fetched with
 /// skopeo (not lade).
 fn fetch_signatures(addr: &str, repo: &str, digest: &str, work: &Path) -> Vec<(PathBuf, PathBuf)> {
@@ -442,18 +456,8 @@ fn lade_signs_the_peer_verifies_and_lade_verifies_the_peer() {
     assert_eq!(sigs.len(), 1);
     let (payload, sig) = &sigs[0];
     let pub_path = t.path().join("cosign.pub");
-    let verify = |public: &Path, payload: &Path, sig: &Path| {
-        Command::new("python3")
-            .arg(&py)
-            .arg("verify")
-            .arg(public)
-            .arg("cosign")
-            .arg(payload)
-            .arg(sig)
-            .status()
-            .unwrap()
-            .success()
-    };
+    let verify =
+        |public: &Path, payload: &Path, sig: &Path| peer_verifies(&py, public, payload, sig);
     assert!(
         verify(&pub_path, payload, sig),
         "the peer refused lade's signature"
@@ -635,16 +639,7 @@ fn copy_and_push_sign_with_a_sigstore_key() {
     let sigs = fetch_signatures(a, "copied", &digest, t.path());
     assert_eq!(sigs.len(), 1);
     assert!(
-        Command::new("python3")
-            .arg(&py)
-            .arg("verify")
-            .arg(&public)
-            .arg("cosign")
-            .arg(&sigs[0].0)
-            .arg(&sigs[0].1)
-            .status()
-            .unwrap()
-            .success(),
+        peer_verifies(&py, &public, &sigs[0].0, &sigs[0].1),
         "the peer refused the signature lade wrote at copy"
     );
     let p: serde_json::Value = serde_json::from_slice(&fs::read(&sigs[0].0).unwrap()).unwrap();
@@ -682,16 +677,7 @@ fn copy_and_push_sign_with_a_sigstore_key() {
         "the mirror should carry the source's signature and its own"
     );
     assert!(
-        Command::new("python3")
-            .arg(&py)
-            .arg("verify")
-            .arg(&public)
-            .arg("cosign")
-            .arg(&mirrored[1].0)
-            .arg(&mirrored[1].1)
-            .status()
-            .unwrap()
-            .success(),
+        peer_verifies(&py, &public, &mirrored[1].0, &mirrored[1].1),
         "the peer refused the signature lade wrote at sync"
     );
     // A wrong passphrase: a clear error naming the key, before anything is copied.

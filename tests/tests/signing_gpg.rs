@@ -136,6 +136,26 @@ impl Setup {
         c
     }
 
+    /// skopeo copies the fixture image to `dest`, signing it with the setup's key (`extra`: more flags).
+    fn skopeo_sign(&self, extra: &[&str], dest: &str) {
+        ok(Command::new("skopeo")
+            .env("GNUPGHOME", &self.home)
+            .arg("--registries.d")
+            .arg(&self.rd)
+            .args([
+                "copy",
+                "-q",
+                "--dest-tls-verify=false",
+                "--sign-by",
+                &self.fpr,
+            ])
+            .args(extra)
+            .arg("--sign-passphrase-file")
+            .arg(&self.pass)
+            .arg(format!("oci:{}:img", self.src.display()))
+            .arg(dest));
+    }
+
     fn stop(&self) {
         stop_agent(&self.home);
         stop_agent(&self.other_home);
@@ -289,25 +309,7 @@ fn skopeo_signatures_are_kept_by_copies_and_dropped_on_request() {
     require_peers!("docker-registry", "skopeo", "gpg");
     let Some(s) = setup() else { return };
     let a = &s.reg.addr;
-    let skopeo_sign = |dest: &str| {
-        ok(Command::new("skopeo")
-            .env("GNUPGHOME", &s.home)
-            .arg("--registries.d")
-            .arg(&s.rd)
-            .args([
-                "copy",
-                "-q",
-                "--preserve-digests",
-                "--dest-tls-verify=false",
-                "--sign-by",
-                &s.fpr,
-            ])
-            .arg("--sign-passphrase-file")
-            .arg(&s.pass)
-            .arg(format!("oci:{}:img", s.src.display()))
-            .arg(dest));
-    };
-    skopeo_sign(&format!("docker://{a}/app:1"));
+    s.skopeo_sign(&["--preserve-digests"], &format!("docker://{a}/app:1"));
     // The signature moved onto another manifest (the identity accepted, the digest not).
     let src2 = s.dir.join("src2");
     let d2 = fixture(&src2, "img", "amd64", "another image\n");
@@ -607,22 +609,7 @@ fn sync_keeps_adds_and_removes_gpg_signatures() {
     require_peers!("docker-registry", "skopeo", "gpg");
     let Some(s) = setup() else { return };
     let a = &s.reg.addr;
-    ok(Command::new("skopeo")
-        .env("GNUPGHOME", &s.home)
-        .arg("--registries.d")
-        .arg(&s.rd)
-        .args([
-            "copy",
-            "-q",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            "--sign-by",
-            &s.fpr,
-        ])
-        .arg("--sign-passphrase-file")
-        .arg(&s.pass)
-        .arg(format!("oci:{}:img", s.src.display()))
-        .arg(format!("docker://{a}/up/app:1")));
+    s.skopeo_sign(&["--preserve-digests"], &format!("docker://{a}/up/app:1"));
     let sync = |extra: &[&str], dest: &str| {
         let mut c = s.lade();
         c.arg("--insecure-policy").args([
@@ -744,22 +731,7 @@ fn the_store_keeps_gpg_signatures_from_pull_to_push() {
     require_peers!("docker-registry", "skopeo", "gpg");
     let Some(s) = setup() else { return };
     let a = &s.reg.addr;
-    ok(Command::new("skopeo")
-        .env("GNUPGHOME", &s.home)
-        .arg("--registries.d")
-        .arg(&s.rd)
-        .args([
-            "copy",
-            "-q",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            "--sign-by",
-            &s.fpr,
-        ])
-        .arg("--sign-passphrase-file")
-        .arg(&s.pass)
-        .arg(format!("oci:{}:img", s.src.display()))
-        .arg(format!("docker://{a}/app:1")));
+    s.skopeo_sign(&["--preserve-digests"], &format!("docker://{a}/app:1"));
     let original = fs::read(lookaside_file(&s.sigs, "app", &s.digest, 1)).unwrap();
     let from_app = json!({"type": "exactRepository", "dockerRepository": format!("{a}/app")});
     let p = policy(
@@ -854,23 +826,7 @@ fn the_store_keeps_gpg_signatures_from_pull_to_push() {
     assert!(kept.join("signature-1").is_file(), "{}", kept.display());
     // A signed Docker (v2s2) manifest is stored converted to OCI, which its signature does not sign: the
     // pull succeeds and keeps none.
-    ok(Command::new("skopeo")
-        .env("GNUPGHOME", &s.home)
-        .arg("--registries.d")
-        .arg(&s.rd)
-        .args([
-            "copy",
-            "-q",
-            "--format",
-            "v2s2",
-            "--dest-tls-verify=false",
-            "--sign-by",
-            &s.fpr,
-        ])
-        .arg("--sign-passphrase-file")
-        .arg(&s.pass)
-        .arg(format!("oci:{}:img", s.src.display()))
-        .arg(format!("docker://{a}/v2:1")));
+    s.skopeo_sign(&["--format", "v2s2"], &format!("docker://{a}/v2:1"));
     ok(s.lade().arg("--insecure-policy").args([
         "pull",
         "-q",
