@@ -680,6 +680,27 @@ fn copy_and_push_sign_with_a_sigstore_key() {
         peer_verifies(&py, &public, &mirrored[1].0, &mirrored[1].1),
         "the peer refused the signature lade wrote at sync"
     );
+    // A second signing sync copies and signs again, as skopeo's does, and adds no second copy of the same
+    // signature.
+    ok(lade()
+        .arg("--insecure-policy")
+        .args([
+            "sync",
+            "--src",
+            "docker",
+            "--dest",
+            "docker",
+            "--src-tls-verify=false",
+        ])
+        .args(["--dest-tls-verify=false", "--sign-by-sigstore-private-key"])
+        .arg(&key)
+        .arg("--sign-passphrase-file")
+        .arg(&pf)
+        .args([&format!("{a}/copied:1"), &format!("{a}/mirror")]));
+    assert_eq!(
+        fetch_signatures(a, "mirror/copied", &digest, t.path()).len(),
+        2
+    );
     // A wrong passphrase: a clear error naming the key, before anything is copied.
     fs::write(&pf, "wrong\n").unwrap();
     let e = fails(

@@ -76,17 +76,8 @@ impl GpgCopy {
         sign: &super::sign::SignFlags,
         dest: &str,
     ) -> Result<GpgCopy> {
-        let keyless = GpgCopy {
-            key: None,
-            identity: sign.sign_identity.clone(),
-            remove: f.remove_signatures,
-            dest: String::new(),
-            storage: Storage::None("no destination".into()),
-            policy: g.policy(),
-            into_store: false,
-        };
         // The destination is checked before the key's passphrase is asked for.
-        let mut c = keyless.to(dest, &g_ctx(g), f.sign_by.is_some())?;
+        let mut c = GpgCopy::keyless(g, f, sign).to(dest, &g_ctx(g), f.sign_by.is_some())?;
         c.key = open_key(g, f, sign)?;
         Ok(c)
     }
@@ -97,15 +88,22 @@ impl GpgCopy {
         f: &GpgSignFlags,
         sign: &super::sign::SignFlags,
     ) -> Result<GpgCopy> {
-        Ok(GpgCopy {
-            key: open_key(g, f, sign)?,
-            identity: None,
+        let mut c = GpgCopy::keyless(g, f, sign);
+        c.key = open_key(g, f, sign)?;
+        Ok(c)
+    }
+
+    /// The flags' GPG side without a destination or a key yet.
+    fn keyless(g: &Global, f: &GpgSignFlags, sign: &super::sign::SignFlags) -> GpgCopy {
+        GpgCopy {
+            key: None,
+            identity: sign.sign_identity.clone(),
             remove: f.remove_signatures,
             dest: String::new(),
             storage: Storage::None("no destination".into()),
             policy: g.policy(),
             into_store: false,
-        })
+        }
     }
 
     /// Whether it signs with --sign-by.
