@@ -211,6 +211,7 @@ fn signature_source<'a>(
             ctx,
             registry: None,
             dir: Some(d.clone()),
+            referrers: false,
         }),
         // The store keeps a manifest's GPG signatures in a directory of its own.
         (TransportRef::Local(_), _) => Box::new(sources::ImageSignatures {
@@ -218,12 +219,14 @@ fn signature_source<'a>(
             ctx,
             registry: None,
             dir: Some(crate::store::Store::signatures_of(&ctx.store_root, digest)?),
+            referrers: true,
         }),
         _ => Box::new(sources::ImageSignatures {
             src,
             ctx,
             registry: None,
             dir: None,
+            referrers: true,
         }),
     })
 }

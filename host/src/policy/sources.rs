@@ -25,8 +25,11 @@ pub struct ImageSignatures<'a> {
     pub ctx: &'a SystemContext,
     /// For a registry image: the lookaside base and whether sigstore attachments are read.
     pub registry: Option<(url::Url, bool)>,
-    /// For a `dir:` image: the directory.
+    /// A directory of `signature-N` files: a `dir:` image's, or the store's for the manifest.
     pub dir: Option<PathBuf>,
+    /// Without `registry`: whether sigstore bundles are read among the source's referrers (an OCI layout
+    /// or the store holds them; a `dir:` image cannot).
+    pub referrers: bool,
 }
 
 impl<'a> ImageSignatures<'a> {
@@ -45,6 +48,7 @@ impl<'a> ImageSignatures<'a> {
                 registries_d.use_sigstore_attachments(r),
             )),
             dir: None,
+            referrers: false,
         })
     }
 }
@@ -60,7 +64,7 @@ impl SignatureSource for ImageSignatures<'_> {
                 self.bundles(manifest_digest, &mut out).await?;
             }
         }
-        if self.registry.is_none() && self.dir.is_none() {
+        if self.registry.is_none() && self.referrers {
             self.bundles(manifest_digest, &mut out).await?;
         }
         if let Some(dir) = &self.dir {

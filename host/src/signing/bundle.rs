@@ -138,6 +138,7 @@ pub async fn verify(
         ctx,
         registry: None,
         dir: None,
+        referrers: true,
     }
     .signatures(&digest)
     .await

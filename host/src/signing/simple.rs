@@ -275,18 +275,21 @@ pub async fn read(
             ctx,
             registry: Some((base, false)),
             dir: None,
+            referrers: false,
         },
         Storage::Dir(d) => ImageSignatures {
             src,
             ctx,
             registry: None,
             dir: Some(d),
+            referrers: false,
         },
         Storage::Store(root) => ImageSignatures {
             src,
             ctx,
             registry: None,
             dir: Some(Store::signatures_of(&root, digest)?),
+            referrers: false,
         },
         Storage::None(_) => return Ok(vec![]),
     };
