@@ -5,7 +5,9 @@ use super::flags::{SideFlags, choice};
 use super::gpg_sign::{GpgCopy, GpgSignFlags};
 use super::progress::Shown;
 use super::sign::{CopySigner, SignFlags};
-use crate::copy::sync::{self, DestKind, Job, Outcome, Signatures, SrcKind, SyncOptions};
+use crate::copy::sync::{
+    self, DestKind, ImageSignatures, Job, Outcome, Signatures, SrcKind, SyncOptions,
+};
 use crate::copy::{CopyOptions, CopyReport, ManifestFormat, MultiArch};
 use crate::events::Event;
 use crate::registry::SystemContext;
@@ -75,7 +77,7 @@ pub struct SyncArgs {
 /// again, as skopeo sync does every run; the GPG signatures are replaced, not piled up).
 struct SyncSignatures {
     gpg: GpgCopy,
-    cosign: Option<CopySigner>,
+    cosign: Option<Arc<CopySigner>>,
     dst_ctx: SystemContext,
 }
 
@@ -99,15 +101,19 @@ impl SyncSignatures {
         }
         Ok(SyncSignatures {
             gpg: GpgCopy::for_sync(g, &a.gpg, &a.sign)?,
-            cosign: super::sign::copy_signer(g, &a.sign)?,
+            cosign: super::sign::copy_signer(g, &a.sign)?.map(Arc::new),
             dst_ctx: dst_ctx.clone(),
         })
     }
+}
 
-    /// The GPG side of `job`'s destination.
-    fn gpg_for(&self, job: &Job) -> Result<GpgCopy> {
-        self.gpg.to(&job.dst, &self.dst_ctx, self.gpg.signs())
-    }
+/// One image's side: the GPG side of its destination, made once, and the source's signatures it keeps.
+struct SyncedImage {
+    gpg: GpgCopy,
+    kept: Vec<Vec<u8>>,
+    cosign: Option<Arc<CopySigner>>,
+    dst: String,
+    dst_ctx: SystemContext,
 }
 
 #[async_trait::async_trait]
@@ -117,20 +123,30 @@ impl Signatures for SyncSignatures {
         job: &Job,
         src: Box<dyn ImageSource>,
         opts: &CopyOptions,
-    ) -> Result<(Box<dyn ImageSource>, CopyOptions, Vec<Vec<u8>>)> {
-        self.gpg_for(job)?
-            .prepare(&job.src, src, job.src_ctx(), opts)
-            .await
+    ) -> Result<(Box<dyn ImageSource>, CopyOptions, Box<dyn ImageSignatures>)> {
+        let gpg = self.gpg.to(&job.dst, &self.dst_ctx, self.gpg.signs())?;
+        let (src, opts, kept) = gpg.prepare(&job.src, src, job.src_ctx(), opts).await?;
+        let image = SyncedImage {
+            gpg,
+            kept,
+            cosign: self.cosign.clone(),
+            dst: job.dst.clone(),
+            dst_ctx: self.dst_ctx.clone(),
+        };
+        Ok((src, opts, Box::new(image)))
+    }
+}
+
+#[async_trait::async_trait]
+impl ImageSignatures for SyncedImage {
+    fn complete(&self, digest: &str) -> Result<bool> {
+        Ok(self.cosign.is_none() && self.gpg.complete(digest, &self.kept)?)
     }
 
-    fn complete(&self, job: &Job, digest: &str, kept: &[Vec<u8>]) -> Result<bool> {
-        Ok(self.cosign.is_none() && self.gpg_for(job)?.complete(digest, kept)?)
-    }
-
-    async fn finish(&self, job: &Job, report: &CopyReport, kept: Vec<Vec<u8>>) -> Result<()> {
-        self.gpg_for(job)?.finish(report, kept, &self.dst_ctx)?;
+    async fn finish(&self, report: &CopyReport) -> Result<()> {
+        self.gpg.finish(report, self.kept.clone(), &self.dst_ctx)?;
         if let Some(c) = &self.cosign {
-            c.sign_async(&job.dst, &self.dst_ctx).await?;
+            c.sign_async(&self.dst, &self.dst_ctx).await?;
         }
         Ok(())
     }

@@ -65,19 +65,24 @@ impl std::str::FromStr for DestKind {
 #[async_trait]
 pub trait Signatures: Send + Sync {
     /// Before `job` is copied from `src` (already checked against the policy): the source and options to
-    /// copy with, and the source's signatures to store after the copy. Refuses, before anything is
+    /// copy with, and what is to be done with this image's signatures. Refuses, before anything is
     /// written, signatures the destination cannot hold.
     async fn prepare(
         &self,
         job: &Job,
         src: Box<dyn ImageSource>,
         opts: &CopyOptions,
-    ) -> Result<(Box<dyn ImageSource>, CopyOptions, Vec<Vec<u8>>)>;
+    ) -> Result<(Box<dyn ImageSource>, CopyOptions, Box<dyn ImageSignatures>)>;
+}
+
+/// One image's signatures, from [`Signatures::prepare`].
+#[async_trait]
+pub trait ImageSignatures: Send + Sync {
     /// Whether a destination that already holds manifest `digest` needs nothing more: the source's
-    /// signatures `kept` are there and no new one is to be made.
-    fn complete(&self, job: &Job, digest: &str, kept: &[Vec<u8>]) -> Result<bool>;
-    /// After the copy: store `kept` and this sync's own signatures.
-    async fn finish(&self, job: &Job, report: &CopyReport, kept: Vec<Vec<u8>>) -> Result<()>;
+    /// signatures are there and no new one is to be made.
+    fn complete(&self, digest: &str) -> Result<bool>;
+    /// After the copy: store the source's signatures and this sync's own.
+    async fn finish(&self, report: &CopyReport) -> Result<()>;
 }
 
 /// One sync: where from, where to, and how.
@@ -502,15 +507,18 @@ async fn sync_one(
         top: Default::default(),
     };
     let want = expected_digest(&src, opts).await?;
-    let (src, copy_opts, kept) = match sigs {
-        Some(h) => h.prepare(job, Box::new(src), opts).await?,
-        None => (Box::new(src) as Box<dyn ImageSource>, opts.clone(), vec![]),
+    let (src, copy_opts, image_sigs) = match sigs {
+        Some(h) => {
+            let (src, o, i) = h.prepare(job, Box::new(src), opts).await?;
+            (src, o, Some(i))
+        }
+        None => (Box::new(src) as Box<dyn ImageSource>, opts.clone(), None),
     };
     if opts.format.is_none()
         && opts.compress.is_none()
         && current_digest(&job.dst, dst_ctx).await.as_deref() == Some(want.as_str())
-        && match sigs {
-            Some(h) => h.complete(job, &want, &kept)?,
+        && match &image_sigs {
+            Some(i) => i.complete(&want)?,
             None => true,
         }
     {
@@ -523,8 +531,8 @@ async fn sync_one(
         .await
         .with_context(|| format!("opening {}", job.dst))?;
     let report = copy_image(src.as_ref(), dst.as_ref(), &copy_opts).await?;
-    if let Some(h) = sigs {
-        h.finish(job, &report, kept).await?;
+    if let Some(i) = image_sigs {
+        i.finish(&report).await?;
     }
     Ok(Outcome::Copied(report))
 }
