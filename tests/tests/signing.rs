@@ -6,7 +6,7 @@
 
 mod fixture;
 
-use fixture::{export_public, fixture, gpg_key, stop_agent};
+use fixture::{SYNC_REGISTRIES, export_public, fixture, gpg_key, stop_agent};
 use lade_tests::{Registry, fails, lade, ok, require_peers, workspace};
 use serde_json::json;
 use std::fs;
@@ -649,22 +649,17 @@ fn copy_and_push_sign_with_a_sigstore_key() {
     );
     // sync signs each image it mirrors under its destination name, beside the source's signature it
     // carries over; the peer verifies the new one.
-    ok(lade()
-        .arg("--insecure-policy")
-        .args([
-            "sync",
-            "--src",
-            "docker",
-            "--dest",
-            "docker",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            "--sign-by-sigstore-private-key",
-        ])
-        .arg(&key)
-        .arg("--sign-passphrase-file")
-        .arg(&pf)
-        .args([&format!("{a}/copied:1"), &format!("{a}/mirror")]));
+    let sign_sync = || {
+        ok(lade()
+            .arg("--insecure-policy")
+            .args(SYNC_REGISTRIES)
+            .arg("--sign-by-sigstore-private-key")
+            .arg(&key)
+            .arg("--sign-passphrase-file")
+            .arg(&pf)
+            .args([&format!("{a}/copied:1"), &format!("{a}/mirror")]))
+    };
+    sign_sync();
     let mirrored = fetch_signatures(a, "mirror/copied", &digest, t.path());
     let identity = |payload: &Path| {
         let p: serde_json::Value = serde_json::from_slice(&fs::read(payload).unwrap()).unwrap();
@@ -682,21 +677,7 @@ fn copy_and_push_sign_with_a_sigstore_key() {
     );
     // A second signing sync copies and signs again, as skopeo's does, and adds no second copy of the same
     // signature.
-    ok(lade()
-        .arg("--insecure-policy")
-        .args([
-            "sync",
-            "--src",
-            "docker",
-            "--dest",
-            "docker",
-            "--src-tls-verify=false",
-        ])
-        .args(["--dest-tls-verify=false", "--sign-by-sigstore-private-key"])
-        .arg(&key)
-        .arg("--sign-passphrase-file")
-        .arg(&pf)
-        .args([&format!("{a}/copied:1"), &format!("{a}/mirror")]));
+    sign_sync();
     assert_eq!(
         fetch_signatures(a, "mirror/copied", &digest, t.path()).len(),
         2

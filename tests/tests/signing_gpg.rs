@@ -7,7 +7,7 @@
 
 mod fixture;
 
-use fixture::{cosign_sig, export_public, fixture, gpg_key, stop_agent};
+use fixture::{SYNC_REGISTRIES, cosign_sig, export_public, fixture, gpg_key, stop_agent};
 use lade_tests::{Registry, fails, lade, ok, require_peers, run};
 use serde_json::{Value, json};
 use std::fs;
@@ -612,15 +612,7 @@ fn sync_keeps_adds_and_removes_gpg_signatures() {
     s.skopeo_sign(&["--preserve-digests"], &format!("docker://{a}/up/app:1"));
     let sync = |extra: &[&str], dest: &str| {
         let mut c = s.lade();
-        c.arg("--insecure-policy").args([
-            "sync",
-            "--src",
-            "docker",
-            "--dest",
-            "docker",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-        ]);
+        c.arg("--insecure-policy").args(SYNC_REGISTRIES);
         c.args(extra)
             .arg(format!("{a}/up/app"))
             .arg(format!("{a}/{dest}"));
